@@ -1,0 +1,76 @@
+"""Guest entry point: prepare the kernel side of the lab, then run the requested command.
+
+Runs as root inside the VM. Writes the command's exit status to ``OUTDIR/exit-status``
+(the host trusts that file rather than the VM's exit status, see ``vm.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+
+from dmpath.lab import topology as topo
+from dmpath.runner import run
+
+#: kernel modules the lab needs loaded up front
+MODULES = (
+    "dm-multipath",
+    "dm-service-time",
+    "dm-queue-length",
+    "dm-round-robin",
+    "sg",
+    "scsi_dh_alua",
+    "multipath",  # md's multipath personality (gone after 6.7; failure is reported by tests)
+)
+
+#: multipath-tools' udev rules, when installed on the host, act on our paths and maps in
+#: the guest (LAB.md: they made the kernel fail every path of an mpath- map); move them
+#: aside inside the guest only (its /lib is a writable overlay).
+FOREIGN_RULES = ("*multipath*.rules", "*dm-mpath*.rules", "*kpartx*.rules")
+
+
+def prepare_kernel() -> None:
+    for mod in MODULES:
+        run("modprobe", [mod], check=False)
+    moved = False
+    for pattern in FOREIGN_RULES:
+        for rule in glob.glob(os.path.join("/lib/udev/rules.d", pattern)):
+            try:
+                os.rename(rule, rule + ".dmpath-lab-disabled")
+                moved = True
+            except OSError:
+                pass
+    if moved:
+        run("udevadm", ["control", "--reload"], check=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dmpath.lab.guest")
+    ap.add_argument("--outdir", required=True)
+    ap.add_argument("--topology")
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+    cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+    status_file = os.path.join(args.outdir, "exit-status")
+    rc = 1
+    try:
+        os.environ["DMPATH_LAB"] = "1"
+        os.environ["DMPATH_LAB_OUTDIR"] = args.outdir
+        # the venv's tools (pytest, dmpathd, mpathctl) first on PATH
+        os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+        prepare_kernel()
+        if args.topology:
+            topo.setup(topo.get_topology(args.topology))
+            os.environ["DMPATH_LAB_TOPOLOGY"] = args.topology
+        rc = subprocess.call(cmd) if cmd else 0
+    finally:
+        with open(status_file, "w") as fh:
+            fh.write(f"{rc}\n")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

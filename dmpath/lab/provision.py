@@ -1,0 +1,123 @@
+"""Install what the lab needs on a Debian host, only where it is missing.
+
+Run as root on a fresh Debian machine; on a machine that already has everything it only
+checks (dpkg-query) and returns, so it is cheap to call before every lab run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable
+
+from dmpath.errors import DmpathError
+from dmpath.runner import run
+
+#: Debian packages the lab needs on the host (the guest shares the host's root file system)
+APT_PACKAGES = (
+    "qemu-system-x86",
+    "linux-image-amd64",
+    "mdadm",
+    "sg3-utils",
+    "udev",
+    "kmod",
+    "busybox-static",
+    "dmsetup",
+    "groff-base",
+    "man-db",
+)
+
+#: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel
+MAX_KERNEL_FOR_MD_MULTIPATH = (6, 7)
+
+
+class LabSetupError(DmpathError):
+    """The lab cannot be prepared on this machine."""
+
+    exit_code = 8
+
+
+def missing_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
+    """Packages from ``packages`` that dpkg does not report as installed."""
+    res = run(
+        "dpkg-query",
+        ["-W", "-f", "${Package} ${db:Status-Status}\n", *packages],
+        check=False,
+    )
+    installed = {
+        ln.split()[0] for ln in res.stdout.splitlines() if ln.endswith(" installed")
+    }
+    return [p for p in packages if p not in installed]
+
+
+def install_packages(log: Callable[[str], None] = print) -> None:
+    """apt-get install whatever is missing (needs root)."""
+    missing = missing_packages()
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise LabSetupError(
+            "the lab needs these Debian packages: " + " ".join(missing) + " (run as root)"
+        )
+    log("installing " + " ".join(missing) + " (apt-get)...")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", ["update", "-q"], timeout=900, env=env)
+    run(
+        "apt-get",
+        ["install", "-y", "-q", "--no-install-recommends", *missing],
+        timeout=1800,
+        env=env,
+    )
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    m = re.search(r"vmlinuz-(\d+)\.(\d+)(?:\.(\d+))?", path)
+    if not m:
+        return (0,)
+    return tuple(int(x or 0) for x in m.groups())
+
+
+def find_kernel(boot: str = "/boot") -> str:
+    """The newest Debian kernel image that still has md multipath (< 6.8).
+
+    ``DMPATH_LAB_KERNEL`` overrides the choice (e.g. to try a newer kernel's dm side).
+    """
+    forced = os.environ.get("DMPATH_LAB_KERNEL")
+    if forced:
+        if not os.path.exists(forced):
+            raise LabSetupError(f"DMPATH_LAB_KERNEL={forced} does not exist")
+        return forced
+    images = sorted(glob.glob(os.path.join(boot, "vmlinuz-*")), key=_version_key)
+    suitable = [i for i in images if _version_key(i)[:2] <= MAX_KERNEL_FOR_MD_MULTIPATH]
+    if not suitable:
+        raise LabSetupError(
+            f"no kernel image below 6.8 in {boot} (found: {', '.join(images) or 'none'});"
+            " install Debian 12's linux-image-amd64"
+        )
+    return suitable[-1]
+
+
+def vng_path() -> str:
+    """virtme-ng's ``vng`` from the running virtualenv (it needs its sibling tools on PATH)."""
+    here = os.path.dirname(sys.executable)
+    cand = os.path.join(here, "vng")
+    if os.access(cand, os.X_OK):
+        return cand
+    found = shutil.which("vng")
+    if not found:
+        raise LabSetupError(
+            "virtme-ng (vng) is not installed in this environment: pip install virtme-ng"
+        )
+    return found
+
+
+def ensure_lab(log: Callable[[str], None] = print) -> str:
+    """Make the host ready; returns the kernel image to boot."""
+    install_packages(log)
+    vng_path()
+    if not shutil.which("qemu-system-x86_64"):
+        raise LabSetupError("qemu-system-x86_64 is missing after install")
+    return find_kernel()

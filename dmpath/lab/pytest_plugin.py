@@ -1,0 +1,185 @@
+"""pytest bridge: every ``@pytest.mark.lab`` test of a session runs inside ONE lab boot.
+
+On the host (no ``DMPATH_LAB`` in the environment) lab tests are not run in-process: the
+first one to come up boots the VM once and runs all selected lab tests inside it with
+pytest; each host-side lab item then reports the outcome its twin had in the guest, so
+the host's summary counts real kernel results. Inside the guest the same tests run
+normally. With ``CI=true`` a skipped lab test counts as a failure: in CI the lab must run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from _pytest.reports import TestReport
+
+IN_GUEST = os.environ.get("DMPATH_LAB") == "1"
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    grp = parser.getgroup("dmpath lab")
+    grp.addoption("--lab-results", help="(guest) write per-test outcomes as JSON lines here")
+    grp.addoption(
+        "--no-lab", action="store_true", help="skip lab tests instead of booting the VM"
+    )
+    grp.addoption("--lab-topology", default=None, help="topology set up before the tests")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab: runs inside the real-kernel lab VM")
+    if not IN_GUEST:
+        config.pluginmanager.register(_HostBridge(config), "dmpath-lab-bridge")
+
+
+def _is_lab(item: pytest.Item) -> bool:
+    return item.get_closest_marker("lab") is not None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    rep: TestReport = outcome.get_result()
+    if _ci() and _is_lab(item) and rep.skipped and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = f"lab test skipped under CI=true (a skip is a failure here): {reason}"
+
+
+def pytest_runtest_logreport(report: TestReport) -> None:
+    path = os.environ.get("DMPATH_LAB_RESULTS")
+    if not (IN_GUEST and path):
+        return
+    longrepr: Any = report.longrepr
+    if isinstance(longrepr, tuple):
+        longrepr = list(longrepr)
+    elif longrepr is not None:
+        longrepr = str(longrepr)
+    rec = {
+        "nodeid": report.nodeid,
+        "when": report.when,
+        "outcome": report.outcome,
+        "longrepr": longrepr,
+        "duration": report.duration,
+    }
+    with open(path, "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+
+
+@dataclass
+class _Outcome:
+    phases: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _one_phase(outcome: str, longrepr: Any) -> dict[str, dict[str, Any]]:
+    return {"setup": {"outcome": outcome, "longrepr": longrepr, "duration": 0.0}}
+
+
+class _HostBridge:
+    """Host side: runs the session's lab tests in one VM boot and mirrors their results."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.lab_ids: list[str] = []
+        self.results: dict[str, _Outcome] | None = None
+        self.boot_error = ""
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.lab_ids = [i.nodeid for i in items if _is_lab(i)]
+
+    def _write(self, line: str) -> None:
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(line)
+        else:
+            print(line, file=sys.stderr)
+
+    def _run_lab(self) -> dict[str, _Outcome]:
+        from dmpath.lab.vm import run_in_lab
+
+        results: dict[str, _Outcome] = {}
+        try:
+            outdir = tempfile.mkdtemp(prefix="dmpath-lab-pytest-")
+            res_file = os.path.join(outdir, "results.jsonl")
+            argv = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-v",
+                "--tb=short",
+                *self.lab_ids,
+            ]
+            self._write(f"\n[lab] running {len(self.lab_ids)} lab tests inside one VM boot")
+            run = run_in_lab(
+                ["env", f"DMPATH_LAB_RESULTS={res_file}", *argv],
+                outdir=outdir,
+                echo=lambda ln: self._write("  lab| " + ln),
+                progress=lambda m: self._write("[lab] " + m),
+            )
+            self._write(
+                f"[lab] guest finished with status {run.returncode} in {run.duration:.0f} s"
+            )
+            if os.path.exists(res_file):
+                with open(res_file) as fh:
+                    for ln in fh:
+                        rec = json.loads(ln)
+                        results.setdefault(rec["nodeid"], _Outcome()).phases[rec["when"]] = rec
+            if not results:
+                self.boot_error = "the lab VM produced no results:\n" + run.output[-3000:]
+        except Exception as exc:  # noqa: BLE001 - any failure to boot fails every lab test
+            self.boot_error = f"could not run the lab VM: {type(exc).__name__}: {exc}"
+        return results
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        if not _is_lab(item):
+            return None
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        if self.config.getoption("--no-lab"):
+            phases = _one_phase("skipped", [item.location[0], 0, "Skipped: --no-lab"])
+        else:
+            if self.results is None:
+                self.results = self._run_lab()
+            found = self.results.get(item.nodeid)
+            if found is None:
+                why = self.boot_error or "lab test did not run in the VM"
+                phases = _one_phase("failed", why)
+            else:
+                phases = found.phases
+        for when in ("setup", "call", "teardown"):
+            rec: dict[str, Any] | None = phases.get(when)
+            if rec is None:
+                continue
+            longrepr = rec.get("longrepr")
+            if isinstance(longrepr, list):
+                longrepr = (str(longrepr[0]), int(longrepr[1] or 0), str(longrepr[2]))
+            rep = TestReport(
+                nodeid=item.nodeid,
+                location=item.location,
+                keywords={k: 1 for k in item.keywords},
+                outcome=rec["outcome"],
+                longrepr=longrepr,
+                when=when,
+                duration=float(rec.get("duration") or 0.0),
+            )
+            if _ci() and rep.skipped:
+                reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+                rep.outcome = "failed"
+                rep.longrepr = f"lab test skipped under CI=true (a skip is a failure): {reason}"
+            ihook.pytest_runtest_logreport(report=rep)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
