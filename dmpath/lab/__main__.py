@@ -1,0 +1,51 @@
+"""``python -m dmpath.lab``: provision the host, run a command in the lab, or the tour."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dmpath.errors import DmpathError
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dmpath.lab", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("provision", help="install missing Debian packages for the lab")
+    r = sub.add_parser("run", help="boot the lab and run a command inside it")
+    r.add_argument("--topology", default="default", help="LUNSxPATHS, e.g. 2x4 (default)")
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    t = sub.add_parser("tour", help="boot the lab and show a live failover")
+    t.add_argument("--topology", default="default")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "provision":
+            from dmpath.lab.provision import ensure_lab
+
+            kernel = ensure_lab(lambda m: print("lab:", m, file=sys.stderr))
+            print(f"lab: ready (kernel {kernel})", file=sys.stderr)
+            return 0
+        from dmpath.lab.vm import run_in_lab
+
+        if args.cmd == "run":
+            cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+            topology = args.topology
+        else:
+            cmd = [sys.executable, "-m", "dmpath.lab.tour"]
+            topology = args.topology
+        res = run_in_lab(
+            cmd or ["true"],
+            topology=topology,
+            echo=print,
+            progress=lambda m: print("lab:", m, file=sys.stderr, flush=True),
+        )
+        return res.returncode
+    except DmpathError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

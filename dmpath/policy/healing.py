@@ -1,0 +1,199 @@
+"""The personality's fail/reinstate rules, failback, no-path-retry and polling, as pure functions.
+
+Given the model of one map (kernel state of each path plus the checker's last verdict)
+``plan`` says what to do; the daemon applies it and re-plans after the kernel answers, so
+the plan is idempotent: the same state always yields the same actions, and a state that
+needs nothing yields none.
+
+The rules are md's multipath personality's (drivers/md/multipath.c): a failing path is
+disabled ("IO failure on sdb, disabling IO path. Operation continuing on 1 IO paths.")
+unless it is the last working one ("only one IO path left and IO error." - it stays
+active: a path that may still work beats none). A path that passes again is reinstated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dmpath.model import Check, KernelState, Map, Path
+
+
+@dataclass(frozen=True)
+class FailPath:
+    map: str
+    path: str
+    devnum: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ReinstatePath:
+    map: str
+    path: str
+    devnum: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SwitchGroup:
+    map: str
+    group: int
+    message: str
+
+
+@dataclass(frozen=True)
+class SetQueueing:
+    map: str
+    enabled: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    map: str
+    path: str
+    message: str
+
+
+Action = FailPath | ReinstatePath | SwitchGroup | SetQueueing | Alert
+
+#: checker verdicts that make a failed path worth reinstating (a standby path still works)
+USABLE = (Check.UP, Check.GHOST)
+
+LAST_PATH_ALERT = "only one IO path left and IO error."
+
+
+def _plural(n: int) -> str:
+    return f"{n} IO path" + ("" if n == 1 else "s")
+
+
+def _usable(p: Path) -> bool:
+    """Active in the kernel and not known dead: I/O sent there should succeed."""
+    return p.kernel_state == KernelState.ACTIVE and p.check != Check.DOWN
+
+
+def plan_paths(m: Map) -> list[Action]:
+    """Fail the dead, reinstate the living, never fail the last path that is active."""
+    actions: list[Action] = []
+    reinstate = [p for p in m.paths if p.kernel_state == KernelState.FAILED and p.check in USABLE]
+    dead_active = [
+        p for p in m.paths if p.kernel_state == KernelState.ACTIVE and p.check == Check.DOWN
+    ]
+    working = sum(1 for p in m.paths if _usable(p)) + len(reinstate)
+    for p in reinstate:
+        actions.append(
+            ReinstatePath(
+                m.name,
+                p.name,
+                p.devnum,
+                f"{p.name} is back ({p.check.value}): reinstating IO path.",
+            )
+        )
+    if working >= 1:
+        to_fail, keep = dead_active, []
+    else:
+        # Every path is dead: keep the best one active (the personality's last-path rule).
+        ordered = sorted(dead_active, key=lambda p: (-p.priority, p.name))
+        keep, to_fail = ordered[:1], ordered[1:]
+    left = working + len(keep)
+    for p in to_fail:
+        actions.append(
+            FailPath(
+                m.name,
+                p.name,
+                p.devnum,
+                f"IO failure on {p.name}, disabling IO path. "
+                f"Operation continuing on {_plural(left)}.",
+            )
+        )
+    for p in keep:
+        msg = f"{p.name}: {LAST_PATH_ALERT}"
+        if msg not in m.alerts:
+            actions.append(Alert(m.name, p.name, msg))
+    return actions
+
+
+def best_group(m: Map) -> int:
+    """Number of the highest-priority group with a usable path (0 if none)."""
+    by_name = {p.name: p for p in m.paths}
+    best = 0
+    best_prio = -1
+    for g in m.groups:
+        if g.state.value == "disabled":
+            continue
+        usable = [by_name[n] for n in g.paths if n in by_name and _usable(by_name[n])]
+        if usable and g.priority > best_prio:
+            best, best_prio = g.number, g.priority
+    return best
+
+
+def plan_failback(
+    m: Map, current_group: int, failback: str, best_usable_since: float | None, now: float
+) -> list[Action]:
+    """Switch back to the best group: at once, after ``failback`` seconds, or never (manual).
+
+    ``current_group`` is the group the kernel uses (or will use next); ``best_usable_since``
+    is when the best group last became usable, for the deferred policy.
+    """
+    best = best_group(m)
+    if best in (0, current_group) or failback == "manual":
+        return []
+    cur_prio = next((g.priority for g in m.groups if g.number == current_group), -1)
+    best_prio = next(g.priority for g in m.groups if g.number == best)
+    if best_prio <= cur_prio:
+        return []  # same priority: switching would only churn
+    if failback != "immediate":
+        delay = float(failback)
+        if best_usable_since is None or now - best_usable_since < delay:
+            return []
+    return [SwitchGroup(m.name, best, f"failback: switching to path group {best}")]
+
+
+def has_usable_path(m: Map) -> bool:
+    return any(_usable(p) for p in m.paths)
+
+
+def plan_no_path(
+    m: Map, no_path_retry: str, checks_without_path: int, queueing_now: bool
+) -> list[Action]:
+    """What to do with I/O while no path works: queue, fail, or queue for N checks.
+
+    ``checks_without_path`` counts check rounds since the map lost its last usable path
+    (0 while a path works). When a path is back, queueing is restored if configured.
+    """
+    wants_queue = no_path_retry != "fail"
+    if has_usable_path(m):
+        if wants_queue and not queueing_now:
+            return [SetQueueing(m.name, True, "a path is back: queueing I/O again if all fail")]
+        return []
+    if no_path_retry == "queue" or not queueing_now:
+        return []
+    if no_path_retry == "fail" or checks_without_path >= int(no_path_retry):
+        return [
+            SetQueueing(
+                m.name,
+                False,
+                f"no path for {checks_without_path} checks: failing queued I/O (no_path_retry)",
+            )
+        ]
+    return []
+
+
+def next_interval(
+    current: float, check: Check, changed: bool, tight: float, relaxed: float
+) -> float:
+    """Polling interval after a check: tight while failed, pending or just changed; else relax.
+
+    Relaxing doubles the interval up to ``relaxed``, so a path that recovered is watched
+    closely for a while (it may flap) before settling.
+    """
+    if changed or check in (Check.DOWN, Check.PENDING, Check.UNKNOWN):
+        return tight
+    return min(relaxed, max(tight, current * 2 if current > 0 else tight))
+
+
+def is_flapping(
+    change_times: list[float], now: float, window: float = 60.0, limit: int = 4
+) -> bool:
+    """A path whose state changed ``limit`` times within ``window`` seconds is flapping."""
+    return sum(1 for t in change_times if now - t <= window) >= limit
