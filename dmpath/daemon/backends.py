@@ -1,0 +1,252 @@
+"""The daemon's two kernel backends behind one interface: dm multipath maps and md arrays.
+
+Each reads the kernel's view of a map into a ``KernelMap`` and carries out the healing
+actions. They hold no state: the kernel is asked every time (DESIGN.md §Conventions 5).
+Ownership is marked in the kernel itself so a restarted daemon can adopt exactly what it
+made and nothing else: dm maps by their uuid prefix (``dmpath-`` by default, deliberately
+not multipath-tools' ``mpath-``), md arrays by the ``dmpath-`` prefix of their md name.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from dmpath.errors import DmpathError
+from dmpath.kernel import dmsetup, mdadm
+from dmpath.kernel.dmtable import GroupState as DmGroupState
+from dmpath.kernel.dmtable import MultipathTable
+from dmpath.kernel.dmtable import PathState as DmPathState
+from dmpath.kernel.mdstat import MdStat
+from dmpath.model import Backend, GroupState, KernelState
+
+MD_NAME_PREFIX = "dmpath-"
+
+
+class Unsupported(DmpathError):
+    """The operation has no meaning on this backend (e.g. path groups on md)."""
+
+    exit_code = 7
+
+
+@dataclass
+class KernelGroup:
+    number: int
+    selector: str
+    state: GroupState
+    devnums: list[str]
+
+
+@dataclass
+class KernelMap:
+    """What the kernel says about one of our maps."""
+
+    name: str
+    backend: Backend
+    uuid: str
+    sysfs: str
+    devnode: str
+    size_sectors: int
+    open_count: int
+    members: dict[str, KernelState]  # devnum -> state, in table/slot order
+    groups: list[KernelGroup] = field(default_factory=list)
+    next_group: int = 0
+    queueing: bool = False
+    features: str = ""
+    hwhandler: str = ""
+    table: MultipathTable | None = None
+
+
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def devnum_of(name: str) -> str:
+    """``sda`` → ``8:0`` from sysfs ('' if the device is gone)."""
+    try:
+        return _read(f"/sys/class/block/{name}/dev")
+    except OSError:
+        return ""
+
+
+_GROUP_STATES = {
+    DmGroupState.ACTIVE: GroupState.ACTIVE,
+    DmGroupState.ENABLED: GroupState.ENABLED,
+    DmGroupState.DISABLED: GroupState.DISABLED,
+}
+
+
+class DmBackend:
+    kind = Backend.DM
+
+    def __init__(self, uuid_prefix: str = "dmpath-") -> None:
+        self.uuid_prefix = uuid_prefix
+
+    def uuid_for(self, wwid: str) -> str:
+        return self.uuid_prefix + wwid
+
+    def wwid_of(self, uuid: str) -> str | None:
+        return uuid[len(self.uuid_prefix) :] if uuid.startswith(self.uuid_prefix) else None
+
+    def list_ours(self) -> dict[str, str]:
+        """Our maps now in the kernel: name -> wwid."""
+        out: dict[str, str] = {}
+        for dev in dmsetup.list_maps():
+            info = dmsetup.info(dev.name)
+            wwid = self.wwid_of(info.uuid)
+            if wwid:
+                out[dev.name] = wwid
+        return out
+
+    def read(self, name: str) -> KernelMap:
+        info = dmsetup.info(name)
+        table = dmsetup.table(name)
+        status = dmsetup.status(name)
+        members: dict[str, KernelState] = {}
+        groups: list[KernelGroup] = []
+        for i, (tg, sg) in enumerate(zip(table.groups, status.groups, strict=False), start=1):
+            for ps in sg.paths:
+                members[ps.dev] = (
+                    KernelState.ACTIVE if ps.state == DmPathState.ACTIVE else KernelState.FAILED
+                )
+            groups.append(
+                KernelGroup(i, tg.selector, _GROUP_STATES[sg.state], [p.dev for p in sg.paths])
+            )
+        hw = table.hw_handler
+        return KernelMap(
+            name=name,
+            backend=Backend.DM,
+            uuid=info.uuid,
+            sysfs=f"dm-{info.minor}",
+            devnode=f"/dev/mapper/{name}",
+            size_sectors=table.length,
+            open_count=info.open_count,
+            members=members,
+            groups=groups,
+            next_group=status.next_pg,
+            queueing=status.queue_io or table.features.queue_if_no_path,
+            features=" ".join(table.features.words()) or "0",
+            hwhandler=" ".join([hw.name, *hw.args]) if hw else "",
+            table=table,
+        )
+
+    def create(self, name: str, wwid: str, table: MultipathTable) -> None:
+        dmsetup.create(name, table, uuid=self.uuid_for(wwid))
+
+    def reload(self, name: str, table: MultipathTable) -> None:
+        dmsetup.reload(name, table)
+
+    def fail(self, name: str, devnum: str) -> None:
+        dmsetup.fail_path(name, devnum)
+
+    def reinstate(self, name: str, devnum: str) -> None:
+        dmsetup.reinstate_path(name, devnum)
+
+    def switch_group(self, name: str, group: int) -> None:
+        dmsetup.switch_group(name, group)
+
+    def set_queueing(self, name: str, enabled: bool) -> None:
+        if enabled:
+            dmsetup.queue_if_no_path(name)
+        else:
+            dmsetup.fail_if_no_path(name)
+
+    def flush(self, name: str, force: bool = False) -> None:
+        dmsetup.remove(name, force=force)
+
+
+class MdBackend:
+    """md multipath arrays (superblock 1.2, md name ``dmpath-<map name>``)."""
+
+    kind = Backend.MD
+
+    @staticmethod
+    def md_name(name: str) -> str:
+        return MD_NAME_PREFIX + name
+
+    def _find(self, name: str) -> tuple[str, MdStat]:
+        """The kernel name (md127) of our array ``name``."""
+        stat = mdadm.read_mdstat()
+        for arr in stat.arrays:
+            if arr.personality != "multipath":
+                continue
+            exp = mdadm.detail_export(f"/dev/{arr.name}")
+            if exp.name and exp.name.split(":", 1)[-1] == self.md_name(name):
+                return arr.name, stat
+        raise DmpathError(f"md array for map {name} not found")
+
+    def list_ours(self) -> dict[str, str]:
+        """Our arrays: map name -> '' (the WWID comes from the members' udev records)."""
+        out: dict[str, str] = {}
+        try:
+            stat = mdadm.read_mdstat()
+        except (OSError, DmpathError):
+            return out
+        for arr in stat.arrays:
+            if arr.personality != "multipath":
+                continue
+            exp = mdadm.detail_export(f"/dev/{arr.name}")
+            short = (exp.name or "").split(":", 1)[-1]
+            if short.startswith(MD_NAME_PREFIX):
+                out[short[len(MD_NAME_PREFIX) :]] = ""
+        return out
+
+    def read(self, name: str) -> KernelMap:
+        kname, stat = self._find(name)
+        arr = next(a for a in stat.arrays if a.name == kname)
+        members: dict[str, KernelState] = {}
+        for m in sorted(arr.members, key=lambda m: m.desc_nr):
+            dn = devnum_of(m.name)
+            if dn:
+                members[dn] = KernelState.FAILED if "F" in m.flags else KernelState.ACTIVE
+        exp = mdadm.detail_export(f"/dev/{kname}")
+        try:
+            holders = os.listdir(f"/sys/block/{kname}/holders")
+        except OSError:
+            holders = []
+        return KernelMap(
+            name=name,
+            backend=Backend.MD,
+            uuid=exp.uuid or "",
+            sysfs=kname,
+            devnode=f"/dev/{kname}",
+            size_sectors=(arr.blocks or 0) * 2,
+            open_count=len(holders),
+            members=members,
+            queueing=False,
+            features="",
+            hwhandler="",
+        )
+
+    def create(self, name: str, devnodes: list[str]) -> None:
+        mdadm.create(f"/dev/md/{self.md_name(name)}", devnodes, name=self.md_name(name))
+
+    def add(self, name: str, devnode: str) -> None:
+        kname, _ = self._find(name)
+        mdadm.add(f"/dev/{kname}", devnode)
+
+    def fail(self, name: str, devnode: str) -> None:
+        kname, _ = self._find(name)
+        mdadm.fail(f"/dev/{kname}", devnode)
+
+    def reinstate(self, name: str, devnode: str) -> None:
+        """md cannot un-fail a member: hot-remove it (EBUSY while busy: MemberBusy) and re-add."""
+        kname, _ = self._find(name)
+        mdadm.remove(f"/dev/{kname}", devnode)
+        mdadm.add(f"/dev/{kname}", devnode)
+
+    def remove_member(self, name: str, devnode: str) -> None:
+        kname, _ = self._find(name)
+        mdadm.fail(f"/dev/{kname}", devnode)
+        mdadm.remove(f"/dev/{kname}", devnode)
+
+    def switch_group(self, name: str, group: int) -> None:
+        raise Unsupported(f"{name}: md multipath arrays have no path groups")
+
+    def set_queueing(self, name: str, enabled: bool) -> None:
+        raise Unsupported(f"{name}: md multipath arrays do not queue I/O")
+
+    def flush(self, name: str, force: bool = False) -> None:
+        kname, _ = self._find(name)
+        mdadm.stop(f"/dev/{kname}")

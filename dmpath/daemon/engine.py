@@ -1,0 +1,884 @@
+"""dmpathd's event loop: the one owner of the daemon's state.
+
+Everything arrives as an event on one asyncio loop: udev events (coalesced into one
+re-evaluation per burst), checker results (checks run in worker threads with a timeout),
+dm path uevents from the kernel (an immediate re-check), control-socket requests and
+signals. Kernel operations run one at a time in a dedicated worker thread, so the loop
+never blocks and the kernel sees our operations in the order we decided them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from dmpath import config as cfgmod
+from dmpath.daemon import discovery
+from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend
+from dmpath.daemon.checkers import PathChecker
+from dmpath.errors import DmpathError, PolicyRefusal
+from dmpath.kernel import udev
+from dmpath.kernel.mdadm import MemberBusy
+from dmpath.model import (
+    Backend,
+    Check,
+    Event,
+    GroupState,
+    KernelState,
+    Map,
+    Path,
+    PathGroup,
+    Snapshot,
+    snapshot_to_dict,
+)
+from dmpath.policy import filter as pfilter
+from dmpath.policy import healing, naming
+from dmpath.policy.assembly import Member, build_table
+
+log = logging.getLogger("dmpathd")
+T = TypeVar("T")
+
+MAX_EVENTS = 1000
+
+
+class NotFoundError(DmpathError):
+    exit_code = 11
+
+
+@dataclass
+class PathRuntime:
+    info: discovery.PathInfo
+    model: Path
+    checker: PathChecker
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    changes: list[float] = field(default_factory=list)
+    map_name: str = ""
+
+
+@dataclass
+class MapRuntime:
+    model: Map
+    opts: Any  # cfgmod.MapOptions
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    checks_without_path: int = 0
+    best_usable_since: float | None = None
+    next_group: int = 0
+    devnums: dict[str, str] = field(default_factory=dict)  # devnum -> path name (members)
+
+
+class Daemon:
+    def __init__(self, cfg: Any, config_path: str, socket_path: str | None = None) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.socket_path = socket_path or cfg.defaults.socket
+        self.dm = DmBackend(cfg.defaults.dm_uuid_prefix)
+        self.md = MdBackend()
+        self.paths: dict[str, PathRuntime] = {}
+        self.maps: dict[str, MapRuntime] = {}
+        self.records: dict[str, udev.UdevRecord] = {}
+        self.excluded: set[str] = set()  # path names removed by the admin
+        self.flushed: set[str] = set()  # wwids whose map the admin flushed
+        self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
+        self.started = time.time()
+        self.kpool = ThreadPoolExecutor(1, thread_name_prefix="kernel")
+        self.cpool = ThreadPoolExecutor(16, thread_name_prefix="check")
+        self._reeval_handle: asyncio.TimerHandle | None = None
+        self._reeval_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.monitor: udev.Monitor | None = None
+        self.notify: Callable[[str], object] = lambda _s: None
+
+    # ------------------------------------------------------------------ helpers
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def k(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run a kernel operation in the kernel worker thread (one at a time, in order)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.kpool, functools.partial(fn, *args, **kw))
+
+    def event(self, kind: str, map_name: str = "", path: str = "", message: str = "") -> None:
+        self.events.append(Event(time.time(), kind, map_name, path, message))
+        level = logging.WARNING if kind in ("path_failed", "alert", "error") else logging.INFO
+        log.log(level, "%s%s", f"{map_name}: " if map_name else "", message or kind)
+
+    def backend(self, b: Backend) -> DmBackend | MdBackend:
+        return self.dm if b == Backend.DM else self.md
+
+    @property
+    def d(self) -> Any:
+        return self.cfg.defaults
+
+    # ------------------------------------------------------------------ start/stop
+
+    async def start(self) -> None:
+        await self.adopt()
+        self.monitor = udev.Monitor.from_netlink()
+        self.monitor.start()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.monitor.fileno(), self._on_udev)
+        for rec in await self.k(udev.enumerate_block_disks):
+            self.records[rec.sys_name] = rec
+        await self.reevaluate()
+
+    async def stop(self) -> None:
+        """Stop checking; leave every map as it is (they keep working without us)."""
+        if self.monitor is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.monitor.fileno())
+        for pr in self.paths.values():
+            if pr.task:
+                pr.task.cancel()
+        for pr in self.paths.values():
+            if pr.task:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pr.task
+            pr.checker.close()
+        self.cpool.shutdown(wait=False, cancel_futures=True)
+        self.kpool.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ adoption
+
+    async def adopt(self) -> None:
+        """Take back maps made by an earlier dmpathd: read them, change nothing."""
+        for name, wwid in (await self.k(self.dm.list_ours)).items():
+            km = await self.k(self.dm.read, name)
+            self._install_map(name, wwid, Backend.DM, km)
+            self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
+        try:
+            md_maps = await self.k(self.md.list_ours)
+        except DmpathError as exc:
+            log.debug("md adoption skipped: %s", exc)
+            md_maps = {}
+        for name in md_maps:
+            km = await self.k(self.md.read, name)
+            self._install_map(name, "", Backend.MD, km)
+            self.event("map_adopted", name, message=f"adopted md array {name} ({km.sysfs})")
+
+    def _install_map(self, name: str, wwid: str, backend: Backend, km: KernelMap) -> MapRuntime:
+        opts = cfgmod.effective_options(self.cfg, wwid, "", "")
+        m = Map(name=name, wwid=wwid, backend=backend)
+        mr = MapRuntime(model=m, opts=opts)
+        self.maps[name] = mr
+        self._apply_kernel(mr, km)
+        return mr
+
+    # ------------------------------------------------------------------ udev
+
+    def _on_udev(self) -> None:
+        assert self.monitor is not None
+        recs = self.monitor.drain()
+        relevant = False
+        for rec in recs:
+            ev = udev.dm_path_event(rec)
+            if ev is not None:
+                self._on_dm_path_event(ev)
+                continue
+            if udev.is_dm(rec) or not udev.is_disk(rec):
+                continue
+            relevant = True
+            if rec.action == "remove":
+                self.records.pop(rec.sys_name, None)
+            else:
+                self.records[rec.sys_name] = rec
+        if relevant:
+            self.schedule_reevaluate()
+
+    def _on_dm_path_event(self, ev: udev.DmPathEvent) -> None:
+        """The kernel failed (or reinstated) a path on its own: re-check it now."""
+        for pr in self.paths.values():
+            if pr.info.devnum == ev.path:
+                pr.wake.set()
+                mr = self.maps.get(pr.map_name)
+                if mr and ev.action == udev.DmAction.PATH_FAILED:
+                    left = ev.nr_valid_paths if ev.nr_valid_paths is not None else "?"
+                    self.event(
+                        "kernel_path_failed",
+                        mr.model.name,
+                        pr.info.name,
+                        f"kernel failed {pr.info.name}: redirecting I/O to another IO path "
+                        f"({left} left)",
+                    )
+                    self.spawn(self.refresh(mr))
+
+    def schedule_reevaluate(self) -> None:
+        """Coalesce a burst of udev events into one re-evaluation."""
+        if self._reeval_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = self.d.coalesce_ms / 1000.0
+        self._reeval_handle = loop.call_later(delay, self._start_reevaluate)
+
+    def _start_reevaluate(self) -> None:
+        self._reeval_handle = None
+        if self._reeval_task and not self._reeval_task.done():
+            # one at a time: run again once the current pass is over
+            self._reeval_task.add_done_callback(lambda _t: self.schedule_reevaluate())
+            return
+        self._reeval_task = asyncio.get_running_loop().create_task(self.reevaluate())
+
+    # ------------------------------------------------------------------ assembly
+
+    def _candidates(self) -> dict[str, discovery.PathInfo]:
+        out: dict[str, discovery.PathInfo] = {}
+        for name, rec in self.records.items():
+            if name in self.excluded:
+                continue
+            info = discovery.path_info(rec, self.d.uid_attribute)
+            if info is None or not info.wwid:
+                continue
+            foreign = [h for h in discovery.holders(name) if not self._is_ours_holder(h)]
+            if foreign:
+                continue  # someone else (LVM, another map, md) uses it: not ours to take
+            cand = pfilter.Candidate(
+                devnode_name=name,
+                wwid=info.wwid,
+                vendor=info.vendor,
+                product=info.model,
+                properties=info.properties,
+                protocol=pfilter.protocol_of(info.properties, info.transport),
+            )
+            blocked, _why = pfilter.is_blacklisted(cand, self.cfg)
+            if not blocked:
+                out[name] = info
+        return out
+
+    def _is_ours_holder(self, holder: str) -> bool:
+        return any(mr.model.sysfs == holder for mr in self.maps.values())
+
+    async def reevaluate(self) -> None:
+        cands = self._candidates()
+        by_wwid: dict[str, list[discovery.PathInfo]] = {}
+        for info in cands.values():
+            by_wwid.setdefault(info.wwid, []).append(info)
+        known = naming.read_wwids(self.d.wwids_file)
+        # paths that went away
+        for name in list(self.paths):
+            if name not in cands:
+                await self._drop_path(name)
+        for wwid, infos in sorted(by_wwid.items()):
+            if wwid in self.flushed:
+                continue
+            mr = self._map_for_wwid(wwid)
+            if mr is None and not pfilter.should_manage(
+                wwid, len(infos), known, self.d.find_multipaths
+            ):
+                continue
+            try:
+                await self._ensure_map(wwid, sorted(infos, key=lambda i: i.name), mr)
+            except DmpathError as exc:
+                self.event("error", mr.model.name if mr else wwid, message=str(exc))
+        self.notify(f"STATUS=managing {len(self.maps)} maps over {len(self.paths)} paths")
+
+    def _map_for_wwid(self, wwid: str) -> MapRuntime | None:
+        for mr in self.maps.values():
+            if mr.model.wwid == wwid:
+                return mr
+        return None
+
+    async def _priority(self, info: discovery.PathInfo, prio: str) -> tuple[int, str]:
+        if prio != "alua":
+            return 1, ""
+        from dmpath.kernel import scsi, sgio
+
+        try:
+            tpg = await asyncio.get_running_loop().run_in_executor(
+                self.cpool, functools.partial(sgio.path_port_group, info.devnode, 5.0)
+            )
+        except (DmpathError, OSError):
+            return 0, ""
+        if tpg is None:
+            return 1, ""
+        state = tpg.state.name.lower() if tpg.state is not None else f"0x{tpg.access_state:x}"
+        return scsi.alua_priority(tpg.access_state, tpg.preferred), state
+
+    async def _ensure_map(
+        self, wwid: str, infos: list[discovery.PathInfo], mr: MapRuntime | None
+    ) -> None:
+        opts = cfgmod.effective_options(self.cfg, wwid, infos[0].vendor, infos[0].model)
+        for info in infos:
+            if info.name not in self.paths:
+                prio, alua = await self._priority(info, opts.prio)
+                self._add_path_runtime(info, prio, alua, opts)
+        if mr is None:
+            name = await self._choose_name(wwid, opts)
+            mr = MapRuntime(
+                model=Map(name=name, wwid=wwid, backend=Backend(opts.backend)), opts=opts
+            )
+            async with mr.lock:
+                await self._create(mr, infos)
+            return
+        async with mr.lock:
+            mr.opts = opts
+            for info in infos:
+                self.paths[info.name].map_name = mr.model.name
+            missing = [i for i in infos if i.devnum not in mr.devnums]
+            if missing:
+                await self._add_members(mr, infos, missing)
+            else:
+                self._sync_model(mr)
+
+    async def _choose_name(self, wwid: str, opts: Any) -> str:
+        if opts.alias:
+            return str(opts.alias)
+        if not self.d.user_friendly_names:
+            return wwid
+
+        def assign() -> str:
+            return naming.bind_alias(self.d.bindings_file, wwid, self.d.alias_prefix)
+
+        return str(await self.k(assign))
+
+    def _add_path_runtime(
+        self, info: discovery.PathInfo, prio: int, alua: str, opts: Any
+    ) -> PathRuntime:
+        model = Path(
+            name=info.name,
+            devnum=info.devnum,
+            wwid=info.wwid,
+            hctl=info.hctl,
+            vendor=info.vendor,
+            model=info.model,
+            rev=info.rev,
+            size_sectors=info.size_sectors,
+            transport=info.transport,
+            dev_state=info.dev_state,
+            checker=self.d.checker,
+            priority=prio,
+            alua_state=alua,
+            last_change=time.time(),
+            interval=self.d.polling_interval,
+        )
+        pr = PathRuntime(
+            info=info,
+            model=model,
+            checker=PathChecker(info.devnode, self.d.checker, self.d.checker_timeout),
+        )
+        self.paths[info.name] = pr
+        self.event(
+            "path_added", "", info.name, f"{info.name} ({info.devnum}) is a path of {info.wwid}"
+        )
+        pr.task = asyncio.get_running_loop().create_task(self._check_loop(pr))
+        return pr
+
+    def _members(self, infos: list[discovery.PathInfo]) -> list[Member]:
+        return [Member(i.name, i.devnum, self.paths[i.name].model.priority) for i in infos]
+
+    def _table(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> Any:
+        o = mr.opts
+        size = min(i.size_sectors for i in infos)
+        table, _groups = build_table(
+            size,
+            self._members(infos),
+            policy=o.path_grouping_policy,
+            selector=o.path_selector,
+            features=list(o.features),
+            hwhandler=o.hardware_handler,
+            queueing=str(o.no_path_retry) != "fail",
+        )
+        return table
+
+    async def _create(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
+        m = mr.model
+        if m.backend == Backend.DM:
+            await self.k(self.dm.create, m.name, m.wwid, self._table(mr, infos))
+        else:
+            await self.k(self.md.create, m.name, [i.devnode for i in infos])
+        self.maps[m.name] = mr
+        for i in infos:
+            self.paths[i.name].map_name = m.name
+        await self.refresh(mr, heal=False)
+        self.event(
+            "map_created",
+            m.name,
+            message=f"created {m.backend.value} map {m.name} "
+            f"({m.wwid}) over {', '.join(i.name for i in infos)}",
+        )
+
+    async def _add_members(
+        self, mr: MapRuntime, infos: list[discovery.PathInfo], new: list[discovery.PathInfo]
+    ) -> None:
+        m = mr.model
+        if m.backend == Backend.DM:
+            # keep every path the kernel still holds, plus the new ones
+            present = [i for i in infos]
+            await self.k(self.dm.reload, m.name, self._table(mr, present))
+        else:
+            for i in new:
+                await self.k(self.md.add, m.name, i.devnode)
+        for i in new:
+            self.event("path_joined", m.name, i.name, f"{i.name} joined {m.name}")
+        await self.refresh(mr, heal=False)
+
+    async def _drop_path(self, name: str) -> None:
+        pr = self.paths.pop(name)
+        if pr.task:
+            pr.task.cancel()
+        pr.checker.close()
+        self.event("path_removed", pr.map_name, name, f"{name} is gone")
+        mr = self.maps.get(pr.map_name)
+        if mr is None:
+            return
+        async with mr.lock:
+            rest = [p.info for p in self.paths.values() if p.map_name == mr.model.name]
+            if not rest:
+                # the last path is gone: leave the map, queueing or failing as configured
+                self.event(
+                    "alert",
+                    mr.model.name,
+                    name,
+                    f"last path {name} removed: map left in place (no_path_retry="
+                    f"{mr.opts.no_path_retry})",
+                )
+                return
+            try:
+                if mr.model.backend == Backend.DM:
+                    await self.k(self.dm.reload, mr.model.name, self._table(mr, rest))
+                await self.refresh(mr, heal=False)
+            except DmpathError as exc:
+                self.event("error", mr.model.name, name, f"cannot drop {name}: {exc}")
+
+    # ------------------------------------------------------------------ kernel state
+
+    async def refresh(self, mr: MapRuntime, heal: bool = True) -> None:
+        """Re-read the map from the kernel (the truth) and heal if asked."""
+        try:
+            km = await self.k(self.backend(mr.model.backend).read, mr.model.name)
+        except DmpathError as exc:
+            self.event("error", mr.model.name, message=f"cannot read map: {exc}")
+            return
+        self._apply_kernel(mr, km)
+        if heal:
+            await self.heal(mr)
+
+    def _apply_kernel(self, mr: MapRuntime, km: KernelMap) -> None:
+        m = mr.model
+        m.sysfs, m.devnode, m.uuid = km.sysfs, km.devnode, km.uuid
+        m.size_sectors, m.open_count = km.size_sectors, km.open_count
+        m.features, m.hwhandler, m.queueing = km.features, km.hwhandler, km.queueing
+        m.no_path_retry = str(mr.opts.no_path_retry)
+        m.failback = str(mr.opts.failback)
+        mr.next_group = km.next_group
+        mr.devnums = {}
+        for devnum, st in km.members.items():
+            name = self._name_of(devnum)
+            mr.devnums[devnum] = name
+            pr = self.paths.get(name)
+            if pr is not None:
+                pr.map_name = m.name
+                if pr.model.kernel_state != st:
+                    pr.model.kernel_state = st
+                    pr.model.last_change = time.time()
+        m.groups = []
+        for g in km.groups:
+            prio = max(
+                (
+                    self.paths[n].model.priority
+                    for n in (self._name_of(d) for d in g.devnums)
+                    if n in self.paths
+                ),
+                default=0,
+            )
+            m.groups.append(
+                PathGroup(
+                    g.number, g.selector, prio, g.state, [self._name_of(d) for d in g.devnums]
+                )
+            )
+            for d in g.devnums:
+                pr = self.paths.get(self._name_of(d))
+                if pr:
+                    pr.model.group = g.number
+        self._sync_model(mr)
+
+    def _name_of(self, devnum: str) -> str:
+        for pr in self.paths.values():
+            if pr.info.devnum == devnum:
+                return pr.info.name
+        name = os.path.basename(os.path.realpath(f"/sys/dev/block/{devnum}"))
+        return name if name and name != devnum else devnum
+
+    def _sync_model(self, mr: MapRuntime) -> None:
+        m = mr.model
+        members = []
+        for devnum, name in mr.devnums.items():
+            pr = self.paths.get(name)
+            if pr is not None:
+                members.append(pr.model)
+            else:
+                members.append(
+                    Path(
+                        name=name,
+                        devnum=devnum,
+                        wwid=m.wwid,
+                        kernel_state=KernelState.ACTIVE,
+                        check=Check.UNKNOWN,
+                    )
+                )
+        m.paths = members
+        if members and not m.vendor:
+            m.vendor, m.model, m.rev = members[0].vendor, members[0].model, members[0].rev
+        if not m.wwid and members:
+            m.wwid = members[0].wwid
+
+    # ------------------------------------------------------------------ checking
+
+    async def _check_loop(self, pr: PathRuntime) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pr.wake.wait(), timeout=pr.model.interval)
+            pr.wake.clear()
+            fut = loop.run_in_executor(self.cpool, pr.checker.check)
+            try:
+                check, reason = await asyncio.wait_for(
+                    asyncio.shield(fut), timeout=self.d.checker_timeout + 1.0
+                )
+            except TimeoutError:
+                check, reason = Check.PENDING, "check timed out"
+                with contextlib.suppress(Exception):
+                    await fut  # never two checks of one path at once
+            except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
+                check, reason = Check.PENDING, f"check failed: {exc}"
+            await self._on_check(pr, check, reason)
+
+    async def _on_check(self, pr: PathRuntime, check: Check, reason: str) -> None:
+        p = pr.model
+        now = time.time()
+        changed = p.check not in (check, Check.UNKNOWN)
+        if check != p.check:
+            p.check, p.check_reason = check, reason
+            p.last_change = now
+            pr.changes.append(now)
+            pr.changes[:] = pr.changes[-20:]
+            if changed:
+                self.event(
+                    "check", pr.map_name, p.name, f"{p.name} checker: {check.value} ({reason})"
+                )
+        p.dev_state = _dev_state(p.name) or p.dev_state
+        tight = self.d.polling_interval / 2
+        flapping = healing.is_flapping(pr.changes, now)
+        p.interval = healing.next_interval(
+            p.interval, check, changed or flapping, tight, self.d.max_polling_interval
+        )
+        mr = self.maps.get(pr.map_name)
+        if mr is None:
+            return
+        if not healing.has_usable_path(mr.model):
+            if mr.model.paths and mr.model.paths[0].name == p.name:
+                mr.checks_without_path += 1
+        else:
+            mr.checks_without_path = 0
+        needs = healing.plan_paths(mr.model)
+        if needs or changed or mr.checks_without_path:
+            await self.heal(mr)
+
+    async def heal(self, mr: MapRuntime) -> None:
+        async with mr.lock:
+            m = mr.model
+            be = self.backend(m.backend)
+            acted = False
+            for a in healing.plan_paths(m):
+                try:
+                    if isinstance(a, healing.FailPath):
+                        dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
+                        await self.k(be.fail, m.name, dev)
+                        self.paths_fail_count(a.path)
+                        self.event("path_failed", m.name, a.path, a.message)
+                        acted = True
+                    elif isinstance(a, healing.ReinstatePath):
+                        dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
+                        await self.k(be.reinstate, m.name, dev)
+                        self.event("path_reinstated", m.name, a.path, a.message)
+                        m.alerts[:] = [x for x in m.alerts if not x.startswith(f"{a.path}:")]
+                        acted = True
+                    elif isinstance(a, healing.Alert):
+                        m.alerts.append(a.message)
+                        self.event("alert", m.name, a.path, a.message)
+                except MemberBusy as exc:
+                    self.event("busy", m.name, getattr(a, "path", ""), f"{exc} (will retry)")
+                except DmpathError as exc:
+                    self.event("error", m.name, getattr(a, "path", ""), str(exc))
+            if acted:
+                km = await self.k(be.read, m.name)
+                self._apply_kernel(mr, km)
+            if healing.has_usable_path(m):
+                m.alerts[:] = [x for x in m.alerts if healing.LAST_PATH_ALERT not in x]
+            if m.backend == Backend.DM:
+                await self._dm_policies(mr)
+
+    def paths_fail_count(self, name: str) -> None:
+        pr = self.paths.get(name)
+        if pr:
+            pr.model.fail_count += 1
+
+    async def _dm_policies(self, mr: MapRuntime) -> None:
+        m = mr.model
+        now = time.time()
+        best = healing.best_group(m)
+        if best and best != mr.next_group:
+            if mr.best_usable_since is None:
+                mr.best_usable_since = now
+        else:
+            mr.best_usable_since = None
+        current = mr.next_group or next(
+            (g.number for g in m.groups if g.state == GroupState.ACTIVE), 0
+        )
+        actions: list[healing.Action] = []
+        actions += healing.plan_failback(
+            m, current, str(mr.opts.failback), mr.best_usable_since, now
+        )
+        actions += healing.plan_no_path(
+            m, str(mr.opts.no_path_retry), mr.checks_without_path, m.queueing
+        )
+        for a in actions:
+            try:
+                if isinstance(a, healing.SwitchGroup):
+                    await self.k(self.dm.switch_group, m.name, a.group)
+                    mr.next_group = a.group
+                    mr.best_usable_since = None
+                    self.event("switch_group", m.name, message=a.message)
+                elif isinstance(a, healing.SetQueueing):
+                    await self.k(self.dm.set_queueing, m.name, a.enabled)
+                    m.queueing = a.enabled
+                    self.event("queueing", m.name, message=a.message)
+            except DmpathError as exc:
+                self.event("error", m.name, message=str(exc))
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self) -> Snapshot:
+        mapped = {p.name for mr in self.maps.values() for p in mr.model.paths}
+        return Snapshot(
+            source="daemon",
+            pid=os.getpid(),
+            started=self.started,
+            config_file=self.config_path,
+            maps=[mr.model for mr in sorted(self.maps.values(), key=lambda r: r.model.name)],
+            unmapped_paths=[pr.model for n, pr in sorted(self.paths.items()) if n not in mapped],
+            events=list(self.events),
+        )
+
+    # ------------------------------------------------------------------ admin operations
+
+    def find_path(self, spec: str) -> PathRuntime:
+        name = spec.removeprefix("/dev/")
+        for pr in self.paths.values():
+            if pr.info.name == name or pr.info.devnum == spec:
+                return pr
+        raise NotFoundError(f"{spec}: not a path dmpathd manages")
+
+    def find_map(self, name: str) -> MapRuntime:
+        mr = self.maps.get(name)
+        if mr is None:
+            raise NotFoundError(f"{name}: no such map")
+        return mr
+
+    async def handle(self, op: str, args: dict[str, Any], peer: Any) -> Any:
+        if op == "ping":
+            return {"pid": os.getpid(), "version": 1}
+        if op == "show":
+            return snapshot_to_dict(self.snapshot())
+        if op == "show_config":
+            return cfgmod.config_to_dict(self.cfg)
+        if op == "events":
+            since = float(args.get("since") or 0.0)
+            evs = [e for e in self.events if e.time > since]
+            limit = args.get("limit")
+            if limit:
+                evs = evs[-int(limit) :]
+            return [e.__dict__ for e in evs]
+        if op == "fail_path":
+            return await self.op_fail(args["path"], bool(args.get("force", False)))
+        if op == "reinstate_path":
+            return await self.op_reinstate(args["path"])
+        if op == "switch_group":
+            mr = self.find_map(args["map"])
+            n = int(args["group"])
+            if not any(g.number == n for g in mr.model.groups):
+                raise NotFoundError(f"{mr.model.name} has no path group {n}")
+            await self.k(self.backend(mr.model.backend).switch_group, mr.model.name, n)
+            mr.next_group = n
+            self.event("switch_group", mr.model.name, message=f"admin: switch to group {n}")
+            return {"map": mr.model.name, "group": n}
+        if op == "queueing":
+            mr = self.find_map(args["map"])
+            on = bool(args["enabled"])
+            await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, on)
+            await self.refresh(mr, heal=False)
+            self.event(
+                "queueing", mr.model.name, message=f"admin: queueing {'on' if on else 'off'}"
+            )
+            return {"map": mr.model.name, "queueing": on}
+        if op == "reconfigure":
+            return await self.reconfigure()
+        if op == "flush_map":
+            return await self.op_flush(args["map"], bool(args.get("force", False)))
+        if op == "remove_path":
+            pr = self.find_path(args["path"])
+            self.excluded.add(pr.info.name)
+            await self._drop_path(pr.info.name)
+            return {"path": pr.info.name, "removed": True}
+        if op == "add_path":
+            name = str(args["path"]).removeprefix("/dev/")
+            if ":" in name:
+                name = os.path.basename(os.path.realpath(f"/sys/dev/block/{name}"))
+            self.excluded.discard(name)
+            rec = self.records.get(name)
+            if rec is None:
+                raise NotFoundError(f"{args['path']}: no such block device")
+            info = discovery.path_info(rec, self.d.uid_attribute)
+            if info is None or not info.wwid:
+                raise NotFoundError(f"{name}: not usable as a path (no WWID)")
+            await self.k(naming.remember_wwid, self.d.wwids_file, info.wwid)
+            self.flushed.discard(info.wwid)
+            await self.reevaluate()
+            return {"path": name, "wwid": info.wwid}
+        if op == "create_map":
+            wwid = args.get("wwid")
+            if not wwid:
+                pr_name = str(args["path"]).removeprefix("/dev/")
+                rec = self.records.get(pr_name)
+                info = discovery.path_info(rec, self.d.uid_attribute) if rec else None
+                if info is None:
+                    raise NotFoundError(f"{args['path']}: no such path")
+                wwid = info.wwid
+            await self.k(naming.remember_wwid, self.d.wwids_file, wwid)
+            self.flushed.discard(wwid)
+            await self.reevaluate()
+            made = self._map_for_wwid(wwid)
+            if made is None:
+                raise NotFoundError(f"no usable path of {wwid}")
+            return {"map": made.model.name, "wwid": wwid}
+        raise NotFoundError(f"unknown operation {op}")
+
+    async def op_fail(self, spec: str, force: bool) -> dict[str, Any]:
+        pr = self.find_path(spec)
+        mr = self.maps.get(pr.map_name)
+        if mr is None:
+            raise NotFoundError(f"{pr.info.name} is in no map")
+        others = [
+            p
+            for p in mr.model.paths
+            if p.name != pr.info.name and p.kernel_state == KernelState.ACTIVE
+        ]
+        if not others and not force:
+            raise PolicyRefusal(
+                f"{pr.info.name} is the last working path of {mr.model.name}: "
+                "failing it stops all I/O (use --force)"
+            )
+        async with mr.lock:
+            be = self.backend(mr.model.backend)
+            dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
+            await self.k(be.fail, mr.model.name, dev)
+            pr.model.fail_count += 1
+            self.event("path_failed", mr.model.name, pr.info.name, f"admin: failed {pr.info.name}")
+            km = await self.k(be.read, mr.model.name)
+            self._apply_kernel(mr, km)
+        return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
+
+    async def op_reinstate(self, spec: str) -> dict[str, Any]:
+        pr = self.find_path(spec)
+        mr = self.maps.get(pr.map_name)
+        if mr is None:
+            raise NotFoundError(f"{pr.info.name} is in no map")
+        async with mr.lock:
+            be = self.backend(mr.model.backend)
+            dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
+            await self.k(be.reinstate, mr.model.name, dev)
+            self.event(
+                "path_reinstated", mr.model.name, pr.info.name, f"admin: reinstated {pr.info.name}"
+            )
+            km = await self.k(be.read, mr.model.name)
+            self._apply_kernel(mr, km)
+        pr.wake.set()  # if it is really dead the checker fails it again
+        return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
+
+    async def op_flush(self, name: str, force: bool) -> dict[str, Any]:
+        mr = self.find_map(name)
+        async with mr.lock:
+            await self.refresh(mr, heal=False)
+            if mr.model.open_count and not force:
+                raise PolicyRefusal(
+                    f"{name} is open ({mr.model.open_count} holders): not flushing (use --force)"
+                )
+            await self.k(self.backend(mr.model.backend).flush, name, force)
+        del self.maps[name]
+        self.flushed.add(mr.model.wwid)
+        for pr in list(self.paths.values()):
+            if pr.map_name == name:
+                pr.map_name = ""
+        self.event("map_flushed", name, message=f"flushed {name}")
+        return {"map": name, "flushed": True}
+
+    async def reconfigure(self) -> dict[str, Any]:
+        """Re-read the config; an invalid one is reported and the old one stays in force."""
+        try:
+            new = await self.k(cfgmod.load_config, self.config_path)
+        except DmpathError as exc:
+            self.event("error", message=f"reconfigure refused: {exc}")
+            raise
+        self.cfg = new
+        for mr in self.maps.values():
+            mr.opts = cfgmod.effective_options(new, mr.model.wwid, mr.model.vendor, mr.model.model)
+        self.event("reconfigured", message=f"configuration reloaded from {self.config_path}")
+        await self.reevaluate()
+        return {"reloaded": self.config_path}
+
+
+def _dev_state(name: str) -> str:
+    try:
+        with open(f"/sys/block/{name}/device/state") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration."""
+    from dmpath.daemon.control import ControlServer
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def hup() -> None:
+        async def reload() -> None:
+            with contextlib.suppress(DmpathError):
+                await daemon.reconfigure()
+
+        daemon.spawn(reload())
+
+    loop.add_signal_handler(signal.SIGHUP, hup)
+    daemon.notify = notify
+    server = ControlServer(daemon.socket_path, daemon.handle)
+    await server.start()
+    await daemon.start()
+    notify("READY=1")
+    watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+    interval = watchdog_usec / 2e6 if watchdog_usec else 0
+    try:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval or 3600)
+            except TimeoutError:
+                notify("WATCHDOG=1")
+    finally:
+        notify("STOPPING=1")
+        await server.stop()
+        await daemon.stop()

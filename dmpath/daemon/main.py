@@ -1,0 +1,87 @@
+"""``dmpathd``: the multipath daemon's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from dmpath import __version__
+from dmpath.errors import DmpathError
+
+DEFAULT_CONFIG = "/etc/dmpath/dmpath.toml"
+
+
+class MultipathdRunning(DmpathError):
+    exit_code = 6
+
+
+def multipathd_pids(proc: str = "/proc") -> list[int]:
+    """PIDs of running multipathd processes (it must not manage the paths we manage)."""
+    pids = []
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "comm")) as fh:
+                if fh.read().strip() == "multipathd":
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="dmpathd", description="Multipath daemon: assemble, check and heal multipath devices."
+    )
+    ap.add_argument(
+        "-c", "--config", default=DEFAULT_CONFIG, help=f"config file ({DEFAULT_CONFIG})"
+    )
+    ap.add_argument("--socket", help="control socket path (overrides the config)")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    ap.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    ap.add_argument("--version", action="version", version=f"dmpathd {__version__}")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s"
+        if os.environ.get("INVOCATION_ID")
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.verbose < 2:
+        logging.getLogger("dmpath.runner").setLevel(logging.WARNING)
+    from dmpath import config as cfgmod
+
+    try:
+        cfg = cfgmod.load_config(args.config)
+        if args.check_config:
+            print(f"{args.config}: ok")
+            return 0
+        pids = multipathd_pids()
+        if pids:
+            raise MultipathdRunning(
+                f"multipathd is running (pid {', '.join(map(str, pids))}): it would fight "
+                "dmpathd over the same paths; stop it first (systemctl stop multipathd "
+                "multipathd.socket)"
+            )
+        if os.geteuid() != 0:
+            raise DmpathError("dmpathd must run as root (it drives device-mapper and SG_IO)")
+        from dmpath.daemon.engine import Daemon, serve
+        from dmpath.daemon.notify import sd_notify
+
+        daemon = Daemon(cfg, args.config, socket_path=args.socket)
+        asyncio.run(serve(daemon, sd_notify))
+        return 0
+    except DmpathError as exc:
+        print(f"dmpathd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

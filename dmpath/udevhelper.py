@@ -1,0 +1,123 @@
+"""``dmpath-udev``: udev's fast question "is this disk a multipath path dmpath manages?".
+
+Run by udev (IMPORT{program}) for every disk add/change event, so it must be quick and
+must work without the daemon: it imports nothing beyond the standard library, reads only
+sysfs, the wwids file and (if present) the config's ``[defaults]``, and prints udev
+properties on stdout. A disk is claimed when:
+
+- one of our dm maps already holds it (sysfs holders with a ``dmpath-`` dm uuid), or
+- its WWID is in the wwids file (dmpath made a map of it before), or
+- ``find_multipaths`` is not ``strict`` and another disk shows the same WWID (``on``),
+  or any disk not blacklisted (``greedy``: every disk with a WWID).
+
+Claimed disks get ``DM_MULTIPATH_DEVICE_PATH=1``, ``SYSTEMD_READY=0`` and
+``ID_FS_TYPE=mpath_member``, which LVM, md and systemd honour by leaving the disk alone.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+DEFAULT_CONFIG = "/etc/dmpath/dmpath.toml"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _settings(config_path: str) -> dict[str, object]:
+    """``[defaults]`` of the config, or {} when it is missing or invalid (the daemon
+    reports config errors; udev must never fail because of one)."""
+    try:
+        import tomllib
+
+        with open(config_path, "rb") as fh:
+            data = tomllib.load(fh)
+        d = data.get("defaults", {})
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def held_by_our_map(name: str, sys_root: str, uuid_prefix: str) -> bool:
+    hdir = os.path.join(sys_root, "class/block", name, "holders")
+    try:
+        holders = os.listdir(hdir)
+    except OSError:
+        return False
+    return any(
+        _read(os.path.join(sys_root, "class/block", h, "dm/uuid")).startswith(uuid_prefix)
+        for h in holders
+    )
+
+
+def known_wwids(path: str) -> set[str]:
+    out = set()
+    for raw in _read(path).splitlines():
+        line = raw.strip()
+        if line.startswith("/") and line.endswith("/") and len(line) > 2:
+            out.add(line[1:-1])
+    return out
+
+
+def same_lun_elsewhere(name: str, sys_root: str) -> bool:
+    """Another disk reports the same sysfs wwid: two paths to one LUN."""
+    mine = _read(os.path.join(sys_root, "block", name, "device/wwid"))
+    if not mine:
+        return False
+    try:
+        disks = os.listdir(os.path.join(sys_root, "block"))
+    except OSError:
+        return False
+    return any(
+        d != name and _read(os.path.join(sys_root, "block", d, "device/wwid")) == mine
+        for d in disks
+    )
+
+
+def decide(
+    name: str,
+    env: dict[str, str],
+    settings: dict[str, object],
+    sys_root: str = "/sys",
+) -> bool:
+    if name.startswith(("dm-", "md", "loop", "ram", "zram", "sr", "nbd")):
+        return False
+    prefix = str(settings.get("dm_uuid_prefix", "dmpath-"))
+    if held_by_our_map(name, sys_root, prefix):
+        return True
+    uid_attrs = settings.get("uid_attribute", ["ID_SERIAL", "ID_WWN"])
+    attrs = uid_attrs if isinstance(uid_attrs, list) else ["ID_SERIAL", "ID_WWN"]
+    wwid = next((env[a] for a in attrs if isinstance(a, str) and env.get(a)), "")
+    if not wwid:
+        return False
+    if wwid in known_wwids(str(settings.get("wwids_file", "/etc/dmpath/wwids"))):
+        return True
+    mode = str(settings.get("find_multipaths", "on"))
+    if mode == "greedy":
+        return True
+    return mode == "on" and same_lun_elsewhere(name, sys_root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: dmpath-udev DEVNAME", file=sys.stderr)
+        return 2
+    name = os.path.basename(args[0])
+    config = os.environ.get("DMPATH_CONFIG", DEFAULT_CONFIG)
+    if decide(name, dict(os.environ), _settings(config)):
+        print("DMPATH_PATH=1")
+        print("DM_MULTIPATH_DEVICE_PATH=1")
+        print("SYSTEMD_READY=0")
+        print("ID_FS_TYPE=mpath_member")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
