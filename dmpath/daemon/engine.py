@@ -44,15 +44,12 @@ from dmpath.model import (
 from dmpath.policy import filter as pfilter
 from dmpath.policy import healing, naming
 from dmpath.policy.assembly import Member, build_table
+from dmpath.protocol import NotFound as NotFoundError
 
 log = logging.getLogger("dmpathd")
 T = TypeVar("T")
 
 MAX_EVENTS = 1000
-
-
-class NotFoundError(DmpathError):
-    exit_code = 11
 
 
 @dataclass

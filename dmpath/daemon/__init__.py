@@ -1,0 +1,1 @@
+"""The daemon: one asyncio loop that owns the state; everything else posts events to it."""
