@@ -148,12 +148,13 @@ def setup(topology: Topology) -> list[LabPath]:
 def add_host() -> None:
     """One more path to every LUN (a new SCSI host), as a cable plugged in."""
     with open(os.path.join(SCSI_DEBUG_SYSFS, "add_host"), "w") as fh:
-        fh.write("1")
+        fh.write("1\n")
     run("udevadm", ["settle", "-t", "30"], check=False)
 
 
 def set_state(path: LabPath | str, state: str) -> None:
     """``offline`` makes a path dead (open gives ENXIO, I/O fails); ``running`` revives it."""
     name = path.name if isinstance(path, LabPath) else path
+    # the kernel wants the trailing newline here: without it the write fails with EINVAL
     with open(f"/sys/block/{name}/device/state", "w") as fh:
-        fh.write(state)
+        fh.write(state + "\n")
