@@ -42,7 +42,7 @@ from dmpath.model import (
     snapshot_to_dict,
 )
 from dmpath.policy import filter as pfilter
-from dmpath.policy import healing, naming
+from dmpath.policy import files, healing
 from dmpath.policy.assembly import Member, build_table
 from dmpath.protocol import NotFound as NotFoundError
 
@@ -263,7 +263,7 @@ class Daemon:
         by_wwid: dict[str, list[discovery.PathInfo]] = {}
         for info in cands.values():
             by_wwid.setdefault(info.wwid, []).append(info)
-        known = naming.read_wwids(self.d.wwids_file)
+        known = files.read_wwids(self.d.wwids_file) | cfgmod.configured_wwids(self.cfg)
         # paths that went away
         for name in list(self.paths):
             if name not in cands:
@@ -336,8 +336,10 @@ class Daemon:
         if not self.d.user_friendly_names:
             return wwid
 
+        taken = set(cfgmod.configured_aliases(self.cfg)) | set(self.maps)
+
         def assign() -> str:
-            return naming.bind_alias(self.d.bindings_file, wwid, self.d.alias_prefix)
+            return files.bind_alias(self.d.bindings_file, wwid, self.d.alias_prefix, taken)
 
         return str(await self.k(assign))
 
@@ -399,6 +401,8 @@ class Daemon:
         self.maps[m.name] = mr
         for i in infos:
             self.paths[i.name].map_name = m.name
+        # remembered, so strict find_multipaths and the udev helper claim it from now on
+        await self.k(files.remember_wwid, self.d.wwids_file, m.wwid)
         await self.refresh(mr, heal=False)
         self.event(
             "map_created",
@@ -741,7 +745,7 @@ class Daemon:
             info = discovery.path_info(rec, self.d.uid_attribute)
             if info is None or not info.wwid:
                 raise NotFoundError(f"{name}: not usable as a path (no WWID)")
-            await self.k(naming.remember_wwid, self.d.wwids_file, info.wwid)
+            await self.k(files.remember_wwid, self.d.wwids_file, info.wwid)
             self.flushed.discard(info.wwid)
             await self.reevaluate()
             return {"path": name, "wwid": info.wwid}
@@ -754,7 +758,7 @@ class Daemon:
                 if info is None:
                     raise NotFoundError(f"{args['path']}: no such path")
                 wwid = info.wwid
-            await self.k(naming.remember_wwid, self.d.wwids_file, wwid)
+            await self.k(files.remember_wwid, self.d.wwids_file, wwid)
             self.flushed.discard(wwid)
             await self.reevaluate()
             made = self._map_for_wwid(wwid)

@@ -1,0 +1,1 @@
+"""Kernel interfaces: one module per interface, pure parsers plus thin I/O functions."""

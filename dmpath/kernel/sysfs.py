@@ -1,0 +1,220 @@
+"""Path facts from sysfs: what the kernel says about a path's block device right now.
+
+One thin reader (``read_path_facts``) turns ``/sys/block/NAME`` into a frozen
+``PathFacts``; the interpretation (HCTL, transport) is in pure functions over strings so it
+is tested without a kernel. ``sys_root`` is a parameter everywhere so tests build a fake
+tree in a temporary directory. Nothing is cached: a fact read twice is read twice, so the
+daemon's model can be checked against a fresh scan.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmpath.errors import DeviceError
+
+_HCTL_RE = re.compile(r"^(\d+):(\d+):(\d+):(\d+)$")
+_HOST_RE = re.compile(r"/host(\d+)/")
+
+
+class Transport(enum.StrEnum):
+    """How a path reaches its LUN, spelled as multipath-tools' ``protocol`` field."""
+
+    SCSI_FCP = "scsi:fcp"
+    SCSI_ISCSI = "scsi:iscsi"
+    SCSI_SAS = "scsi:sas"
+    SCSI_ATA = "scsi:ata"
+    SCSI_USB = "scsi:usb"
+    SCSI_UNSPEC = "scsi:unspec"  # scsi_debug (pseudo bus), virtio-scsi, ...
+    NVME_PCIE = "nvme:pcie"
+    NVME_TCP = "nvme:tcp"
+    NVME_RDMA = "nvme:rdma"
+    NVME_FC = "nvme:fc"
+    NVME_LOOP = "nvme:loop"
+    NVME_UNSPEC = "nvme:unspec"
+    UNDEF = "undef"
+
+
+_NVME_TRANSPORTS = {
+    "pcie": Transport.NVME_PCIE,
+    "tcp": Transport.NVME_TCP,
+    "rdma": Transport.NVME_RDMA,
+    "fc": Transport.NVME_FC,
+    "loop": Transport.NVME_LOOP,
+}
+
+_HOST_CLASS_TRANSPORTS = (
+    ("fc_host", Transport.SCSI_FCP),
+    ("iscsi_host", Transport.SCSI_ISCSI),
+    ("sas_host", Transport.SCSI_SAS),
+)
+
+
+def parse_hctl(text: str | None) -> tuple[int, int, int, int] | None:
+    """``"6:0:0:0"`` → (host, channel, target, lun); None for anything else."""
+    if not text:
+        return None
+    m = _HCTL_RE.match(text.strip())
+    if m is None:
+        return None
+    h, c, t, lun = (int(g) for g in m.groups())
+    return h, c, t, lun
+
+
+def detect_transport(
+    sys_path: str,
+    host_classes: frozenset[str] = frozenset(),
+    nvme_transport: str | None = None,
+) -> Transport:
+    """The transport of a block device from its resolved sysfs path.
+
+    The device path carries the transport's own objects (``rport-`` for FC, ``session``
+    for iSCSI, ``end_device-`` for SAS, ``ataN`` / ``usbN`` parents); ``host_classes`` (the
+    classes the SCSI host is registered in: ``fc_host``, ``iscsi_host``, ``sas_host``) wins
+    when known. scsi_debug hangs under ``/pseudo_0/`` and has no transport class, so it is
+    ``scsi:unspec``, as multipath-tools reports it. NVMe needs the controller's
+    ``transport`` attribute (``nvme_transport``).
+    """
+    if "/nvme" in sys_path:
+        if nvme_transport is None:
+            return Transport.NVME_UNSPEC
+        return _NVME_TRANSPORTS.get(nvme_transport.strip(), Transport.NVME_UNSPEC)
+    hctl_dir = re.search(r"/\d+:\d+:\d+:\d+/", sys_path)
+    if hctl_dir is None:
+        return Transport.UNDEF
+    for cls, transport in _HOST_CLASS_TRANSPORTS:
+        if cls in host_classes:
+            return transport
+    if "/rport-" in sys_path:
+        return Transport.SCSI_FCP
+    if re.search(r"/session\d+/", sys_path):
+        return Transport.SCSI_ISCSI
+    if "/end_device-" in sys_path or re.search(r"/port-\d+:\d+/", sys_path):
+        return Transport.SCSI_SAS
+    if re.search(r"/ata\d+/", sys_path):
+        return Transport.SCSI_ATA
+    if re.search(r"/usb\d+/", sys_path):
+        return Transport.SCSI_USB
+    return Transport.SCSI_UNSPEC
+
+
+def scsi_host_number(sys_path: str) -> int | None:
+    """The SCSI host number from a device path (``…/host6/…`` → 6)."""
+    m = _HOST_RE.search(sys_path)
+    return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class PathFacts:
+    """A path's block device as sysfs shows it at one moment.
+
+    Strings are stripped of the padding the kernel keeps; an attribute the device does not
+    have is None (dm devices have no ``device/``, NVMe namespaces no HCTL).
+    """
+
+    name: str
+    devnum: str  # "8:0"
+    hctl: str | None  # "6:0:0:0"
+    vendor: str | None
+    model: str | None
+    rev: str | None
+    size_sectors: int  # 512-byte sectors, as /sys/block/X/size counts
+    scsi_state: str | None  # device/state: running, offline, blocked, ...
+    transport: Transport
+    wwid_sysfs: str | None  # device/wwid: "naa.33333330000007d0"
+    dh_state: str | None  # device/dh_state: "alua", "detached", ...
+    access_state: str | None  # device/access_state, set by scsi_dh_alua
+    preferred_path: bool | None
+    io_timeout_s: int | None  # device/timeout (the SCSI command timeout)
+    read_only: bool
+    sys_path: str  # resolved /sys/devices/... path
+
+    @property
+    def host(self) -> int | None:
+        parts = parse_hctl(self.hctl)
+        return parts[0] if parts else None
+
+    @property
+    def lun(self) -> int | None:
+        parts = parse_hctl(self.hctl)
+        return parts[3] if parts else None
+
+    @property
+    def online(self) -> bool:
+        """True unless sysfs says the SCSI device is not running (no state: not SCSI)."""
+        return self.scsi_state in (None, "running", "live")
+
+
+def _attr(path: Path) -> str | None:
+    """One sysfs attribute, stripped; None when it is absent or unreadable right now."""
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def read_path_facts(name: str, sys_root: str = "/sys") -> PathFacts:
+    """Read ``/sys/block/NAME`` into ``PathFacts``; DeviceError if there is no such disk."""
+    root = Path(sys_root)
+    base = root / "block" / name
+    dev = _attr(base / "dev")
+    if not base.exists() or dev is None:
+        raise DeviceError(name, f"not a block device in {root / 'block'}")
+    real = base.resolve()
+    device = base / "device"
+    hctl_name = device.resolve().name if device.exists() else None
+    hctl = hctl_name if parse_hctl(hctl_name) else None
+    sys_path = str(real)
+    classes: set[str] = set()
+    host_no = scsi_host_number(sys_path)
+    if host_no is not None:
+        for cls, _ in _HOST_CLASS_TRANSPORTS:
+            if (root / "class" / cls / f"host{host_no}").exists():
+                classes.add(cls)
+    nvme_transport = _attr(device / "transport") if "/nvme" in sys_path else None
+    preferred = _attr(device / "preferred_path")
+    return PathFacts(
+        name=name,
+        devnum=dev,
+        hctl=hctl,
+        vendor=_attr(device / "vendor"),
+        model=_attr(device / "model"),
+        rev=_attr(device / "rev") or _attr(device / "firmware_rev"),
+        size_sectors=_int(_attr(base / "size")) or 0,
+        scsi_state=_attr(device / "state"),
+        transport=detect_transport(sys_path, frozenset(classes), nvme_transport),
+        wwid_sysfs=_attr(device / "wwid") or _attr(base / "wwid"),
+        dh_state=_attr(device / "dh_state"),
+        access_state=_attr(device / "access_state"),
+        preferred_path=None if preferred is None else preferred == "1",
+        io_timeout_s=_int(_attr(device / "timeout")),
+        read_only=_attr(base / "ro") == "1",
+        sys_path=sys_path,
+    )
+
+
+SETTABLE_STATES = frozenset({"offline", "running"})
+
+
+def set_device_state(name: str, state: str, sys_root: str = "/sys") -> None:
+    """Set a SCSI device's state (``offline`` or ``running``, the two the kernel accepts).
+
+    This is how the lab takes a path down and brings it back; the daemon never does it.
+    """
+    if state not in SETTABLE_STATES:
+        raise ValueError(f"state must be one of {sorted(SETTABLE_STATES)}, not {state!r}")
+    path = Path(sys_root) / "block" / name / "device" / "state"
+    try:
+        path.write_text(state + "\n")
+    except OSError as exc:
+        raise DeviceError(name, f"cannot set state {state}: {exc.strerror or exc}") from exc
