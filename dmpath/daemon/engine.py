@@ -41,8 +41,8 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import filter as pfilter
 from dmpath.policy import files, healing
+from dmpath.policy import filter as pfilter
 from dmpath.policy.assembly import Member, build_table
 from dmpath.protocol import NotFound as NotFoundError
 
