@@ -1,0 +1,1 @@
+"""Pure policies: decisions as functions of their inputs, no I/O."""
