@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from dmpath.lab import topology as topo
+from dmpath.lab.harness import DaemonUnderTest, cleanup_maps
 
 IN_GUEST = os.environ.get("DMPATH_LAB") == "1"
 
@@ -52,3 +54,25 @@ def scsi_paths(lab_topology: Callable[[str], list[topo.LabPath]]) -> Iterator[li
     for p in paths:  # restore any path a test left offline
         with contextlib.suppress(OSError):
             topo.set_state(p, "running")
+
+
+@pytest.fixture
+def dmpathd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., DaemonUnderTest]]:
+    """Factory: ``dmpathd(defaults={...}, extra="...")`` starts the real daemon in the guest.
+
+    On teardown the daemon is stopped and every map it made is removed (they are ours:
+    dm uuid prefix ``dmpath-`` or md name ``dmpath-``), so the next test starts clean.
+    """
+    if not IN_GUEST:
+        pytest.skip("needs the lab VM")
+    started: list[DaemonUnderTest] = []
+
+    def start(defaults: dict[str, Any] | None = None, extra: str = "") -> DaemonUnderTest:
+        d = DaemonUnderTest(str(tmp_path_factory.mktemp("dmpathd")), dict(defaults or {}), extra)
+        started.append(d)
+        return d.start()
+
+    yield start
+    for d in started:
+        d.stop()
+    cleanup_maps()

@@ -1,0 +1,243 @@
+"""Guest side helpers shared by lab tests and the tour: a dmpathd under test, verified I/O.
+
+``DaemonUnderTest`` runs the real ``dmpathd`` as a child process with its config, state
+files and socket in a private directory, so nothing of the host's /etc is involved.
+``VerifiedIO`` writes numbered, self-describing blocks through a map with O_DIRECT and
+reads each back, counting every error and every mismatch: the measure of "no I/O lost".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dmpath.client import request
+from dmpath.kernel import dmsetup, mdadm
+
+BLOCK = 4096
+
+
+class LabTimeout(AssertionError):
+    pass
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
+    """Poll ``pred`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            got = pred()
+            if got:
+                return got
+        except Exception as exc:  # noqa: BLE001 - the condition may not be checkable yet
+            last_exc = exc
+        time.sleep(step)
+    raise LabTimeout(
+        f"timed out after {timeout:g} s waiting for {what}"
+        + (f" (last error: {last_exc})" if last_exc else "")
+    )
+
+
+@dataclass
+class DaemonUnderTest:
+    workdir: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    extra: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+    restarts: int = 0
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.workdir, "dmpathd.sock")
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.workdir, "dmpath.toml")
+
+    def write_config(self) -> None:
+        """Our private paths, then the test's ``defaults`` and ``extra`` TOML sections."""
+        os.makedirs(self.workdir, exist_ok=True)
+        mine = {
+            "bindings_file": f"{self.workdir}/bindings",
+            "wwids_file": f"{self.workdir}/wwids",
+            "socket": self.socket,
+            **self.defaults,
+        }
+        # JSON scalars and lists are valid TOML values
+        lines = ["[defaults]", *(f"{k} = {json.dumps(v)}" for k, v in mine.items()), self.extra]
+        with open(self.config, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+    def start(self) -> DaemonUnderTest:
+        self.write_config()
+        self.log_path = os.path.join(self.workdir, f"dmpathd.{self.restarts}.log")
+        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed at stop
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dmpath.daemon.main", "-c", self.config, "-v"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for(lambda: self._alive() and self.request("ping"), 60, "dmpathd to answer")
+        return self
+
+    def _alive(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"dmpathd exited with {self.proc.returncode}:\n{self.log()}")
+        return True
+
+    def request(self, op: str, args: dict[str, Any] | None = None) -> Any:
+        return request(op, args, socket_path=self.socket, timeout=60)
+
+    def show(self) -> dict[str, Any]:
+        return dict(self.request("show"))
+
+    def maps(self) -> dict[str, dict[str, Any]]:
+        return {m["name"]: m for m in self.show()["maps"]}
+
+    def path(self, name: str) -> dict[str, Any]:
+        for m in self.show()["maps"]:
+            for p in m["paths"]:
+                if p["name"] == name:
+                    return dict(p)
+        raise KeyError(name)
+
+    def wait_maps(self, want: dict[str, int], timeout: float = 90) -> dict[str, dict[str, Any]]:
+        """Until every map in ``want`` exists with that many active paths."""
+
+        def ok() -> dict[str, dict[str, Any]] | None:
+            maps = self.maps()
+            for name, n in want.items():
+                m = maps.get(name)
+                if m is None or m["working"] != n or len(m["paths"]) != n:
+                    return None
+            return maps
+
+        return dict(wait_for(ok, timeout, f"maps {want}"))
+
+    def wait_path(self, name: str, timeout: float = 30, **fields: Any) -> dict[str, Any]:
+        def ok() -> dict[str, Any] | None:
+            p = self.path(name)
+            return p if all(p.get(k) == v for k, v in fields.items()) else None
+
+        return dict(wait_for(ok, timeout, f"path {name} with {fields}"))
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return fh.read()[-6000:]
+        except OSError:
+            return ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.restarts += 1
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+
+
+@dataclass
+class VerifiedIO:
+    """Write block i with a header naming i and a generation, then read it back."""
+
+    devnode: str
+    blocks: int = 256
+    errors: list[str] = field(default_factory=list)
+    mismatches: int = 0
+    writes: int = 0
+    reads: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    generation: int = 0
+
+    @staticmethod
+    def pattern(i: int, gen: int) -> bytes:
+        head = f"dmpath-lab block {i} gen {gen} ".encode()
+        return (head * (BLOCK // len(head) + 1))[:BLOCK]
+
+    def _loop(self) -> None:
+        buf = mmap.mmap(-1, BLOCK)
+        fd = os.open(self.devnode, os.O_RDWR | os.O_DIRECT)
+        try:
+            i = 0
+            while not self._stop.is_set():
+                blk = i % self.blocks
+                if blk == 0:
+                    self.generation += 1
+                data = self.pattern(blk, self.generation)
+                try:
+                    buf.seek(0)
+                    buf.write(data)
+                    os.pwritev(fd, [buf], blk * BLOCK)
+                    self.writes += 1
+                    os.preadv(fd, [buf], blk * BLOCK)
+                    self.reads += 1
+                    if bytes(buf) != data:
+                        self.mismatches += 1
+                except OSError as exc:
+                    self.errors.append(f"block {blk}: {exc}")
+                    time.sleep(0.05)
+                i += 1
+        finally:
+            os.close(fd)
+            buf.close()
+
+    def start(self) -> VerifiedIO:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 120) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise LabTimeout("verified I/O did not finish (stuck in a queueing map?)")
+
+    def verify_all(self) -> int:
+        """Read every block written in the last full generation; return mismatches."""
+        bad = 0
+        buf = mmap.mmap(-1, BLOCK)
+        fd = os.open(self.devnode, os.O_RDONLY | os.O_DIRECT)
+        try:
+            for blk in range(min(self.blocks, self.writes)):
+                os.preadv(fd, [buf], blk * BLOCK)
+                got = bytes(buf)
+                if not got.startswith(f"dmpath-lab block {blk} gen ".encode()):
+                    bad += 1
+        finally:
+            os.close(fd)
+            buf.close()
+        return bad
+
+
+def cleanup_maps() -> None:
+    """Remove every dm map and md array dmpath made (only those)."""
+    for dev in dmsetup.list_maps():
+        if dmsetup.info(dev.name).uuid.startswith("dmpath-"):
+            with contextlib.suppress(Exception):
+                dmsetup.message(dev.name, "fail_if_no_path")
+            dmsetup.remove(dev.name, force=True)
+    for arr in mdadm.read_mdstat().arrays:
+        if arr.personality == "multipath":
+            exp = mdadm.detail_export(f"/dev/{arr.name}")
+            if (exp.name or "").split(":", 1)[-1].startswith("dmpath-"):
+                mdadm.stop(f"/dev/{arr.name}")
+                for m in arr.members:
+                    with contextlib.suppress(Exception):
+                        mdadm.zero_superblock(f"/dev/{m.name}")
