@@ -271,7 +271,7 @@ class Daemon:
         for wwid, infos in sorted(by_wwid.items()):
             if wwid in self.flushed:
                 continue
-            mr = self._map_for_wwid(wwid)
+            mr = self._map_for_wwid(wwid, {i.devnum for i in infos})
             if mr is None and not pfilter.should_manage(
                 wwid, len(infos), known, self.d.find_multipaths
             ):
@@ -282,9 +282,14 @@ class Daemon:
                 self.event("error", mr.model.name if mr else wwid, message=str(exc))
         self.notify(f"STATUS=managing {len(self.maps)} maps over {len(self.paths)} paths")
 
-    def _map_for_wwid(self, wwid: str) -> MapRuntime | None:
+    def _map_for_wwid(self, wwid: str, devnums: set[str] | None = None) -> MapRuntime | None:
         for mr in self.maps.values():
             if mr.model.wwid == wwid:
+                return mr
+        # an adopted md array has no WWID until its members are seen: claim it by them
+        for mr in self.maps.values():
+            if not mr.model.wwid and devnums and devnums & set(mr.devnums):
+                mr.model.wwid = wwid
                 return mr
         return None
 
@@ -308,7 +313,8 @@ class Daemon:
         self, wwid: str, infos: list[discovery.PathInfo], mr: MapRuntime | None
     ) -> None:
         opts = cfgmod.effective_options(self.cfg, wwid, infos[0].vendor, infos[0].model)
-        for info in infos:
+        fresh = [i for i in infos if i.name not in self.paths]
+        for info in fresh:
             if info.name not in self.paths:
                 prio, alua = await self._priority(info, opts.prio)
                 self._add_path_runtime(info, prio, alua, opts)
@@ -327,6 +333,9 @@ class Daemon:
             missing = [i for i in infos if i.devnum not in mr.devnums]
             if missing:
                 await self._add_members(mr, infos, missing)
+            elif fresh:
+                # paths of an adopted map: only the kernel knows their states
+                await self.refresh(mr, heal=False)
             else:
                 self._sync_model(mr)
 
@@ -357,7 +366,7 @@ class Daemon:
             size_sectors=info.size_sectors,
             transport=info.transport,
             dev_state=info.dev_state,
-            checker=self.d.checker,
+            checker=str(opts.checker),
             priority=prio,
             alua_state=alua,
             last_change=time.time(),
@@ -366,7 +375,7 @@ class Daemon:
         pr = PathRuntime(
             info=info,
             model=model,
-            checker=PathChecker(info.devnode, self.d.checker, self.d.checker_timeout),
+            checker=PathChecker(info.devnode, str(opts.checker), self.d.checker_timeout),
         )
         self.paths[info.name] = pr
         self.event(
