@@ -60,7 +60,7 @@ class DaemonUnderTest:
 
     @property
     def socket(self) -> str:
-        return os.path.join(self.workdir, "dmpathd.sock")
+        return str(self.defaults.get("socket") or os.path.join(self.workdir, "dmpathd.sock"))
 
     @property
     def config(self) -> str:
@@ -72,8 +72,8 @@ class DaemonUnderTest:
         mine = {
             "bindings_file": f"{self.workdir}/bindings",
             "wwids_file": f"{self.workdir}/wwids",
-            "socket": self.socket,
             **self.defaults,
+            "socket": self.socket,
         }
         # JSON scalars and lists are valid TOML values
         lines = ["[defaults]", *(f"{k} = {json.dumps(v)}" for k, v in mine.items()), self.extra]

@@ -204,28 +204,36 @@ def _reaped(pid: int) -> tuple[int, int] | None:
 
 def test_socket_refuses_non_root_and_answers_garbage(scsi_paths: list[topo.LabPath],
                                                       dmpathd: Start) -> None:
-    d = dmpathd()
+    # a socket directory an unprivileged user can reach (pytest's tmp dirs are 0700)
+    os.makedirs("/run/dmpath-lab", mode=0o755, exist_ok=True)
+    d = dmpathd(defaults={"socket": "/run/dmpath-lab/dmpathd.sock"})
     d.wait_maps({"mpatha": 2})
+    from dmpath.client import request
+    from dmpath.protocol import PermissionDenied
+
+    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # a real unprivileged client
-        code = 1
+        os.close(r)
+        outcome = "?"
         try:
             os.setgid(65534)
             os.setuid(65534)
-            from dmpath.client import request
-            from dmpath.protocol import PermissionDenied
-
             request("show", socket_path=d.socket)  # reading is allowed
             try:
                 request("fail_path", {"path": scsi_paths[0].name}, socket_path=d.socket)
-                code = 2
-            except PermissionDenied:
-                code = 0
-        except BaseException:  # noqa: BLE001 - any failure is reported by the exit code
-            code = 3
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+                outcome = "fail_path was allowed"
+            except PermissionDenied as exc:
+                outcome = "denied: " + str(exc)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            outcome = f"error: {type(exc).__name__}: {exc}"
+        os.write(w, outcome.encode())
+        os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r) as fh:
+        outcome = fh.read()
+    assert outcome.startswith("denied: "), outcome
     assert dmsetup.status("mpatha").path(scsi_paths[0].devnum).active  # type: ignore[union-attr]
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
