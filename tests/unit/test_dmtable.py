@@ -42,7 +42,7 @@ from dmpath.kernel.dmtable import (
 )
 
 FIXTURES = Path(
-    os.environ.get("DMPATH_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures")
+    os.environ.get("DMPATH_FIXTURES", Path(__file__).resolve().parents[1] / "fixtures")
 )
 
 

@@ -191,7 +191,7 @@ RAW: dict[str, str] = {
 
 UUID = "1aa3baf3:3a5c3b7d:791cd71d:bcab4a7c"
 SHARED_MD = Path(
-    os.environ.get("DMPATH_FIXTURES", Path(__file__).resolve().parents[3] / "shared" / "fixtures")
+    os.environ.get("DMPATH_FIXTURES", Path(__file__).resolve().parents[1] / "fixtures")
 ) / "md"
 
 

@@ -28,7 +28,7 @@ from dmpath.kernel.scsi import (
 )
 
 # captured real outputs live in shared/, beside the work tree (main/)
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def fixture(rel: str) -> str:

@@ -17,7 +17,7 @@ from dmpath.errors import DeviceError
 from dmpath.kernel import sysfs
 from dmpath.kernel.sysfs import Transport
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dmpath.errors import ParseError
 from dmpath.kernel import udev
 from dmpath.kernel.udev import DmAction, UdevRecord
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SD_NAMES = ["sda", "sdb", "sdc", "sdd"]
 
 
