@@ -92,6 +92,7 @@ class Daemon:
         self.cpool = ThreadPoolExecutor(16, thread_name_prefix="check")
         self._reeval_handle: asyncio.TimerHandle | None = None
         self._reeval_task: asyncio.Task[None] | None = None
+        self._reeval_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.monitor: udev.Monitor | None = None
         self.notify: Callable[[str], object] = lambda _s: None
@@ -189,6 +190,9 @@ class Daemon:
             if udev.is_dm(rec) or not udev.is_disk(rec):
                 continue
             relevant = True
+            known = self.paths.get(rec.sys_name)
+            if known is not None:
+                known.wake.set()  # a change on a path (e.g. SCSI state): check it now
             if rec.action == "remove":
                 self.records.pop(rec.sys_name, None)
             else:
@@ -259,6 +263,12 @@ class Daemon:
         return any(mr.model.sysfs == holder for mr in self.maps.values())
 
     async def reevaluate(self) -> None:
+        # one pass at a time, whoever asks (start, udev, admin): a pass that ran while
+        # another was creating a map would see its paths held by a not-yet-known array
+        async with self._reeval_lock:
+            await self._reevaluate()
+
+    async def _reevaluate(self) -> None:
         cands = self._candidates()
         by_wwid: dict[str, list[discovery.PathInfo]] = {}
         for info in cands.values():

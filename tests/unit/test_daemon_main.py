@@ -1,0 +1,41 @@
+"""dmpathd's start-up checks and its systemd notifications."""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+
+import pytest
+
+from dmpath.daemon.main import main, multipathd_pids
+from dmpath.daemon.notify import sd_notify
+
+
+def test_finds_a_running_multipathd(tmp_path: pathlib.Path) -> None:
+    for pid, comm in ((1, "systemd"), (4242, "multipathd"), (77, "dmpathd")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "comm").write_text(comm + "\n")
+    (tmp_path / "self").mkdir()
+    (tmp_path / "999").mkdir()  # vanished process: no comm file
+    assert multipathd_pids(str(tmp_path)) == [4242]
+
+
+def test_check_config_reports_key_and_line(tmp_path: pathlib.Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "dmpath.toml"
+    cfg.write_text('[defaults]\npolling_interval = 1\nno_path_retry = "sometimes"\n')
+    assert main(["-c", str(cfg), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}:3" in err and "no_path_retry" in err
+    cfg.write_text('[defaults]\nno_path_retry = "queue"\n')
+    assert main(["-c", str(cfg), "--check-config"]) == 0
+
+
+def test_sd_notify_sends_one_datagram(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as srv:
+        srv.bind(path)
+        assert sd_notify("READY=1", {"NOTIFY_SOCKET": path})
+        assert srv.recv(100) == b"READY=1"
+    assert not sd_notify("READY=1", {})  # outside systemd: nothing to do
+    assert not sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone")})
