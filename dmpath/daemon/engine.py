@@ -27,7 +27,7 @@ from dmpath.daemon import discovery
 from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend
 from dmpath.daemon.checkers import PathChecker
 from dmpath.errors import DmpathError, PolicyRefusal
-from dmpath.kernel import udev
+from dmpath.kernel import dmsetup, udev
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.model import (
     Backend,
@@ -86,6 +86,7 @@ class Daemon:
         self.records: dict[str, udev.UdevRecord] = {}
         self.excluded: set[str] = set()  # path names removed by the admin
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
+        self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(1, thread_name_prefix="kernel")
@@ -350,6 +351,8 @@ class Daemon:
                 self._sync_model(mr)
 
     async def _choose_name(self, wwid: str, opts: Any) -> str:
+        if wwid in self.requested_names:
+            return self.requested_names[wwid]
         if opts.alias:
             return str(opts.alias)
         if not self.d.user_friendly_names:
@@ -709,82 +712,98 @@ class Daemon:
         return mr
 
     async def handle(self, op: str, args: dict[str, Any], peer: Any) -> Any:
-        if op == "ping":
-            return {"pid": os.getpid(), "version": 1}
-        if op == "show":
-            return snapshot_to_dict(self.snapshot())
-        if op == "show_config":
-            return cfgmod.config_to_dict(self.cfg)
-        if op == "events":
-            since = float(args.get("since") or 0.0)
-            evs = [e for e in self.events if e.time > since]
-            limit = args.get("limit")
-            if limit:
-                evs = evs[-int(limit) :]
-            return [e.__dict__ for e in evs]
-        if op == "fail_path":
-            return await self.op_fail(args["path"], bool(args.get("force", False)))
-        if op == "reinstate_path":
-            return await self.op_reinstate(args["path"])
-        if op == "switch_group":
-            mr = self.find_map(args["map"])
-            n = int(args["group"])
-            if not any(g.number == n for g in mr.model.groups):
-                raise NotFoundError(f"{mr.model.name} has no path group {n}")
-            await self.k(self.backend(mr.model.backend).switch_group, mr.model.name, n)
-            mr.next_group = n
-            self.event("switch_group", mr.model.name, message=f"admin: switch to group {n}")
-            return {"map": mr.model.name, "group": n}
-        if op == "queueing":
-            mr = self.find_map(args["map"])
-            on = bool(args["enabled"])
-            await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, on)
-            await self.refresh(mr, heal=False)
-            self.event(
-                "queueing", mr.model.name, message=f"admin: queueing {'on' if on else 'off'}"
-            )
-            return {"map": mr.model.name, "queueing": on}
-        if op == "reconfigure":
-            return await self.reconfigure()
-        if op == "flush_map":
-            return await self.op_flush(args["map"], bool(args.get("force", False)))
-        if op == "remove_path":
-            pr = self.find_path(args["path"])
-            self.excluded.add(pr.info.name)
-            await self._drop_path(pr.info.name)
-            return {"path": pr.info.name, "removed": True}
-        if op == "add_path":
-            name = str(args["path"]).removeprefix("/dev/")
-            if ":" in name:
-                name = os.path.basename(os.path.realpath(f"/sys/dev/block/{name}"))
-            self.excluded.discard(name)
-            rec = self.records.get(name)
-            if rec is None:
-                raise NotFoundError(f"{args['path']}: no such block device")
-            info = discovery.path_info(rec, self.d.uid_attribute)
-            if info is None or not info.wwid:
-                raise NotFoundError(f"{name}: not usable as a path (no WWID)")
-            await self.k(files.remember_wwid, self.d.wwids_file, info.wwid)
-            self.flushed.discard(info.wwid)
-            await self.reevaluate()
-            return {"path": name, "wwid": info.wwid}
-        if op == "create_map":
-            wwid = args.get("wwid")
-            if not wwid:
-                pr_name = str(args["path"]).removeprefix("/dev/")
-                rec = self.records.get(pr_name)
-                info = discovery.path_info(rec, self.d.uid_attribute) if rec else None
-                if info is None:
-                    raise NotFoundError(f"{args['path']}: no such path")
-                wwid = info.wwid
-            await self.k(files.remember_wwid, self.d.wwids_file, wwid)
-            self.flushed.discard(wwid)
-            await self.reevaluate()
-            made = self._map_for_wwid(wwid)
-            if made is None:
-                raise NotFoundError(f"no usable path of {wwid}")
-            return {"map": made.model.name, "wwid": wwid}
-        raise NotFoundError(f"unknown operation {op}")
+        """A control-socket request (already validated and authorised by the server)."""
+        method = getattr(self, "op_" + op, None)
+        if method is None:
+            raise NotFoundError(f"unknown operation {op}")
+        return await method(**args)
+
+    async def op_ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": 1}
+
+    async def op_show(self) -> dict[str, Any]:
+        return snapshot_to_dict(self.snapshot())
+
+    async def op_show_config(self) -> dict[str, Any]:
+        return cfgmod.config_to_dict(self.cfg)
+
+    async def op_events(self, since: float = 0.0, limit: int | None = None) -> list[Any]:
+        evs = [e for e in self.events if e.time > since]
+        if limit:
+            evs = evs[-limit:]
+        return [e.__dict__ for e in evs]
+
+    async def op_fail_path(self, path: str, force: bool = False) -> dict[str, Any]:
+        return await self.op_fail(path, force)
+
+    async def op_reinstate_path(self, path: str) -> dict[str, Any]:
+        return await self.op_reinstate(path)
+
+    async def op_switch_group(self, map: str, group: int) -> dict[str, Any]:
+        mr = self.find_map(map)
+        if not any(g.number == group for g in mr.model.groups):
+            raise NotFoundError(f"{mr.model.name} has no path group {group}")
+        await self.k(self.backend(mr.model.backend).switch_group, mr.model.name, group)
+        mr.next_group = group
+        self.event("switch_group", mr.model.name, message=f"admin: switch to group {group}")
+        return {"map": mr.model.name, "group": group}
+
+    async def op_queueing(self, map: str, enabled: bool) -> dict[str, Any]:
+        mr = self.find_map(map)
+        await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, enabled)
+        await self.refresh(mr, heal=False)
+        state = "on" if enabled else "off"
+        self.event("queueing", mr.model.name, message=f"admin: queueing {state}")
+        return {"map": mr.model.name, "queueing": enabled}
+
+    async def op_reconfigure(self) -> dict[str, Any]:
+        return await self.reconfigure()
+
+    async def op_flush_map(self, map: str, force: bool = False) -> dict[str, Any]:
+        return await self.op_flush(map, force)
+
+    async def op_remove_path(self, path: str) -> dict[str, Any]:
+        pr = self.find_path(path)
+        self.excluded.add(pr.info.name)
+        await self._drop_path(pr.info.name)
+        return {"path": pr.info.name, "removed": True}
+
+    def _path_record(self, spec: str) -> discovery.PathInfo:
+        """A block device named like sdb, /dev/sdb or 8:16, as a candidate path."""
+        name = spec.removeprefix("/dev/")
+        if ":" in name:
+            name = os.path.basename(os.path.realpath(f"/sys/dev/block/{name}"))
+        rec = self.records.get(name)
+        if rec is None:
+            raise NotFoundError(f"{spec}: no such block device")
+        info = discovery.path_info(rec, self.d.uid_attribute)
+        if info is None or not info.wwid:
+            raise NotFoundError(f"{spec}: not usable as a path (no WWID)")
+        return info
+
+    async def op_add_path(self, path: str) -> dict[str, Any]:
+        info = self._path_record(path)
+        self.excluded.discard(info.name)
+        await self.k(files.remember_wwid, self.d.wwids_file, info.wwid)
+        self.flushed.discard(info.wwid)
+        await self.reevaluate()
+        return {"path": info.name, "wwid": info.wwid}
+
+    async def op_create_map(
+        self, path: str | None = None, wwid: str | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        if not wwid:
+            wwid = self._path_record(str(path)).wwid
+        if name:
+            dmsetup.validate_map_name(name)
+            self.requested_names[wwid] = name
+        await self.k(files.remember_wwid, self.d.wwids_file, wwid)
+        self.flushed.discard(wwid)
+        await self.reevaluate()
+        made = self._map_for_wwid(wwid)
+        if made is None:
+            raise NotFoundError(f"no usable path of {wwid}")
+        return {"map": made.model.name, "wwid": wwid}
 
     async def op_fail(self, spec: str, force: bool) -> dict[str, Any]:
         pr = self.find_path(spec)
