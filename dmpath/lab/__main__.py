@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 
 from dmpath.errors import DmpathError
+
+
+def tour_display_args() -> list[str]:
+    """The host terminal's width and colour, told to the tour: in the guest, stdout is a
+    pipe back to us, so the tour cannot see the terminal it is really shown on."""
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((100, 24)).columns if tty else 100
+    color = bool(os.environ.get("FORCE_COLOR")) or (tty and not os.environ.get("NO_COLOR"))
+    return ["--width", str(max(60, min(width, 160))), "--color" if color else "--no-color"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
             topology = args.topology
         else:
-            cmd = [sys.executable, "-m", "dmpath.lab.tour"]
+            cmd = [sys.executable, "-m", "dmpath.lab.tour", *tour_display_args()]
             topology = args.topology
         res = run_in_lab(
             cmd or ["true"],
