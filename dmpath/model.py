@@ -68,6 +68,7 @@ class Path:
     fail_count: int = 0  # failures seen by the daemon (checker or kernel)
     last_change: float = 0.0  # epoch seconds of the last state change
     interval: float = 0.0  # current polling interval in seconds
+    held: bool = False  # failed by the administrator: the checker does not reinstate it
 
 
 @dataclass

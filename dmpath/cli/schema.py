@@ -63,6 +63,10 @@ _PATH_PROPS: dict[str, Any] = {
     "fail_count": {**_INT0, "description": "failures the daemon has seen"},
     "last_change": {**_NUM0, "description": "epoch seconds of the last state change, 0 never"},
     "interval": {**_NUM0, "description": "current polling interval in seconds"},
+    "held": {
+        "type": "boolean",
+        "description": "failed by the administrator: stays failed until reinstated by hand",
+    },
 }
 
 _GROUP_PROPS: dict[str, Any] = {

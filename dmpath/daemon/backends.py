@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from dmpath.errors import DmpathError
+from dmpath.errors import CommandError, DmpathError
 from dmpath.kernel import dmsetup, mdadm
+from dmpath.kernel.dmtable import DmInfo, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
-from dmpath.kernel.dmtable import MultipathTable
 from dmpath.kernel.dmtable import PathState as DmPathState
 from dmpath.kernel.mdstat import MdStat
 from dmpath.model import Backend, GroupState, KernelState
@@ -55,6 +55,7 @@ class KernelMap:
     features: str = ""
     hwhandler: str = ""
     table: MultipathTable | None = None
+    info: DmInfo | None = None
 
 
 def _read(path: str) -> str:
@@ -100,8 +101,16 @@ class DmBackend:
         return out
 
     def read(self, name: str) -> KernelMap:
-        info = dmsetup.info(name)
-        table = dmsetup.table(name)
+        return self._read(name, dmsetup.info(name), dmsetup.table(name))
+
+    def read_states(self, name: str, prev: KernelMap | None) -> KernelMap:
+        """Only ``dmsetup status`` (one command, not three) when the table is unchanged:
+        what a fail/reinstate/switch message changes is in the status alone."""
+        if prev is None or prev.table is None or prev.info is None:
+            return self.read(name)
+        return self._read(name, prev.info, prev.table)
+
+    def _read(self, name: str, info: DmInfo, table: MultipathTable) -> KernelMap:
         status = dmsetup.status(name)
         members: dict[str, KernelState] = {}
         groups: list[KernelGroup] = []
@@ -129,6 +138,7 @@ class DmBackend:
             features=" ".join(table.features.words()) or "0",
             hwhandler=" ".join([hw.name, *hw.args]) if hw else "",
             table=table,
+            info=info,
         )
 
     def create(self, name: str, wwid: str, table: MultipathTable) -> None:
@@ -168,6 +178,12 @@ class MdBackend:
     def _find(self, name: str) -> tuple[str, MdStat]:
         """The kernel name (md127) of our array ``name``."""
         stat = mdadm.read_mdstat()
+        # udev's /dev/md/NAME link first: ``mdadm --detail`` reads the name from a member's
+        # superblock, so it cannot name an array whose paths are all offline
+        link = os.path.realpath(f"/dev/md/{self.md_name(name)}")
+        linked = stat.array(os.path.basename(link)) if link.startswith("/dev/md") else None
+        if linked is not None and linked.personality == "multipath":
+            return linked.name, stat
         for arr in stat.arrays:
             if arr.personality != "multipath":
                 continue
@@ -219,6 +235,9 @@ class MdBackend:
             hwhandler="",
         )
 
+    def read_states(self, name: str, prev: KernelMap | None) -> KernelMap:
+        return self.read(name)
+
     def create(self, name: str, devnodes: list[str]) -> None:
         mdadm.create(f"/dev/md/{self.md_name(name)}", devnodes, name=self.md_name(name))
 
@@ -228,7 +247,22 @@ class MdBackend:
 
     def fail(self, name: str, devnode: str) -> None:
         kname, _ = self._find(name)
-        mdadm.fail(f"/dev/{kname}", devnode)
+        try:
+            mdadm.fail(f"/dev/{kname}", devnode)
+        except mdadm.MemberBusy:
+            raise
+        except CommandError:
+            # mdadm opens the member first, and a dead path (offline: ENXIO) cannot be
+            # opened: ask md itself through the member's sysfs state instead (the kernel
+            # still applies the personality's last-path rule)
+            state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
+            if not os.path.exists(state):
+                raise
+            try:
+                with open(state, "w") as fh:
+                    fh.write("faulty\n")
+            except OSError as exc:
+                raise DmpathError(f"{state}: cannot mark {devnode} faulty: {exc}") from exc
 
     def reinstate(self, name: str, devnode: str) -> None:
         """md cannot un-fail a member: hot-remove it (EBUSY while busy: MemberBusy) and re-add."""

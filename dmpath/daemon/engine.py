@@ -71,6 +71,7 @@ class MapRuntime:
     checks_without_path: int = 0
     best_usable_since: float | None = None
     next_group: int = 0
+    kernel: KernelMap | None = None  # the last full read, for status-only re-reads
     devnums: dict[str, str] = field(default_factory=dict)  # devnum -> path name (members)
 
 
@@ -202,21 +203,35 @@ class Daemon:
             self.schedule_reevaluate()
 
     def _on_dm_path_event(self, ev: udev.DmPathEvent) -> None:
-        """The kernel failed (or reinstated) a path on its own: re-check it now."""
+        """The kernel failed or reinstated a path: believe it at once, re-check, re-read.
+
+        The uevent is the kernel's own word, so the model takes it before any re-read (a
+        plan made from older state would count paths that are already gone). Only a
+        change we did not make ourselves is news worth an event.
+        """
         for pr in self.paths.values():
-            if pr.info.devnum == ev.path:
-                pr.wake.set()
-                mr = self.maps.get(pr.map_name)
-                if mr and ev.action == udev.DmAction.PATH_FAILED:
+            if pr.info.devnum != ev.path:
+                continue
+            pr.wake.set()
+            mr = self.maps.get(pr.map_name)
+            if mr is None or (ev.map_name and ev.map_name != mr.model.name):
+                continue
+            if ev.action == udev.DmAction.PATH_FAILED:
+                if pr.model.kernel_state == KernelState.ACTIVE:
+                    pr.model.kernel_state = KernelState.FAILED
+                    pr.model.last_change = time.time()
+                    pr.model.fail_count += 1
                     left = ev.nr_valid_paths if ev.nr_valid_paths is not None else "?"
                     self.event(
                         "kernel_path_failed",
                         mr.model.name,
                         pr.info.name,
-                        f"kernel failed {pr.info.name}: redirecting I/O to another IO path "
-                        f"({left} left)",
+                        f"IO failure on {pr.info.name}: the kernel disabled the path and "
+                        f"redirects I/O to another IO path ({left} left)",
                     )
-                    self.spawn(self.refresh(mr))
+            elif ev.action == udev.DmAction.PATH_REINSTATED:
+                pr.model.kernel_state = KernelState.ACTIVE
+            self.spawn(self.refresh(mr))
 
     def schedule_reevaluate(self) -> None:
         """Coalesce a burst of udev events into one re-evaluation."""
@@ -490,6 +505,7 @@ class Daemon:
             await self.heal(mr)
 
     def _apply_kernel(self, mr: MapRuntime, km: KernelMap) -> None:
+        mr.kernel = km
         m = mr.model
         m.sysfs, m.devnode, m.uuid = km.sysfs, km.devnode, km.uuid
         m.size_sectors, m.open_count = km.size_sectors, km.open_count
@@ -637,7 +653,7 @@ class Daemon:
                 except DmpathError as exc:
                     self.event("error", m.name, getattr(a, "path", ""), str(exc))
             if acted:
-                km = await self.k(be.read, m.name)
+                km = await self.k(be.read_states, m.name, mr.kernel)
                 self._apply_kernel(mr, km)
             if healing.has_usable_path(m):
                 m.alerts[:] = [x for x in m.alerts if healing.LAST_PATH_ALERT not in x]
@@ -733,12 +749,6 @@ class Daemon:
             evs = evs[-limit:]
         return [e.__dict__ for e in evs]
 
-    async def op_fail_path(self, path: str, force: bool = False) -> dict[str, Any]:
-        return await self.op_fail(path, force)
-
-    async def op_reinstate_path(self, path: str) -> dict[str, Any]:
-        return await self.op_reinstate(path)
-
     async def op_switch_group(self, map: str, group: int) -> dict[str, Any]:
         mr = self.find_map(map)
         if not any(g.number == group for g in mr.model.groups):
@@ -758,9 +768,6 @@ class Daemon:
 
     async def op_reconfigure(self) -> dict[str, Any]:
         return await self.reconfigure()
-
-    async def op_flush_map(self, map: str, force: bool = False) -> dict[str, Any]:
-        return await self.op_flush(map, force)
 
     async def op_remove_path(self, path: str) -> dict[str, Any]:
         pr = self.find_path(path)
@@ -805,8 +812,8 @@ class Daemon:
             raise NotFoundError(f"no usable path of {wwid}")
         return {"map": made.model.name, "wwid": wwid}
 
-    async def op_fail(self, spec: str, force: bool) -> dict[str, Any]:
-        pr = self.find_path(spec)
+    async def op_fail_path(self, path: str, force: bool = False) -> dict[str, Any]:
+        pr = self.find_path(path)
         mr = self.maps.get(pr.map_name)
         if mr is None:
             raise NotFoundError(f"{pr.info.name} is in no map")
@@ -825,13 +832,14 @@ class Daemon:
             dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
             await self.k(be.fail, mr.model.name, dev)
             pr.model.fail_count += 1
+            pr.model.held = True  # the admin's word stands until they reinstate it
             self.event("path_failed", mr.model.name, pr.info.name, f"admin: failed {pr.info.name}")
-            km = await self.k(be.read, mr.model.name)
+            km = await self.k(be.read_states, mr.model.name, mr.kernel)
             self._apply_kernel(mr, km)
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
 
-    async def op_reinstate(self, spec: str) -> dict[str, Any]:
-        pr = self.find_path(spec)
+    async def op_reinstate_path(self, path: str) -> dict[str, Any]:
+        pr = self.find_path(path)
         mr = self.maps.get(pr.map_name)
         if mr is None:
             raise NotFoundError(f"{pr.info.name} is in no map")
@@ -839,15 +847,17 @@ class Daemon:
             be = self.backend(mr.model.backend)
             dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
             await self.k(be.reinstate, mr.model.name, dev)
+            pr.model.held = False
             self.event(
                 "path_reinstated", mr.model.name, pr.info.name, f"admin: reinstated {pr.info.name}"
             )
-            km = await self.k(be.read, mr.model.name)
+            km = await self.k(be.read_states, mr.model.name, mr.kernel)
             self._apply_kernel(mr, km)
         pr.wake.set()  # if it is really dead the checker fails it again
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
 
-    async def op_flush(self, name: str, force: bool) -> dict[str, Any]:
+    async def op_flush_map(self, map: str, force: bool = False) -> dict[str, Any]:
+        name = map
         mr = self.find_map(name)
         async with mr.lock:
             await self.refresh(mr, heal=False)

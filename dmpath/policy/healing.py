@@ -75,7 +75,11 @@ def _usable(p: Path) -> bool:
 def plan_paths(m: Map) -> list[Action]:
     """Fail the dead, reinstate the living, never fail the last path that is active."""
     actions: list[Action] = []
-    reinstate = [p for p in m.paths if p.kernel_state == KernelState.FAILED and p.check in USABLE]
+    reinstate = [
+        p
+        for p in m.paths
+        if p.kernel_state == KernelState.FAILED and p.check in USABLE and not p.held
+    ]
     dead_active = [
         p for p in m.paths if p.kernel_state == KernelState.ACTIVE and p.check == Check.DOWN
     ]

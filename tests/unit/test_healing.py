@@ -142,3 +142,11 @@ def test_interval_tightens_on_trouble_and_relaxes_when_stable() -> None:
 def test_flapping() -> None:
     assert is_flapping([1, 2, 3, 4], 10.0)
     assert not is_flapping([1, 2, 3, 4], 100.0)
+
+
+def test_a_path_failed_by_the_admin_is_not_reinstated_by_the_checker() -> None:
+    m = mk([(F, Check.UP), (A, Check.UP)])
+    m.paths[0].held = True
+    assert plan_paths(m) == []
+    m.paths[0].held = False
+    assert [type(a) for a in plan_paths(m)] == [ReinstatePath]
