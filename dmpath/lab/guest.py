@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         os.environ["DMPATH_LAB"] = "1"
         os.environ["DMPATH_LAB_OUTDIR"] = args.outdir
+        # the project is read-only in the guest: hypothesis keeps its examples elsewhere
+        os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/dmpath-hypothesis")
         # the venv's tools (pytest, dmpathd, mpathctl) first on PATH
         os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
         prepare_kernel()
