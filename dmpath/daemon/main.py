@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         else "%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # sh logs every process start at INFO; the runner already logs what matters
+    logging.getLogger("sh").setLevel(logging.WARNING)
     if args.verbose < 2:
         logging.getLogger("dmpath.runner").setLevel(logging.WARNING)
     from dmpath import config as cfgmod

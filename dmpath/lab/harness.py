@@ -90,7 +90,7 @@ class DaemonUnderTest:
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_for(lambda: self._alive() and self.request("ping"), 60, "dmpathd to answer")
+        wait_for(lambda: self.request("ping"), 60, "dmpathd to answer")
         return self
 
     def _alive(self) -> bool:
@@ -99,6 +99,7 @@ class DaemonUnderTest:
         return True
 
     def request(self, op: str, args: dict[str, Any] | None = None) -> Any:
+        self._alive()  # a dead daemon is reported with its log, not as "connection refused"
         return request(op, args, socket_path=self.socket, timeout=60)
 
     def show(self) -> dict[str, Any]:
