@@ -1,4 +1,5 @@
-"""``python -m dmpath.lab``: provision the host, run a command in the lab, or the tour."""
+"""``python -m dmpath.lab``: provision the host, run a command in the lab, the tour, or the
+bench (dmpathd against multipathd)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("command", nargs=argparse.REMAINDER)
     t = sub.add_parser("tour", help="boot the lab and show a live failover")
     t.add_argument("--topology", default="default")
+    from dmpath.lab import bench
+
+    b = sub.add_parser("bench", help="boot the lab and measure dmpathd against multipathd")
+    bench.add_arguments(b)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "provision":
@@ -36,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             kernel = ensure_lab(lambda m: print("lab:", m, file=sys.stderr))
             print(f"lab: ready (kernel {kernel})", file=sys.stderr)
             return 0
+        if args.cmd == "bench":
+            return bench.host_main(args, tour_display_args())
         from dmpath.lab.vm import run_in_lab
 
         if args.cmd == "run":

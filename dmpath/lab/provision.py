@@ -73,6 +73,37 @@ def install_packages(log: Callable[[str], None] = print) -> None:
     )
 
 
+#: optional: only ``python -m dmpath.lab bench`` needs multipath-tools (multipathd, multipath),
+#: to compare against. Not in APT_PACKAGES on purpose: it also puts udev rules in
+#: /lib/udev/rules.d, which the guest shares; the guest moves them aside (guest.py).
+OPTIONAL_MULTIPATH_TOOLS = ("multipath-tools",)
+
+
+def ensure_multipath_tools(log: Callable[[str], None] = print) -> None:
+    """Install multipath-tools on the host if it is missing (needs root), for the bench."""
+    missing = missing_packages(OPTIONAL_MULTIPATH_TOOLS)
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise LabSetupError(
+            "the bench compares against multipath-tools: apt-get install "
+            + " ".join(missing)
+            + " (run as root)"
+        )
+    log("installing " + " ".join(missing) + " for the bench (apt-get)...")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", ["update", "-q"], timeout=900, env=env)
+    run(
+        "apt-get",
+        ["install", "-y", "-q", "--no-install-recommends", *missing],
+        timeout=1800,
+        env=env,
+    )
+    still = missing_packages(OPTIONAL_MULTIPATH_TOOLS)
+    if still:
+        raise LabSetupError("apt-get did not install " + " ".join(still))
+
+
 def _version_key(path: str) -> tuple[int, ...]:
     m = re.search(r"vmlinuz-(\d+)\.(\d+)(?:\.(\d+))?", path)
     if not m:

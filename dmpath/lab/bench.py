@@ -1,0 +1,1109 @@
+"""``python -m dmpath.lab bench``: dmpathd against multipathd on the same paths, same kernel.
+
+A benchmark, not a test: it reports figures and asserts nothing about them. The exit
+status is 0 whenever the benchmark ran, whatever the figures; non-zero only when it could
+not run (a daemon did not start, its maps never appeared, a path state never changed
+within the time limit).
+
+The aim it measures (from the issue): notice a dead path on an idle map, and a returned
+path, each within 1 s, at no more CPU per check than multipathd.
+
+In ONE VM boot (the host side boots it), each daemon in turn, dmpathd first:
+
+1. start it with its defaults (dmpathd through ``harness.DaemonUnderTest``; multipathd as
+   ``multipathd -d -s -v3`` with an /etc/multipath.conf like LAB.md's) and wait until its
+   maps are in ``dmsetup ls --target multipath`` with every path active;
+2. let it settle (``--settle``, 30 s: multipathd's checker interval grows from
+   polling_interval 5 s to max_polling_interval 20 s on stable paths, as in production),
+   then read its CPU time (utime+stime, and reaped children's, from /proc/PID/stat) over an
+   idle window of ``--window`` seconds, and count the checks it made in that window;
+3. ``--rounds`` times, a different path each round: offline the path (no I/O on any map),
+   time until ``dmsetup status`` shows it failed; set it running, time until it shows it
+   active again;
+4. stop the daemon and remove the maps it made.
+
+How checks are counted:
+
+* dmpathd: every check is one SCSI TEST UNIT READY, so the checks are the commands the
+  kernel dispatched to the paths in the window (sysfs ``device/iorequest_cnt``, which
+  counts every SCSI command sent to the device); the estimate paths x window / interval
+  (intervals from ``show``) is kept in the JSON as a cross-check.
+* multipathd: at -v3 it logs every checker result as ``sdX: tur state = up``; its TUR
+  checker is asynchronous, so one check may log ``pending`` first and its result a tick
+  later: the checks are the result lines that are not ``pending``. Its commands (TUR plus
+  the ALUA prioritizer's REPORT TARGET PORT GROUPS on every check of an up path) are
+  counted from sysfs as for dmpathd.
+
+Why dmpathd runs first: multipathd loads table hardware handler ``1 alua``, which attaches
+``scsi_dh_alua`` to the paths, and the lab keeps that handler off for dmpathd (guest.py).
+
+multipathd runs without its udev rules: the guest moves ``*multipath*.rules``,
+``*dm-mpath*.rules`` and ``*kpartx*.rules`` aside (guest.py) and multipathd 0.9.4 was
+checked to assemble, fail and reinstate without them (it reads the paths' udev properties
+set by udev's own rules, ``ID_SERIAL`` for the WWID). Both daemons so run under the same
+udev rules.
+
+Timing: the poller is one in-process loop calling ``dmpath.kernel.dmsetup.status`` every
+``POLL_INTERVAL`` s. Under emulation each call runs a ``dmsetup`` process (about 0.2 s), so
+a state change is known only to within one poll: each round records when the change was
+first seen (the figure shown) and the start of the last poll that did not see it yet
+(``not_before`` in the JSON). The poller costs CPU itself, which is why CPU is measured
+only in the idle window, while nothing polls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dmpath.errors import DmpathError
+
+#: seconds between the end of one ``dmsetup status`` and the start of the next
+POLL_INTERVAL = 0.1
+#: how long a daemon may take to start and to make its maps
+START_TIMEOUT = 60.0
+MAPS_TIMEOUT = 90.0
+#: how long one path state change may take to show in ``dmsetup status``: multipathd's
+#: worst case is its max_polling_interval (20 s) plus an asynchronous TUR's extra tick
+CHANGE_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+WORKDIR = "/tmp/dmpath-bench"
+RESULT_FILE = "bench.json"
+
+DEFAULT_TOPOLOGY = "2x2"
+DEFAULT_ROUNDS = 5
+DEFAULT_SETTLE = 30.0
+DEFAULT_WINDOW = 120.0
+DEFAULT_GAP = 5.0
+
+#: LAB.md's multipathd set-up: find_multipaths no, friendly names, and only scsi_debug
+#: (every other device is blacklisted, so the exception is what admits the paths)
+MULTIPATH_CONF = """\
+# written by python -m dmpath.lab bench (lab guest only)
+defaults {
+    find_multipaths no
+    user_friendly_names yes
+}
+blacklist {
+    device {
+        vendor ".*"
+        product ".*"
+    }
+}
+blacklist_exceptions {
+    device {
+        vendor "Linux"
+        product "scsi_debug"
+    }
+}
+"""
+
+#: a checker result line of multipathd at -v3: "sda: tur state = up"
+_MPD_CHECK = re.compile(r"^(?P<dev>\S+): (?P<checker>[\w-]+) state = (?P<state>[\w-]+)\s*$")
+
+
+class BenchError(DmpathError):
+    """The benchmark could not run (not: a figure was bad; figures are never errors)."""
+
+    exit_code = 1
+
+
+# ---------------------------------------------------------------------- pure parts
+
+
+@dataclass(frozen=True)
+class ProcCpu:
+    """CPU time of a process in clock ticks, from /proc/PID/stat."""
+
+    utime: int
+    stime: int
+    cutime: int = 0  # of children the process has waited for
+    cstime: int = 0
+
+    @property
+    def own(self) -> int:
+        return self.utime + self.stime
+
+    @property
+    def children(self) -> int:
+        return self.cutime + self.cstime
+
+    @property
+    def total(self) -> int:
+        return self.own + self.children
+
+    def __sub__(self, other: ProcCpu) -> ProcCpu:
+        return ProcCpu(
+            self.utime - other.utime,
+            self.stime - other.stime,
+            self.cutime - other.cutime,
+            self.cstime - other.cstime,
+        )
+
+
+def parse_proc_stat(text: str) -> ProcCpu:
+    """utime, stime, cutime, cstime (fields 14-17) of a /proc/PID/stat line.
+
+    The command name (field 2) is in parentheses and may itself hold spaces and
+    parentheses, so the fields are counted from the *last* ``)``.
+    """
+    end = text.rfind(")")
+    if end < 0:
+        raise ValueError(f"not a /proc/PID/stat line: {text[:80]!r}")
+    rest = text[end + 1 :].split()
+    # rest[0] is field 3 (state): field n is rest[n - 3]
+    if len(rest) < 15:
+        raise ValueError(f"/proc/PID/stat line too short: {text[:80]!r}")
+    try:
+        return ProcCpu(int(rest[11]), int(rest[12]), int(rest[13]), int(rest[14]))
+    except ValueError:
+        raise ValueError(f"/proc/PID/stat fields 14-17 are not numbers: {text[:80]!r}") from None
+
+
+def ticks_to_seconds(ticks: int, hz: int) -> float:
+    if hz <= 0:
+        raise ValueError(f"clock ticks per second must be positive, got {hz}")
+    return ticks / hz
+
+
+def parse_iocounter(text: str) -> int:
+    """A SCSI device's ``iorequest_cnt`` (sysfs prints it in hex, ``0x1a``)."""
+    return int(text.strip(), 0)
+
+
+def count_multipathd_checks(log_text: str) -> int:
+    """Completed checker results in multipathd -v3 output (``pending`` is not a result)."""
+    n = 0
+    for line in log_text.splitlines():
+        m = _MPD_CHECK.match(line.strip())
+        if m and m.group("state") != "pending":
+            n += 1
+    return n
+
+
+def estimate_checks(intervals: Sequence[float], window: float) -> float:
+    """Checks in ``window`` seconds by paths checked every ``intervals[i]`` seconds."""
+    return sum(window / i for i in intervals if i > 0)
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    min: float | None
+    median: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Summary:
+        if not values:
+            return cls(0, None, None, None)
+        return cls(len(values), min(values), statistics.median(values), max(values))
+
+
+def ratio(mine: float | None, theirs: float | None) -> float | None:
+    """``mine / theirs``; None when either is unknown or ``theirs`` is zero."""
+    if mine is None or theirs is None or theirs == 0:
+        return None
+    return mine / theirs
+
+
+def format_ratio(r: float | None) -> str:
+    """A ratio for the table: three significant digits and an ``x``; ``n/a`` if unknown."""
+    if r is None:
+        return "n/a"
+    return f"{r:.3g}x"
+
+
+def format_seconds(s: float | None, digits: int = 2) -> str:
+    return "n/a" if s is None else f"{s:.{digits}f}"
+
+
+def format_summary(s: Summary) -> str:
+    """``min / median / max`` in seconds."""
+    if s.n == 0:
+        return "n/a"
+    return " / ".join(format_seconds(v) for v in (s.min, s.median, s.max))
+
+
+def per_minute(value: float, window: float) -> float:
+    if window <= 0:
+        raise ValueError(f"window must be positive, got {window}")
+    return value * 60.0 / window
+
+
+# ---------------------------------------------------------------------- results
+
+
+@dataclass
+class Round:
+    path: str
+    map: str
+    detect_s: float | None = None
+    detect_not_before_s: float | None = None
+    detect_polls: int = 0
+    recover_s: float | None = None
+    recover_not_before_s: float | None = None
+    recover_polls: int = 0
+    #: when the daemon's own checker saw the path down / up (dmpathd's events; else None)
+    checker_down_s: float | None = None
+    checker_up_s: float | None = None
+
+
+@dataclass
+class PhaseResult:
+    daemon: str
+    version: str = ""
+    command: str = ""
+    pid: int = 0
+    maps_after_s: float | None = None
+    maps: list[str] = field(default_factory=list)
+    settle_s: float = 0.0
+    window_s: float = 0.0
+    clk_tck: int = 100
+    cpu_ticks_own: int | None = None
+    cpu_ticks_children: int | None = None
+    checks: int | None = None
+    checks_source: str = ""
+    checks_estimate: float | None = None
+    scsi_commands: int | None = None
+    rounds: list[Round] = field(default_factory=list)
+    poll_seconds: list[float] = field(default_factory=list)
+    poller_cpu_s: float = 0.0  # the bench's own CPU (with its dmsetup children) in polls
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cpu_seconds(self) -> float | None:
+        if self.cpu_ticks_own is None:
+            return None
+        return ticks_to_seconds(self.cpu_ticks_own + (self.cpu_ticks_children or 0), self.clk_tck)
+
+    @property
+    def cpu_per_idle_minute(self) -> float | None:
+        cpu = self.cpu_seconds
+        return None if cpu is None or self.window_s <= 0 else per_minute(cpu, self.window_s)
+
+    @property
+    def cpu_per_check(self) -> float | None:
+        cpu = self.cpu_seconds
+        if cpu is None or not self.checks:
+            return None
+        return cpu / self.checks
+
+    @property
+    def detection(self) -> Summary:
+        return Summary.of([r.detect_s for r in self.rounds if r.detect_s is not None])
+
+    @property
+    def recovery(self) -> Summary:
+        return Summary.of([r.recover_s for r in self.rounds if r.recover_s is not None])
+
+    @property
+    def checker_down(self) -> Summary:
+        return Summary.of([r.checker_down_s for r in self.rounds if r.checker_down_s is not None])
+
+    @property
+    def checker_up(self) -> Summary:
+        return Summary.of([r.checker_up_s for r in self.rounds if r.checker_up_s is not None])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("poll_seconds")
+        d["polls"] = len(self.poll_seconds)
+        d["poll_seconds_mean"] = _mean(self.poll_seconds)
+        d["cpu_seconds"] = self.cpu_seconds
+        d["cpu_seconds_per_idle_minute"] = self.cpu_per_idle_minute
+        d["cpu_seconds_per_check"] = self.cpu_per_check
+        d["detection_s"] = dataclasses.asdict(self.detection)
+        d["recovery_s"] = dataclasses.asdict(self.recovery)
+        return d
+
+
+def ratios(mine: PhaseResult, theirs: PhaseResult) -> dict[str, float | None]:
+    """dmpathd / multipathd for the figures the issue names (below 1: dmpathd is better)."""
+    return {
+        "detection_min": ratio(mine.detection.min, theirs.detection.min),
+        "detection_median": ratio(mine.detection.median, theirs.detection.median),
+        "detection_max": ratio(mine.detection.max, theirs.detection.max),
+        "recovery_min": ratio(mine.recovery.min, theirs.recovery.min),
+        "recovery_median": ratio(mine.recovery.median, theirs.recovery.median),
+        "recovery_max": ratio(mine.recovery.max, theirs.recovery.max),
+        "cpu_per_idle_minute": ratio(mine.cpu_per_idle_minute, theirs.cpu_per_idle_minute),
+        "cpu_per_check": ratio(mine.cpu_per_check, theirs.cpu_per_check),
+    }
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def result_table(phases: Sequence[PhaseResult]) -> Table:
+    """One column per daemon, then the ratio dmpathd / multipathd where it means something."""
+    by_name = {p.daemon: p for p in phases}
+    mine, theirs = by_name.get("dmpathd"), by_name.get("multipathd")
+    r: dict[str, float | None] = ratios(mine, theirs) if mine and theirs else {}
+    table = Table(
+        title="dmpathd vs multipathd: idle maps, lab VM (TCG emulation: compare ratios)",
+        caption="ratio = dmpathd / multipathd: below 1 favours dmpathd" if r else None,
+    )
+    table.add_column("figure", style="bold", no_wrap=True)
+    for p in phases:
+        table.add_column(p.daemon, justify="right", no_wrap=True)
+    if r:
+        table.add_column("ratio", justify="right", no_wrap=True)
+
+    def row(label: str, cell: Callable[[PhaseResult], str], key: str = "") -> None:
+        extra = [format_ratio(r.get(key)) if key else ""] if r else []
+        table.add_row(label, *(cell(p) for p in phases), *extra)
+
+    row("detection s, min", lambda p: format_seconds(p.detection.min), "detection_min")
+    row("detection s, median", lambda p: format_seconds(p.detection.median), "detection_median")
+    row("detection s, max", lambda p: format_seconds(p.detection.max), "detection_max")
+    row("recovery s, min", lambda p: format_seconds(p.recovery.min), "recovery_min")
+    row("recovery s, median", lambda p: format_seconds(p.recovery.median), "recovery_median")
+    row("recovery s, max", lambda p: format_seconds(p.recovery.max), "recovery_max")
+    row("rounds", lambda p: str(sum(1 for x in p.rounds if x.recover_s is not None)))
+    row(
+        "its checker saw down / up, s (median)",
+        lambda p: (
+            f"{format_seconds(p.checker_down.median)} / {format_seconds(p.checker_up.median)}"
+            if p.checker_down.n or p.checker_up.n
+            else "n/a"
+        ),
+    )
+    row(
+        "CPU s per idle minute",
+        lambda p: format_seconds(p.cpu_per_idle_minute, 3),
+        "cpu_per_idle_minute",
+    )
+    row(
+        "CPU ms per check",
+        lambda p: "n/a" if p.cpu_per_check is None else f"{p.cpu_per_check * 1000:.2f}",
+        "cpu_per_check",
+    )
+    row(
+        "checks in window",
+        lambda p: "n/a" if p.checks is None else f"{p.checks} ({p.checks_source})",
+    )
+    row(
+        "SCSI commands in window",
+        lambda p: "n/a" if p.scsi_commands is None else str(p.scsi_commands),
+    )
+    row(
+        "CPU s in window: own + children",
+        lambda p: (
+            "n/a"
+            if p.cpu_ticks_own is None
+            else f"{ticks_to_seconds(p.cpu_ticks_own, p.clk_tck):.2f} + "
+            f"{ticks_to_seconds(p.cpu_ticks_children or 0, p.clk_tck):.2f}"
+        ),
+    )
+    row("settle s / idle window s", lambda p: f"{p.settle_s:g} / {p.window_s:.1f}")
+    row("dmsetup status poll, s", lambda p: format_seconds(_mean(p.poll_seconds), 3))
+    row(
+        "poller CPU s per poll",
+        lambda p: (
+            format_seconds(p.poller_cpu_s / len(p.poll_seconds), 3) if p.poll_seconds else "n/a"
+        ),
+    )
+    return table
+
+
+# ---------------------------------------------------------------------- guest side
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.5) -> Any:
+    """Poll ``pred`` until it returns something truthy; BenchError after ``timeout``.
+
+    A DmpathError from ``pred`` (a tool failing while things settle) is retried; a
+    BenchError (the daemon died) ends the wait at once.
+    """
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            got = pred()
+            if got:
+                return got
+        except BenchError:
+            raise
+        except DmpathError as exc:
+            last = str(exc)
+        if time.monotonic() > deadline:
+            raise BenchError(
+                f"timed out after {timeout:g} s waiting for {what}"
+                + (f" (last error: {last})" if last else "")
+            )
+        time.sleep(step)
+
+
+def read_proc_cpu(pid: int) -> ProcCpu:
+    with open(f"/proc/{pid}/stat") as fh:
+        return parse_proc_stat(fh.read())
+
+
+def scsi_commands(names: Sequence[str]) -> int | None:
+    """SCSI commands dispatched so far to the devices ``names`` (None if sysfs lacks it)."""
+    total = 0
+    for name in names:
+        try:
+            with open(f"/sys/block/{name}/device/iorequest_cnt") as fh:
+                total += parse_iocounter(fh.read())
+        except (OSError, ValueError):
+            return None
+    return total
+
+
+class Daemon(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+    def pid(self) -> int: ...
+    def alive(self) -> bool: ...
+    def version(self) -> str: ...
+    def command(self) -> str: ...
+    def log_size(self) -> int: ...
+    def count_checks(self, start: int, end: int) -> int | None: ...
+    def intervals(self) -> list[float]: ...
+    def stop(self) -> None: ...
+    def remove_maps(self) -> None: ...
+    def log_tail(self) -> str: ...
+    def log_file(self) -> str: ...
+    def checker_saw(self, path: str, since: float, up: bool) -> float | None: ...
+
+
+class Dmpathd:
+    """dmpathd with its defaults, as tests run it (harness.DaemonUnderTest)."""
+
+    name = "dmpathd"
+
+    def __init__(self, workdir: str) -> None:
+        from dmpath.lab.harness import DaemonUnderTest
+
+        shutil.rmtree(workdir, ignore_errors=True)  # fresh bindings: mpatha, mpathb, ...
+        self.d = DaemonUnderTest(workdir)
+
+    def start(self) -> None:
+        from dmpath.lab.harness import LabTimeout
+
+        try:
+            self.d.start()
+        except (LabTimeout, AssertionError) as exc:
+            raise BenchError(f"dmpathd did not start: {exc}") from None
+
+    def pid(self) -> int:
+        assert self.d.proc is not None
+        return self.d.proc.pid
+
+    def alive(self) -> bool:
+        return self.d.proc is not None and self.d.proc.poll() is None
+
+    def version(self) -> str:
+        import dmpath
+
+        return dmpath.__version__
+
+    def command(self) -> str:
+        return f"{sys.executable} -m dmpath.daemon.main -c {self.d.config} -v (defaults)"
+
+    def log_size(self) -> int:
+        return 0
+
+    def count_checks(self, start: int, end: int) -> int | None:
+        return None  # counted as SCSI commands: one TUR per check
+
+    def intervals(self) -> list[float]:
+        return [float(p["interval"]) for m in self.d.show()["maps"] for p in m["paths"]]
+
+    def stop(self) -> None:
+        if not self.alive():
+            return
+        try:
+            self.d.stop()
+        except subprocess.TimeoutExpired:
+            self.d.kill()
+
+    def remove_maps(self) -> None:
+        remove_all_multipath_maps()
+
+    def log_tail(self) -> str:
+        return self.d.log()
+
+    def log_file(self) -> str:
+        return self.d.log_path
+
+    def checker_saw(self, path: str, since: float, up: bool) -> float | None:
+        """When dmpathd's checker first reported ``path`` up (or down) since ``since``."""
+        word = ("checker: up", "checker: ghost") if up else ("checker: down",)
+        times = [
+            float(e["time"])
+            for e in self.d.show()["events"]
+            if e["kind"] == "check"
+            and e["path"] == path
+            and float(e["time"]) >= since
+            and any(w in e["message"] for w in word)
+        ]
+        return min(times) if times else None
+
+
+class Multipathd:
+    """multipath-tools' multipathd in the foreground at -v3, LAB.md's configuration."""
+
+    name = "multipathd"
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.log_path = os.path.join(workdir, "multipathd.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+        exe = shutil.which("multipathd") or "/sbin/multipathd"
+        if not os.access(exe, os.X_OK):
+            raise BenchError(
+                "multipathd is not installed: run the bench from the host "
+                "('python -m dmpath.lab bench' installs multipath-tools)"
+            )
+        self.exe = exe
+        self.argv = [exe, "-d", "-s", "-v3"]
+
+    def start(self) -> None:
+        os.makedirs("/etc/multipath", exist_ok=True)
+        for stale in ("/etc/multipath/bindings", "/etc/multipath/wwids"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)  # fresh names: mpatha, mpathb, ... as dmpathd's
+        with open("/etc/multipath.conf", "w") as fh:
+            fh.write(MULTIPATH_CONF)
+        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        wait_until(self._started, START_TIMEOUT, "multipathd to open its socket")
+
+    def _started(self) -> bool:
+        if not self.alive():
+            rc = self.proc.returncode if self.proc else None
+            raise BenchError(f"multipathd exited with status {rc}:\n{self.log_tail()}")
+        with open(self.log_path, errors="replace") as fh:
+            return "uxsock: startup listener" in fh.read()
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def version(self) -> str:
+        from dmpath.runner import run
+
+        res = run("dpkg-query", ["-W", "-f", "${Version}", "multipath-tools"], check=False)
+        return res.stdout.strip() if res.ok else ""
+
+    def command(self) -> str:
+        return " ".join(self.argv) + " (/etc/multipath.conf: LAB.md's)"
+
+    def log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def count_checks(self, start: int, end: int) -> int | None:
+        with open(self.log_path, "rb") as fh:
+            fh.seek(start)
+            chunk = fh.read(max(0, end - start))
+        return count_multipathd_checks(chunk.decode(errors="replace"))
+
+    def intervals(self) -> list[float]:
+        return []
+
+    def stop(self) -> None:
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=STOP_TIMEOUT)
+
+    def remove_maps(self) -> None:
+        from dmpath.runner import run
+
+        run("multipath", ["-F"], check=False, timeout=60)
+        remove_all_multipath_maps()
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return fh.read()[-4000:]
+        except OSError:
+            return ""
+
+    def log_file(self) -> str:
+        return self.log_path
+
+    def checker_saw(self, path: str, since: float, up: bool) -> float | None:
+        return None  # -s: its log lines carry no time
+
+
+def remove_all_multipath_maps() -> None:
+    """Every multipath map in the kernel (the bench's phase made them all)."""
+    from dmpath.kernel import dmsetup
+
+    for dev in dmsetup.list_maps():
+        with contextlib.suppress(DmpathError):
+            dmsetup.fail_if_no_path(dev.name)  # nothing may queue forever
+        dmsetup.remove(dev.name, force=True)
+
+
+def map_states() -> dict[str, dict[str, bool]]:
+    """map name -> {devnum: active} for every multipath map, from ``dmsetup status``."""
+    from dmpath.kernel import dmsetup
+
+    out: dict[str, dict[str, bool]] = {}
+    for dev in dmsetup.list_maps():
+        st = dmsetup.status(dev.name)
+        out[dev.name] = {p.dev: p.active for g in st.groups for p in g.paths}
+    return out
+
+
+@dataclass
+class Bench:
+    console: Console
+    topology: str
+    rounds: int = DEFAULT_ROUNDS
+    settle: float = DEFAULT_SETTLE
+    window: float = DEFAULT_WINDOW
+    gap: float = DEFAULT_GAP
+    workdir: str = WORKDIR
+    offline: list[str] = field(default_factory=list)
+
+    def say(self, text: str, style: str = "") -> None:
+        self.console.print(Text(text, style=style))
+
+    def run_phase(self, daemon: Daemon, paths: Sequence[Any], result: PhaseResult) -> None:
+        luns = len({p.wwid for p in paths})
+        per_lun = len(paths) // max(1, luns)
+        if map_states():
+            raise BenchError("multipath maps exist before the phase: the lab is not clean")
+        result.version = daemon.version()
+        result.command = daemon.command()
+        result.clk_tck = os.sysconf("SC_CLK_TCK")
+        self.say(f"{daemon.name}: starting ({result.command})", "bold cyan")
+        t0 = time.monotonic()
+        daemon.start()
+        result.pid = daemon.pid()
+
+        def ready() -> dict[str, dict[str, bool]] | None:
+            if not daemon.alive():
+                raise BenchError(f"{daemon.name} exited:\n{daemon.log_tail()}")
+            states = map_states()
+            if len(states) != luns:
+                return None
+            if any(len(s) != per_lun or not all(s.values()) for s in states.values()):
+                return None
+            return states
+
+        states = wait_until(
+            ready, MAPS_TIMEOUT, f"{daemon.name}'s {luns} maps with {per_lun} active paths each"
+        )
+        result.maps_after_s = time.monotonic() - t0
+        result.maps = sorted(states)
+        map_of = {dev: name for name, s in states.items() for dev in s}
+        self.say(
+            f"{daemon.name}: maps {', '.join(result.maps)} with every path active after "
+            f"{result.maps_after_s:.1f} s; settling {self.settle:g} s"
+        )
+        time.sleep(self.settle)
+        self._check_alive(daemon)
+
+        # ---- idle window: nothing of ours runs while it lasts
+        names = [p.name for p in paths]
+        intervals = daemon.intervals()
+        self.say(f"{daemon.name}: idle window of {self.window:g} s (CPU and checks)")
+        cpu0, cmd0, log0 = read_proc_cpu(result.pid), scsi_commands(names), daemon.log_size()
+        w0 = time.monotonic()
+        time.sleep(self.window)
+        cpu1, cmd1, log1 = read_proc_cpu(result.pid), scsi_commands(names), daemon.log_size()
+        result.window_s = time.monotonic() - w0
+        result.settle_s = self.settle
+        self._check_alive(daemon)
+        d = cpu1 - cpu0
+        result.cpu_ticks_own, result.cpu_ticks_children = d.own, d.children
+        if cmd0 is not None and cmd1 is not None:
+            result.scsi_commands = cmd1 - cmd0
+        if intervals:
+            result.checks_estimate = estimate_checks(intervals, result.window_s)
+        logged = daemon.count_checks(log0, log1)
+        if logged is not None:
+            result.checks, result.checks_source = logged, "-v3 log"
+        elif result.scsi_commands is not None:
+            result.checks, result.checks_source = result.scsi_commands, "TURs sent"
+        elif result.checks_estimate is not None:
+            result.checks = round(result.checks_estimate)
+            result.checks_source = "paths x window / interval"
+        self.say(
+            f"{daemon.name}: {ticks_to_seconds(d.total, result.clk_tck):.2f} s CPU, "
+            f"{result.checks} checks, {result.scsi_commands} SCSI commands in "
+            f"{result.window_s:.1f} s"
+        )
+
+        # ---- rounds: one path down, then up again, a different path each round
+        for i in range(self.rounds):
+            p = paths[i % len(paths)]
+            rnd = Round(p.name, map_of.get(p.devnum, "?"))
+            result.rounds.append(rnd)
+            if rnd.map == "?":
+                raise BenchError(f"{p.name} ({p.devnum}) is in none of the maps")
+            rnd.detect_s, rnd.detect_not_before_s, rnd.detect_polls, down_at = (
+                self._change_and_time(daemon, p, rnd.map, "offline", result)
+            )
+            rnd.recover_s, rnd.recover_not_before_s, rnd.recover_polls, up_at = (
+                self._change_and_time(daemon, p, rnd.map, "running", result)
+            )
+            saw_down = daemon.checker_saw(p.name, down_at, up=False)
+            saw_up = daemon.checker_saw(p.name, up_at, up=True)
+            rnd.checker_down_s = None if saw_down is None else saw_down - down_at
+            rnd.checker_up_s = None if saw_up is None else saw_up - up_at
+            self.say(
+                f"{daemon.name}: round {i + 1}/{self.rounds}: {p.name} ({rnd.map}) failed "
+                f"after {rnd.detect_s:.2f} s, active again after {rnd.recover_s:.2f} s"
+            )
+            if i + 1 < self.rounds:
+                time.sleep(self.gap)
+
+    def _check_alive(self, daemon: Daemon) -> None:
+        if not daemon.alive():
+            raise BenchError(f"{daemon.name} exited:\n{daemon.log_tail()}")
+
+    def _set(self, name: str, state: str) -> None:
+        from dmpath.lab import topology as topo
+
+        if state == "offline":
+            self.offline.append(name)
+        topo.set_state(name, state)
+        if state == "running" and name in self.offline:
+            self.offline.remove(name)
+
+    def _change_and_time(
+        self,
+        daemon: Daemon,
+        path: Any,
+        map_name: str,
+        state: str,
+        result: PhaseResult,
+    ) -> tuple[float, float, int, float]:
+        """Write ``state`` to the path's sysfs state, then poll ``dmsetup status`` until
+        the map shows the path active (``running``) or failed (``offline``).
+
+        Returns (seen after, not before, polls, wall-clock time of the write): the end of
+        the first poll that saw the change and the start of the last poll that did not,
+        in seconds from the write; the kernel's change lies between them.
+        """
+        from dmpath.kernel import dmsetup
+
+        active = state == "running"
+        want = "active" if active else "failed"
+        cpu0 = os.times()
+        wall = time.time()
+        t0 = time.monotonic()
+        self._set(path.name, state)
+        not_before = 0.0
+        n = 0
+        try:
+            while True:
+                self._check_alive(daemon)
+                start = time.monotonic()
+                st = dmsetup.status(map_name)
+                end = time.monotonic()
+                result.poll_seconds.append(end - start)
+                n += 1
+                seen = next(
+                    (p.active for g in st.groups for p in g.paths if p.dev == path.devnum), None
+                )
+                if seen is None:
+                    raise BenchError(f"{path.devnum} left {map_name} (status: {st})")
+                if seen == active:
+                    return end - t0, not_before, n, wall
+                not_before = start - t0
+                if end - t0 > CHANGE_TIMEOUT:
+                    raise BenchError(
+                        f"{daemon.name}: {path.name} ({path.devnum}) not {want} in {map_name} "
+                        f"within {CHANGE_TIMEOUT:g} s\n{daemon.log_tail()[-2000:]}"
+                    )
+                time.sleep(POLL_INTERVAL)
+        finally:
+            cpu1 = os.times()
+            result.poller_cpu_s += sum(cpu1[:4]) - sum(cpu0[:4])
+
+    def keep_log(self, daemon: Daemon, outdir: str) -> str:
+        """Copy the daemon's log next to the results; returns the copy's path ('' if none)."""
+        src = daemon.log_file()
+        if not src or not os.path.exists(src):
+            return ""
+        dst = os.path.join(outdir, f"{daemon.name}.log")
+        with contextlib.suppress(OSError):
+            shutil.copyfile(src, dst)
+            return dst
+        return ""
+
+    def cleanup(self, daemon: Daemon | None) -> list[str]:
+        """Paths running again, daemon stopped, its maps removed; returns what failed."""
+        trouble: list[str] = []
+        for name in list(self.offline):
+            try:
+                self._set(name, "running")
+            except OSError as exc:
+                trouble.append(f"cannot set {name} running: {exc}")
+        if daemon is not None:
+            try:
+                daemon.stop()
+            except (OSError, subprocess.SubprocessError) as exc:
+                trouble.append(f"cannot stop {daemon.name}: {exc}")
+            try:
+                daemon.remove_maps()
+            except DmpathError as exc:
+                trouble.append(f"cannot remove {daemon.name}'s maps: {exc}")
+        return trouble
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def make_console(color: bool, width: int) -> Console:
+    return Console(
+        file=sys.stdout,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        color_system="256" if color else None,
+        highlight=False,
+        emoji=False,
+        markup=False,
+        soft_wrap=False,
+    )
+
+
+def guest_main(argv: Sequence[str] | None = None) -> int:
+    """In the lab VM: run both phases, print the table, write ``bench.json``."""
+    ap = argparse.ArgumentParser(prog="python -m dmpath.lab.bench", description=__doc__)
+    add_arguments(ap)
+    ap.add_argument("--width", type=int, default=int(os.environ.get("COLUMNS") or 100))
+    ap.add_argument("--color", action=argparse.BooleanOptionalAction, default=False)
+    ap.add_argument("--workdir", default=WORKDIR)
+    args = ap.parse_args(argv)
+    logging.getLogger("dmpath").addHandler(logging.NullHandler())
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(  # type: ignore[union-attr]
+            encoding="utf-8", errors="replace", line_buffering=True
+        )
+    console = make_console(args.color, max(60, args.width))
+    if os.environ.get("DMPATH_LAB") != "1":
+        console.print(
+            Text(
+                "the bench offlines SCSI devices and rewrites /etc/multipath.conf: it runs "
+                "only inside the lab VM (python -m dmpath.lab bench)",
+                style="bold red",
+            )
+        )
+        return 2
+    outdir = os.environ.get("DMPATH_LAB_OUTDIR") or args.workdir
+    from dmpath.lab import topology as topo
+
+    bench = Bench(
+        console,
+        os.environ.get("DMPATH_LAB_TOPOLOGY", args.topology),
+        rounds=args.rounds,
+        settle=args.settle,
+        window=args.window,
+        gap=args.gap,
+        workdir=args.workdir,
+    )
+    doc: dict[str, Any] = {
+        "kind": "dmpath-bench",
+        "format": 1,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kernel": os.uname().release,
+        "topology": bench.topology,
+        "rounds": bench.rounds,
+        "settle_s": bench.settle,
+        "window_s": bench.window,
+        "gap_s": bench.gap,
+        "poll_interval_s": POLL_INTERVAL,
+        "emulated": True,
+        "notes": [
+            "TCG emulation: absolute times are slow; compare ratios",
+            "detection/recovery: end of the first dmsetup status poll that showed the change",
+            "CPU: utime+stime of the daemon plus its reaped children, /proc/PID/stat",
+            "multipathd checks: non-pending checker results in its -v3 log; dmpathd checks: "
+            "TURs sent (sysfs iorequest_cnt delta, one TUR per check)",
+        ],
+        "daemons": {},
+        "ratios": {},
+        "error": None,
+    }
+    phases: list[PhaseResult] = []
+    error = ""
+    try:
+        paths = topo.discover()
+        if len(paths) < 2:
+            raise BenchError(
+                "no scsi_debug paths to measure on: run through 'python -m dmpath.lab bench', "
+                "which boots the lab VM and loads the topology"
+            )
+        console.print(
+            Text(
+                f"bench: {len(paths)} paths ({', '.join(p.name for p in paths)}), "
+                f"settle {bench.settle:g} s, idle window {bench.window:g} s, "
+                f"{bench.rounds} rounds",
+                style="bold",
+            )
+        )
+        # dmpathd first: multipathd's "1 alua" tables attach scsi_dh_alua to the paths
+        factories: list[tuple[str, Callable[[str], Daemon]]] = [
+            ("dmpathd", Dmpathd),
+            ("multipathd", Multipathd),
+        ]
+        for name, factory in factories:
+            result = PhaseResult(name)
+            phases.append(result)
+            daemon: Daemon | None = None
+            try:
+                daemon = factory(os.path.join(bench.workdir, name))
+                bench.run_phase(daemon, paths, result)
+            except (BenchError, DmpathError, OSError) as exc:
+                result.error = str(exc)
+                raise
+            finally:
+                problems = bench.cleanup(daemon)
+                if daemon is not None and bench.keep_log(daemon, outdir):
+                    result.notes.append(f"log: {name}.log next to {RESULT_FILE}")
+                result.notes += problems
+                doc["daemons"][name] = result.to_dict()
+            if problems:
+                raise BenchError("; ".join(problems))
+    except (BenchError, DmpathError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc)
+    except KeyboardInterrupt:
+        error = "interrupted"
+    by_name = {p.daemon: p for p in phases}
+    if "dmpathd" in by_name and "multipathd" in by_name:
+        doc["ratios"] = ratios(by_name["dmpathd"], by_name["multipathd"])
+    doc["error"] = error or None
+    doc["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path = os.path.join(outdir, RESULT_FILE)
+    try:
+        write_json(path, doc)
+    except OSError as exc:
+        error = error or f"cannot write {path}: {exc}"
+    console.print()
+    if phases:
+        console.print(result_table(phases))
+    for p in phases:
+        console.print(Text(f"{p.daemon} {p.version}: {p.command}", style="dim"), soft_wrap=True)
+    console.print(
+        Text(
+            f"settle {bench.settle:g} s before an idle window of {bench.window:g} s; "
+            "detection/recovery = seconds from the sysfs state write until dmsetup status "
+            "showed the change (polled every "
+            f"{POLL_INTERVAL:g} s + one dmsetup run); ratios below 1 favour dmpathd.",
+            style="dim",
+        )
+    )
+    console.print(Text(f"results: {path}", style="dim"))
+    if error:
+        console.print(Text(f"the bench could not run to the end: {error}", style="bold red"))
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------- host side
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The bench's options, shared by the host command and the guest entry point."""
+    ap.add_argument(
+        "--topology", default=DEFAULT_TOPOLOGY, help=f"LUNSxPATHS (default {DEFAULT_TOPOLOGY})"
+    )
+    ap.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="path down/up rounds")
+    ap.add_argument(
+        "--settle", type=float, default=DEFAULT_SETTLE, help="idle seconds before measuring"
+    )
+    ap.add_argument(
+        "--window", type=float, default=DEFAULT_WINDOW, help="idle CPU window in seconds"
+    )
+    ap.add_argument("--gap", type=float, default=DEFAULT_GAP, help="seconds between rounds")
+
+
+def guest_argv(args: argparse.Namespace, display: Sequence[str]) -> list[str]:
+    """The command the lab VM runs for ``args`` (``display``: --width/--color)."""
+    return [
+        sys.executable,
+        "-m",
+        "dmpath.lab.bench",
+        *display,
+        "--topology",
+        str(args.topology),
+        "--rounds",
+        str(args.rounds),
+        "--settle",
+        f"{args.settle:g}",
+        "--window",
+        f"{args.window:g}",
+        "--gap",
+        f"{args.gap:g}",
+    ]
+
+
+def host_main(args: argparse.Namespace, display: Sequence[str]) -> int:
+    """On the host: make sure multipath-tools is there, boot the lab once, run the bench."""
+    from dmpath.lab.provision import ensure_multipath_tools
+    from dmpath.lab.vm import run_in_lab
+
+    def progress(m: str) -> None:
+        print("lab:", m, file=sys.stderr, flush=True)
+
+    if args.rounds < 1 or args.window <= 0 or args.settle < 0 or args.gap < 0:
+        print("lab: bench: --rounds >= 1, --window > 0, --settle and --gap >= 0", file=sys.stderr)
+        return 2
+    ensure_multipath_tools(progress)
+    res = run_in_lab(
+        guest_argv(args, display),
+        topology=args.topology,
+        echo=print,
+        progress=progress,
+    )
+    result = os.path.join(res.outdir, RESULT_FILE)
+    if os.path.exists(result):
+        progress(f"bench results: {result}")
+    return res.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(guest_main())
