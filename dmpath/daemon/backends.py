@@ -9,10 +9,11 @@ not multipath-tools' ``mpath-``), md arrays by the ``dmpath-`` prefix of their m
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass, field
 
-from dmpath.errors import CommandError, DmpathError
+from dmpath.errors import DmpathError
 from dmpath.kernel import dmsetup, mdadm
 from dmpath.kernel.dmtable import DmInfo, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
@@ -61,6 +62,17 @@ class KernelMap:
 def _read(path: str) -> str:
     with open(path) as fh:
         return fh.read().strip()
+
+
+def _md_uuid(kname: str) -> str:
+    """The array UUID udev recorded (MD_UUID), '' if none: asks no device (see ``fail``)."""
+    import pyudev
+
+    try:
+        dev = pyudev.Devices.from_name(pyudev.Context(), "block", kname)
+        return str(dev.properties.get("MD_UUID", ""))
+    except (pyudev.DeviceNotFoundError, OSError):
+        return ""
 
 
 def devnum_of(name: str) -> str:
@@ -199,8 +211,16 @@ class MdBackend:
             stat = mdadm.read_mdstat()
         except (OSError, DmpathError):
             return out
+        # udev's /dev/md/dmpath-* links first: they need no mdadm run, which opens the array
+        # and blocks while I/O on it is stuck (every path dead: the personality retries)
+        linked: set[str] = set()
+        for link in sorted(glob.glob(f"/dev/md/{MD_NAME_PREFIX}*")):
+            arr = stat.array(os.path.basename(os.path.realpath(link)))
+            if arr is not None and arr.personality == "multipath":
+                out[os.path.basename(link)[len(MD_NAME_PREFIX) :]] = ""
+                linked.add(arr.name)
         for arr in stat.arrays:
-            if arr.personality != "multipath":
+            if arr.personality != "multipath" or arr.name in linked:
                 continue
             exp = mdadm.detail_export(f"/dev/{arr.name}")
             short = (exp.name or "").split(":", 1)[-1]
@@ -216,7 +236,6 @@ class MdBackend:
             dn = devnum_of(m.name)
             if dn:
                 members[dn] = KernelState.FAILED if "F" in m.flags else KernelState.ACTIVE
-        exp = mdadm.detail_export(f"/dev/{kname}")
         try:
             holders = os.listdir(f"/sys/block/{kname}/holders")
         except OSError:
@@ -224,7 +243,7 @@ class MdBackend:
         return KernelMap(
             name=name,
             backend=Backend.MD,
-            uuid=exp.uuid or "",
+            uuid=_md_uuid(kname),
             sysfs=kname,
             devnode=f"/dev/{kname}",
             size_sectors=(arr.blocks or 0) * 2,
@@ -246,23 +265,22 @@ class MdBackend:
         mdadm.add(f"/dev/{kname}", devnode)
 
     def fail(self, name: str, devnode: str) -> None:
+        """Mark a path faulty through its md sysfs ``state`` (mdadm only as a fallback).
+
+        ``mdadm --fail`` opens the member, which a dead path refuses (offline: ENXIO), and
+        the array, which blocks while I/O on it is stuck retrying the last path. The sysfs
+        write needs neither, and the kernel still applies the personality's last-path rule.
+        """
         kname, _ = self._find(name)
-        try:
+        state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
+        if not os.path.exists(state):
             mdadm.fail(f"/dev/{kname}", devnode)
-        except mdadm.MemberBusy:
-            raise
-        except CommandError:
-            # mdadm opens the member first, and a dead path (offline: ENXIO) cannot be
-            # opened: ask md itself through the member's sysfs state instead (the kernel
-            # still applies the personality's last-path rule)
-            state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
-            if not os.path.exists(state):
-                raise
-            try:
-                with open(state, "w") as fh:
-                    fh.write("faulty\n")
-            except OSError as exc:
-                raise DmpathError(f"{state}: cannot mark {devnode} faulty: {exc}") from exc
+            return
+        try:
+            with open(state, "w") as fh:
+                fh.write("faulty\n")
+        except OSError as exc:
+            raise DmpathError(f"{state}: cannot mark {devnode} faulty: {exc}") from exc
 
     def reinstate(self, name: str, devnode: str) -> None:
         """md cannot un-fail a member: hot-remove it (EBUSY while busy: MemberBusy) and re-add."""

@@ -37,6 +37,22 @@ def _project_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+#: directories the guest mounts afresh over the shared root (virtme-ng's init)
+GUEST_PRIVATE_DIRS = ("/tmp", "/var", "/etc", "/run")
+
+#: a boot that prints nothing for this long is stuck (seen: up to ~200 s on a busy host)
+BOOT_TIMEOUT = 900.0
+
+
+def _hidden_project_mount() -> list[str]:
+    """A clone under /tmp (or /var, ...) would be hidden by the guest's own mounts there:
+    share it explicitly, at the same path, so the virtualenv and the tests are visible."""
+    root = _project_root()
+    if any(root == d or root.startswith(d + "/") for d in GUEST_PRIVATE_DIRS):
+        return ["--rodir", root]
+    return []
+
+
 def guest_command(argv: Sequence[str], outdir: str, topology: str | None) -> str:
     """The shell line vng runs in the guest: our guest entry point, then ``argv``."""
     py = sys.executable
@@ -77,6 +93,7 @@ def run_in_lab(
         GUEST_CPUS,
         "--rwdir",
         outdir,
+        *_hidden_project_mount(),
         "--cwd",
         _project_root(),
         "--exec",
@@ -108,6 +125,13 @@ def run_in_lab(
         progress(f"booting {os.path.basename(kernel)} under qemu (TCG, ~25 s)...")
         threading.Thread(target=ticker, daemon=True).start()
     assert proc.stdout is not None
+
+    def boot_watchdog() -> None:
+        if not booted.wait(BOOT_TIMEOUT):
+            lines.append(f"lab: no output from the guest after {BOOT_TIMEOUT:.0f} s: killed\n")
+            proc.kill()
+
+    threading.Thread(target=boot_watchdog, daemon=True).start()
     try:
         deadline = started + timeout
         for line in proc.stdout:
