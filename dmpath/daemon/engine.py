@@ -771,6 +771,11 @@ class Daemon:
 
     async def op_remove_path(self, path: str) -> dict[str, Any]:
         pr = self.find_path(path)
+        mr = self.maps.get(pr.map_name)
+        if mr is not None and mr.model.backend == Backend.MD:
+            # md keeps members until told: fail and hot-remove (EBUSY while in use)
+            async with mr.lock:
+                await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
         self.excluded.add(pr.info.name)
         await self._drop_path(pr.info.name)
         return {"path": pr.info.name, "removed": True}
