@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from dmpath.errors import DmpathError
 from dmpath.lab.provision import ensure_lab, vng_path
 
 #: The guest needs no network and boots on 2 emulated CPUs (the host has 2 cores).
@@ -39,6 +40,15 @@ def _project_root() -> str:
 
 #: directories the guest mounts afresh over the shared root (virtme-ng's init)
 GUEST_PRIVATE_DIRS = ("/tmp", "/var", "/etc", "/run")
+
+#: what the guest command may take of the kernel's 2 KiB command line (virtme-ng adds
+#: its own options; past the limit the line is cut and the guest never starts)
+MAX_GUEST_COMMAND = 700  # base64 in the kernel line: 4/3 of this
+
+
+class LabCommandTooLong(DmpathError):
+    exit_code = 2
+
 
 #: a boot that prints nothing for this long is stuck (seen: up to ~200 s on a busy host)
 BOOT_TIMEOUT = 900.0
@@ -78,6 +88,12 @@ def run_in_lab(
     progress messages (the boot is silent for ~25 s under emulation).
     """
     kernel = ensure_lab(progress or (lambda _m: None))
+    line = guest_command(argv, outdir or "/tmp/dmpath-lab-XXXXXXXX", topology)
+    if len(line) > MAX_GUEST_COMMAND:
+        raise LabCommandTooLong(
+            f"guest command is {len(line)} bytes; it rides on the kernel command line (2 KiB "
+            f"in all): pass long argument lists in a file"
+        )
     outdir = outdir or tempfile.mkdtemp(prefix="dmpath-lab-")
     os.makedirs(outdir, exist_ok=True)
     cmd = [
