@@ -31,7 +31,9 @@ def test_coldplug_2x2_and_1x4_named_per_config(lab_topology: Topo, dmpathd: Star
     d = dmpathd()
     maps = d.wait_maps({"mpatha": 2, "mpathb": 2})
     for m in maps.values():
-        mine = {p.devnum for p in paths if m["wwid"].endswith(p.wwid.split(".")[-1])}
+        # the map's WWID is udev's (uid_attribute), whose spelling depends on the host's
+        # udev rules; group the paths the same way
+        mine = {p.devnum for p in paths if _udev_wwid(p) == m["wwid"]}
         assert table_devs(m["name"]) == mine, m["name"]
         assert m["status"] == "[2/2] [UU]"
         assert dmsetup.info(m["name"]).uuid == "dmpath-" + m["wwid"]
