@@ -373,7 +373,11 @@ def test_many_concurrent_hostile_clients(serve: Serve, loop: LoopThread) -> None
         t.start()
     for t in threads:
         t.join(30)
-    assert set(kinds) <= {"pong", "bad_request", "busy", "closed", "BlockingIOError"}
+    # under load the server may refuse (busy) or close a connection before the client's
+    # write lands (broken pipe / reset): all are the server protecting itself
+    allowed = {"pong", "bad_request", "busy", "closed", "BlockingIOError", "BrokenPipeError",
+               "ConnectionResetError"}
+    assert set(kinds) <= allowed
     assert "pong" in kinds and "bad_request" in kinds
     wait_until(lambda: connections(loop, server) == 0)
     assert client.request("ping", socket_path=path) == "pong"
