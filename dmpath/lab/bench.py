@@ -76,6 +76,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dmpath.errors import DmpathError
+from dmpath.lab.tour import make_console
 
 #: seconds between the end of one ``dmsetup status`` and the start of the next
 POLL_INTERVAL = 0.1
@@ -894,20 +895,6 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
         json.dump(doc, fh, indent=2, sort_keys=False)
         fh.write("\n")
     os.replace(tmp, path)
-
-
-def make_console(color: bool, width: int) -> Console:
-    return Console(
-        file=sys.stdout,
-        width=width,
-        force_terminal=color,
-        no_color=not color,
-        color_system="256" if color else None,
-        highlight=False,
-        emoji=False,
-        markup=False,
-        soft_wrap=False,
-    )
 
 
 def guest_main(argv: Sequence[str] | None = None) -> int:

@@ -19,16 +19,42 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from dmpath.client import request
 from dmpath.kernel import dmsetup, mdadm
 
 BLOCK = 4096
+T = TypeVar("T")
 
 
 class LabTimeout(AssertionError):
     pass
+
+
+def call_with_timeout(fn: Callable[[], T], what: str, timeout: float = 60.0) -> T:
+    """Run ``fn`` in a daemon thread; fail (LabTimeout) if it has not returned in time.
+
+    A thread (not a child process) because a process stuck in uninterruptible I/O cannot
+    be reaped either; an abandoned daemon thread does not keep pytest from finishing.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except Exception as exc:  # noqa: BLE001 - handed back to the calling thread below
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name=f"io:{what}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise LabTimeout(f"{what}: no answer after {timeout:g} s (I/O stuck?)")
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
 
 
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
@@ -227,13 +253,21 @@ class VerifiedIO:
         return bad
 
 
+def remove_dm_maps(uuid_prefix: str = "dmpath-") -> list[str]:
+    """Remove every dm map dmpath made (only those); returns their names, sorted."""
+    removed = []
+    for dev in sorted(dmsetup.list_maps(), key=lambda d: d.name):
+        if dmsetup.info(dev.name).uuid.startswith(uuid_prefix):
+            with contextlib.suppress(Exception):
+                dmsetup.message(dev.name, "fail_if_no_path")  # nothing may queue forever
+            dmsetup.remove(dev.name, force=True)
+            removed.append(dev.name)
+    return removed
+
+
 def cleanup_maps() -> None:
     """Remove every dm map and md array dmpath made (only those)."""
-    for dev in dmsetup.list_maps():
-        if dmsetup.info(dev.name).uuid.startswith("dmpath-"):
-            with contextlib.suppress(Exception):
-                dmsetup.message(dev.name, "fail_if_no_path")
-            dmsetup.remove(dev.name, force=True)
+    remove_dm_maps()
     for arr in mdadm.read_mdstat().arrays:
         if arr.personality == "multipath":
             exp = mdadm.detail_export(f"/dev/{arr.name}")

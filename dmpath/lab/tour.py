@@ -39,7 +39,7 @@ from rich.text import Text
 
 from dmpath.errors import DmpathError
 from dmpath.lab import topology as topo
-from dmpath.lab.harness import DaemonUnderTest, LabTimeout, VerifiedIO
+from dmpath.lab.harness import DaemonUnderTest, LabTimeout, VerifiedIO, remove_dm_maps
 
 WORKDIR = "/tmp/dmpath-tour"
 MAPS = {"mpatha": 4, "mpathb": 4}
@@ -607,7 +607,7 @@ class Tour:
         if self.daemon is None:
             return trouble  # no daemon was started: no map of ours can exist
         try:
-            removed = remove_our_maps()
+            removed = remove_dm_maps(DM_UUID_PREFIX)
             if removed:
                 self.ok(f"removed maps {', '.join(removed)}")
         except DmpathError as exc:
@@ -639,19 +639,6 @@ def release_queued_io() -> None:
     for name in our_maps():
         with contextlib.suppress(DmpathError):
             dmsetup.message(name, "fail_if_no_path")
-
-
-def remove_our_maps() -> list[str]:
-    """Remove every dm map dmpath made (only those); returns their names."""
-    from dmpath.kernel import dmsetup
-
-    removed = []
-    for name in sorted(our_maps()):
-        with contextlib.suppress(DmpathError):
-            dmsetup.message(name, "fail_if_no_path")  # nothing may queue forever
-        dmsetup.remove(name, force=True)
-        removed.append(name)
-    return removed
 
 
 def make_console(color: bool, width: int) -> Console:

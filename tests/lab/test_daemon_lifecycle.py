@@ -14,7 +14,6 @@ import functools
 import mmap
 import os
 import signal
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from dmpath.kernel import dmsetup, mdadm
 from dmpath.kernel.dmtable import PathState
 from dmpath.kernel.mdstat import MdArray
 from dmpath.lab import topology as topo
-from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, wait_for
+from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, call_with_timeout, wait_for
 from dmpath.lab.topology import LabPath
 from dmpath.runner import run
 
@@ -118,26 +117,6 @@ def events(d: DaemonUnderTest, kind: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------
 
 
-def with_timeout(fn: Callable[[], Any], what: str, timeout: float = IO_TIMEOUT) -> Any:
-    """Run ``fn`` in a daemon thread; fail the test if it has not returned in time."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except Exception as exc:  # noqa: BLE001 - handed back to the test thread below
-            box["error"] = exc
-
-    t = threading.Thread(target=target, name=f"io:{what}", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pytest.fail(f"{what}: no answer after {timeout:g} s (I/O stuck?)")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
 def pattern(tag: str) -> bytes:
     head = f"dmpath lifecycle {tag} ".encode()
     return (head * (BLOCK // len(head) + 1))[:BLOCK]
@@ -162,7 +141,7 @@ def write_read_direct(dev: str, offset: int, data: bytes) -> bytes:
         finally:
             buf.close()
 
-    got: bytes = with_timeout(io, f"O_DIRECT write+read on {dev}")
+    got: bytes = call_with_timeout(io, f"O_DIRECT write+read on {dev}")
     return got
 
 
@@ -327,7 +306,7 @@ def test_hotplugged_path_joins_the_map_and_a_deleted_one_leaves(
             io.stop()
         assert io.errors == [], io.errors[:5]
         assert io.mismatches == 0
-        assert with_timeout(io.verify_all, "verify_all") == 0
+        assert call_with_timeout(io.verify_all, "verify_all") == 0
 
 
 # --------------------------------------------------------------------------------------
@@ -538,4 +517,4 @@ def test_kill9_then_restart_adopts_maps_untouched_and_io_never_notices(
         assert io.errors == [], io.errors[:5]
         assert io.mismatches == 0
         assert io.writes > 0
-        assert with_timeout(io.verify_all, "verify_all") == 0
+        assert call_with_timeout(io.verify_all, "verify_all") == 0

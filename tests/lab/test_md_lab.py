@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -22,46 +21,20 @@ from dmpath.errors import CommandError
 from dmpath.kernel import mdadm
 from dmpath.kernel.mdadm import ArrayBusy, MemberBusy
 from dmpath.kernel.mdstat import MdArray, parse_md_multipath_log
+from dmpath.lab.harness import call_with_timeout
 from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
 
 MD_LINK = "/dev/md/dmpathtest"  # mdadm picks a free md127-style minor for it
 BLOCK = 4096
-IO_TIMEOUT = 60.0
 WAIT_TIMEOUT = 20.0
 
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-
-
-def _with_timeout(fn: Callable[[], T], what: str, timeout: float = IO_TIMEOUT) -> T:
-    """Run ``fn`` in a daemon thread; fail the test if it has not returned in time.
-
-    A thread (not a child process) because a process stuck in uninterruptible I/O cannot
-    be reaped either; an abandoned daemon thread does not keep pytest from finishing.
-    """
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except Exception as exc:  # noqa: BLE001 - handed back to the test thread below
-            box["error"] = exc
-
-    t = threading.Thread(target=target, name=f"io:{what}", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pytest.fail(f"{what}: no answer after {timeout:g} s (I/O stuck?)")
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
 
 
 def _pattern(tag: str) -> bytes:
@@ -81,7 +54,7 @@ def write_direct(dev: str, offset: int, data: bytes) -> None:
         finally:
             os.close(fd)
 
-    _with_timeout(io, f"write {dev}@{offset}")
+    call_with_timeout(io, f"write {dev}@{offset}")
 
 
 def read_direct(dev: str, offset: int) -> bytes:
@@ -94,7 +67,7 @@ def read_direct(dev: str, offset: int) -> bytes:
             os.close(fd)
         return bytes(buf[:n])
 
-    return _with_timeout(io, f"read {dev}@{offset}")
+    return call_with_timeout(io, f"read {dev}@{offset}")
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = WAIT_TIMEOUT) -> None:
