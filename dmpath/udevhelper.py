@@ -12,6 +12,12 @@ properties on stdout. A disk is claimed when:
 
 Claimed disks get ``DM_MULTIPATH_DEVICE_PATH=1``, ``SYSTEMD_READY=0`` and
 ``ID_FS_TYPE=mpath_member``, which LVM, md and systemd honour by leaving the disk alone.
+
+``dmpath-udev --assemble DEVNAME`` (the rule's RUN for a claimed disk) sees that the disk
+ends up in a map. A running daemon follows udev itself, and an installed service is
+started by the rule's ``SYSTEMD_WANTS``; only when neither applies does it run
+``dmpathd --once``, which assembles the missing maps and exits (udev kills anything a
+RUN program leaves running, so a daemon cannot be started from here).
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ import os
 import sys
 
 DEFAULT_CONFIG = "/etc/dmpath/dmpath.toml"
+DEFAULT_SOCKET = "/run/dmpath/dmpathd.sock"
+#: where systemd looks for an installed dmpathd.service (administrator's, runtime, vendor)
+UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system",
+             "/lib/systemd/system")
+#: udev runs programs with a bare environment; dmsetup and mdadm must still be found
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _read(path: str) -> str:
@@ -104,13 +116,85 @@ def decide(
     return mode == "on" and same_lun_elsewhere(name, sys_root)
 
 
+def daemon_answers(socket_path: str) -> bool:
+    """Something accepts connections on the control socket (a daemon, or systemd holding
+    the socket for it: either way a dmpathd will handle the path)."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1.0)
+    try:
+        s.connect(socket_path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def service_installed(run_root: str = "/run", unit_dirs: tuple[str, ...] = UNIT_DIRS) -> bool:
+    """systemd is PID 1 and has a dmpathd.service to start (masked counts as installed:
+    the administrator said no, and a one-shot assembly must not overrule that)."""
+    if not os.path.isdir(os.path.join(run_root, "systemd/system")):
+        return False
+    return any(os.path.lexists(os.path.join(d, "dmpathd.service")) for d in unit_dirs)
+
+
+def assembler(
+    name: str,
+    settings: dict[str, object],
+    sys_root: str = "/sys",
+    run_root: str = "/run",
+    unit_dirs: tuple[str, ...] = UNIT_DIRS,
+) -> str:
+    """Who puts a claimed disk into its map: "daemon", "service", "map" (it already is
+    in one of ours) or "once" (nobody: run ``dmpathd --once``)."""
+    if held_by_our_map(name, sys_root, str(settings.get("dm_uuid_prefix", "dmpath-"))):
+        return "map"
+    if daemon_answers(str(settings.get("socket", DEFAULT_SOCKET))):
+        return "daemon"
+    if service_installed(run_root, unit_dirs):
+        return "service"
+    return "once"
+
+
+def dmpathd_program(argv0: str) -> str:
+    """dmpathd from the same directory as this helper (same install, venv or not)."""
+    import shutil
+
+    here = os.path.join(os.path.dirname(os.path.abspath(argv0)), "dmpathd")
+    if os.access(here, os.X_OK):
+        return here
+    return shutil.which("dmpathd", path=SAFE_PATH) or "/usr/bin/dmpathd"
+
+
+def assemble(name: str, config: str) -> int:
+    settings = _settings(config)
+    who = assembler(name, settings)
+    if who != "once":
+        return 0
+    program = dmpathd_program(sys.argv[0])
+    env = dict(os.environ)
+    env["PATH"] = env.get("PATH") or SAFE_PATH
+    try:
+        os.execve(program, [program, "--once", "--config", config], env)
+    except OSError as exc:
+        print(f"dmpath-udev: cannot run {program}: {exc}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    mode_assemble = args[:1] == ["--assemble"]
+    if mode_assemble:
+        args = args[1:]
     if not args:
-        print("usage: dmpath-udev DEVNAME", file=sys.stderr)
+        print("usage: dmpath-udev [--assemble] DEVNAME", file=sys.stderr)
         return 2
     name = os.path.basename(args[0])
     config = os.environ.get("DMPATH_CONFIG", DEFAULT_CONFIG)
+    if mode_assemble:
+        return assemble(name, config)
     if decide(name, dict(os.environ), _settings(config)):
         print("DMPATH_PATH=1")
         print("DM_MULTIPATH_DEVICE_PATH=1")

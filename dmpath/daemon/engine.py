@@ -26,6 +26,7 @@ from dmpath import config as cfgmod
 from dmpath.daemon import discovery
 from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend
 from dmpath.daemon.checkers import PathChecker
+from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
 from dmpath.kernel import dmsetup, udev
 from dmpath.kernel.mdadm import MemberBusy
@@ -50,6 +51,8 @@ log = logging.getLogger("dmpathd")
 T = TypeVar("T")
 
 MAX_EVENTS = 1000
+#: how long an assembler waits for another one to finish before giving up (seconds)
+ASSEMBLY_WAIT = 60.0
 
 
 @dataclass
@@ -76,8 +79,16 @@ class MapRuntime:
 
 
 class Daemon:
-    def __init__(self, cfg: Any, config_path: str, socket_path: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Any,
+        config_path: str,
+        socket_path: str | None = None,
+        checking: bool = True,
+    ) -> None:
         self.cfg = cfg
+        # False for a one-shot assembly (``dmpathd --once``): maps are made, nobody checks
+        self.checking = checking
         self.config_path = config_path
         self.socket_path = socket_path or cfg.defaults.socket
         self.dm = DmBackend(cfg.defaults.dm_uuid_prefix)
@@ -132,6 +143,10 @@ class Daemon:
         self.monitor.start()
         loop = asyncio.get_running_loop()
         loop.add_reader(self.monitor.fileno(), self._on_udev)
+        await self.scan()
+
+    async def scan(self) -> None:
+        """Coldplug: every disk udev knows now, then one re-evaluation."""
         for rec in await self.k(udev.enumerate_block_disks):
             self.records[rec.sys_name] = rec
         await self.reevaluate()
@@ -409,7 +424,8 @@ class Daemon:
         self.event(
             "path_added", "", info.name, f"{info.name} ({info.devnum}) is a path of {info.wwid}"
         )
-        pr.task = asyncio.get_running_loop().create_task(self._check_loop(pr))
+        if self.checking:
+            pr.task = asyncio.get_running_loop().create_task(self._check_loop(pr))
         return pr
 
     def _members(self, infos: list[discovery.PathInfo]) -> list[Member]:
@@ -922,6 +938,23 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
     daemon.notify = notify
     server = ControlServer(daemon.socket_path, daemon.handle)
     await server.start()
+    lock = AssemblyLock(lock_path(daemon.socket_path))
+    try:
+        # a one-shot assembly started by udev may be finishing its map: let it
+        await loop.run_in_executor(None, functools.partial(lock.acquire, ASSEMBLY_WAIT))
+    except DmpathError:
+        await server.stop()
+        raise
+    try:
+        await _serve_locked(daemon, notify, stop)
+    finally:
+        await server.stop()
+        lock.release()
+
+
+async def _serve_locked(
+    daemon: Daemon, notify: Callable[[str], object], stop: asyncio.Event
+) -> None:
     await daemon.start()
     notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -934,5 +967,24 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
                 notify("WATCHDOG=1")
     finally:
         notify("STOPPING=1")
-        await server.stop()
         await daemon.stop()
+
+
+async def assemble_once(daemon: Daemon) -> list[Event]:
+    """``dmpathd --once``: adopt, scan, assemble what is missing, and return; no checking.
+
+    What the udev rule runs when there is no dmpathd service to start. Paths join maps
+    and maps are made exactly as the daemon would; nothing is failed or reinstated (that
+    needs the checker loop of a running daemon). Returns the events of the pass.
+    """
+    lock = AssemblyLock(lock_path(daemon.socket_path))
+    await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(lock.acquire, ASSEMBLY_WAIT)
+    )
+    try:
+        await daemon.adopt()
+        await daemon.scan()
+    finally:
+        await daemon.stop()
+        lock.release()
+    return list(daemon.events)

@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--socket", help="control socket path (overrides the config)")
     ap.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
     ap.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    ap.add_argument(
+        "--once",
+        action="store_true",
+        help="assemble the maps that are missing, then exit (no checking); what the udev "
+        "rule runs when dmpathd is not installed as a service",
+    )
     ap.add_argument("--version", action="version", version=f"dmpathd {__version__}")
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -72,9 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         if os.geteuid() != 0:
             raise DmpathError("dmpathd must run as root (it drives device-mapper and SG_IO)")
-        from dmpath.daemon.engine import Daemon, serve
+        from dmpath.daemon.engine import Daemon, assemble_once, serve
         from dmpath.daemon.notify import sd_notify
 
+        if args.once:
+            once = Daemon(cfg, args.config, socket_path=args.socket, checking=False)
+            events = asyncio.run(assemble_once(once))
+            errors = [e for e in events if e.kind == "error"]
+            for e in errors:
+                print(f"dmpathd: error: {e.map}: {e.message}", file=sys.stderr)
+            return 1 if errors else 0
         daemon = Daemon(cfg, args.config, socket_path=args.socket)
         asyncio.run(serve(daemon, sd_notify))
         return 0

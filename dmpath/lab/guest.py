@@ -27,10 +27,20 @@ MODULES = (
     "multipath",  # md's multipath personality (gone after 6.7; failure is reported by tests)
 )
 
-#: multipath-tools' udev rules, when installed on the host, act on our paths and maps in
-#: the guest (LAB.md: they made the kernel fail every path of an mpath- map); move them
-#: aside inside the guest only (its /lib is a writable overlay).
-FOREIGN_RULES = ("*multipath*.rules", "*dm-mpath*.rules", "*kpartx*.rules")
+#: udev rules of other tools that act on the lab's paths and maps; moved aside inside the
+#: guest only (its /lib is a writable overlay):
+#: - multipath-tools' (when installed on the host) made the kernel fail every path of an
+#:   mpath- map (LAB.md);
+#: - mdadm's incremental assembly (64-md-raid-assembly) re-assembles an array a test has
+#:   just stopped, as an inactive array holding its paths, before the superblocks are
+#:   erased; the next test then finds the paths taken. On a server, dmpath's own rule
+#:   keeps it off claimed paths (ID_FS_TYPE=mpath_member); the lab tests run without it.
+FOREIGN_RULES = (
+    "*multipath*.rules",
+    "*dm-mpath*.rules",
+    "*kpartx*.rules",
+    "*md-raid-assembly*.rules",
+)
 
 
 def prepare_kernel() -> None:

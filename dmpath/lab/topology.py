@@ -152,6 +152,13 @@ def add_host() -> None:
     run("udevadm", ["settle", "-t", "30"], check=False)
 
 
+def remove_last_host() -> None:
+    """Undo ``add_host()``: scsi_debug removes its most recently added host."""
+    with open(os.path.join(SCSI_DEBUG_SYSFS, "add_host"), "w") as fh:
+        fh.write("-1\n")
+    run("udevadm", ["settle", "-t", "30"], check=False)
+
+
 def set_state(path: LabPath | str, state: str) -> None:
     """``offline`` makes a path dead (open gives ENXIO, I/O fails); ``running`` revives it."""
     name = path.name if isinstance(path, LabPath) else path

@@ -158,13 +158,6 @@ def rescan_host(host: int) -> None:
     run("udevadm", ["settle", "-t", "30"], check=False)
 
 
-def remove_last_host() -> None:
-    """Undo ``topo.add_host()``: scsi_debug removes its most recently added host."""
-    with open(os.path.join(topo.SCSI_DEBUG_SYSFS, "add_host"), "w") as fh:
-        fh.write("-1\n")
-    run("udevadm", ["settle", "-t", "30"], check=False)
-
-
 @contextlib.contextmanager
 def restoring(paths: list[LabPath]) -> Iterator[None]:
     """Bring every path back to ``running`` on the way out, before the fixtures' teardown."""
@@ -291,7 +284,7 @@ def test_hotplugged_path_joins_the_map_and_a_deleted_one_leaves(
             d.wait_maps({"mpatha": 3})
 
             # the added host unplugged again: back to the topology we started from
-            remove_last_host()
+            topo.remove_last_host()
             wait_for(
                 lambda: added.devnum not in table_devs("mpatha"),
                 HEAL_TIMEOUT,

@@ -39,7 +39,6 @@ from dmpath.kernel.udev import (
     wwid_from_udev,
 )
 from dmpath.lab import topology as topo
-from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
 
@@ -221,5 +220,4 @@ def test_third_host_covers_every_alua_state(scsi_paths: list[Any]) -> None:
         assert seen == {0: (PathState.UP, 50), 1: (PathState.UP, 10), 2: (PathState.GHOST, 1)}
     finally:
         # remove the host just added; the next test's fixture reloads the topology anyway
-        Path(topo.SCSI_DEBUG_SYSFS, "add_host").write_text("-1")
-        run("udevadm", ["settle", "-t", "30"], check=False)
+        topo.remove_last_host()

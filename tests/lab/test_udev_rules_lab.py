@@ -1,21 +1,27 @@
-"""Our udev rule, installed in the guest, claims multipath paths so LVM/md/systemd skip them."""
+"""Our udev rule, installed in the guest: it claims multipath paths so LVM/md/systemd skip
+them, and assembles a map when a path appears and no dmpathd runs (the guest has no
+systemd as PID 1, so the rule's one-shot ``dmpathd --once`` is what runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pathlib
 import sys
+from collections.abc import Iterator
 
 import pytest
 
+from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
-from dmpath.lab.harness import wait_for
+from dmpath.lab.harness import remove_dm_maps, wait_for
 from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
 
 RULE = pathlib.Path(__file__).resolve().parents[2] / "udev-rules" / "62-dmpath.rules"
+INSTALLED = pathlib.Path("/etc/udev/rules.d/62-dmpath.rules")
 
 
 def props(name: str) -> dict[str, str]:
@@ -28,28 +34,112 @@ def claimed(name: str) -> dict[str, str] | None:
     return got if got.get("DMPATH_PATH") == "1" else None
 
 
-def test_rule_claims_both_paths_of_a_lun(scsi_paths: list[topo.LabPath], tmp_path) -> None:  # type: ignore[no-untyped-def]
+def retrigger(names: list[str], action: str = "change") -> None:
+    for name in names:
+        run("udevadm", ["trigger", f"--action={action}", f"/dev/{name}"])
+    run("udevadm", ["settle", "-t", "60"])
+
+
+@contextlib.contextmanager
+def installed_rule(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """The project's rule with the venv's helper and a private config; yields the config.
+
+    udev passes no environment to its programs, so DMPATH_CONFIG is baked into the rule.
+    """
     helper = os.path.join(os.path.dirname(sys.executable), "dmpath-udev")
-    text = RULE.read_text().replace("/usr/bin/dmpath-udev", helper)
     cfg = tmp_path / "dmpath.toml"
-    cfg.write_text(f'[defaults]\nwwids_file = "{tmp_path}/wwids"\n')
-    installed = pathlib.Path("/etc/udev/rules.d/62-dmpath.rules")
-    # the helper reads DMPATH_CONFIG; udev passes no environment, so bake it into the rule
-    installed.write_text(text.replace(f'"{helper}', f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'))
+    cfg.write_text(
+        "[defaults]\n"
+        f'wwids_file = "{tmp_path}/wwids"\n'
+        f'bindings_file = "{tmp_path}/bindings"\n'
+        f'socket = "{tmp_path}/run/dmpathd.sock"\n'
+    )
+    text = RULE.read_text().replace("/usr/bin/dmpath-udev", helper)
+    INSTALLED.write_text(text.replace(f'"{helper}', f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'))
     try:
         run("udevadm", ["control", "--reload"])
-        for p in scsi_paths:
-            run("udevadm", ["trigger", "--action=change", f"/dev/{p.name}"])
-        run("udevadm", ["settle", "-t", "30"])
-        for p in scsi_paths:
-            got = wait_for(functools.partial(claimed, p.name), 20, f"udev to claim {p.name}")
+        yield cfg
+    finally:
+        INSTALLED.unlink()
+        run("udevadm", ["control", "--reload"])
+
+
+def test_rule_claims_both_paths_of_a_lun(scsi_paths: list[topo.LabPath], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    names = [p.name for p in scsi_paths]
+    with installed_rule(tmp_path):
+        retrigger(names)
+        for name in names:
+            got = wait_for(functools.partial(claimed, name), 20, f"udev to claim {name}")
             assert got["DM_MULTIPATH_DEVICE_PATH"] == "1"
             assert got["SYSTEMD_READY"] == "0"
             assert got["ID_FS_TYPE"] == "mpath_member"
-    finally:
-        installed.unlink()
-        run("udevadm", ["control", "--reload"])
-        for p in scsi_paths:
-            run("udevadm", ["trigger", "--action=change", f"/dev/{p.name}"])
-        run("udevadm", ["settle", "-t", "30"])
+        # a change event is not a path appearing: nothing is assembled behind our back
+        assert _our_map() is None
+    retrigger(names)
     assert "DMPATH_PATH" not in props(scsi_paths[0].name)
+
+
+def _our_map() -> tuple[str, str, set[str]] | None:
+    """(name, uuid, path devnums) of the one dmpath map, if there is one."""
+    for dev in dmsetup.list_maps():
+        uuid = dmsetup.info(dev.name).uuid
+        if uuid.startswith("dmpath-"):
+            table = dmsetup.table(dev.name)
+            devnums = {p.dev for g in table.groups for p in g.paths}
+            return dev.name, uuid, devnums
+    return None
+
+
+def _devnum(name: str) -> str:
+    return pathlib.Path(f"/sys/block/{name}/dev").read_text().strip()
+
+
+def test_a_path_plugged_in_without_a_daemon_is_assembled_by_the_rule(
+    scsi_paths: list[topo.LabPath], tmp_path: pathlib.Path
+) -> None:
+    """A third host appears (a cable plugged in) while no dmpathd runs: the rule's
+    one-shot assembly makes the map over all three paths, named from the bindings file,
+    and leaves no process behind."""
+    wwid = props(scsi_paths[0].name)["ID_SERIAL"]
+    assert _our_map() is None
+    with installed_rule(tmp_path):
+        try:
+            topo.add_host()
+            paths = topo.discover()
+            assert len(paths) == 3
+            want = {_devnum(p.name) for p in paths}
+
+            def assembled() -> tuple[str, str, set[str]] | None:
+                m = _our_map()
+                return m if m is not None and m[2] == want else None
+
+            # the paths that were there before join too: one scan sees the whole LUN
+            name, uuid, _devnums = wait_for(assembled, 120, f"a map over {sorted(want)}")
+            assert uuid == f"dmpath-{wwid}"
+            assert name == "mpatha"
+            assert (tmp_path / "bindings").read_text().splitlines()[-1].split() == [
+                "mpatha",
+                wwid,
+            ]
+            assert f"/{wwid}/" in (tmp_path / "wwids").read_text()
+            # the one-shot runs exited: nothing of ours keeps running under udev
+            assert not [
+                pid
+                for pid in os.listdir("/proc")
+                if pid.isdigit() and _comm(pid) == "dmpathd"
+            ]
+            # an add for a path already in our map changes nothing
+            before = dmsetup.table(name)
+            retrigger([paths[0].name], action="add")
+            assert dmsetup.table(name) == before
+        finally:
+            remove_dm_maps()
+            topo.remove_last_host()
+    retrigger([p.name for p in scsi_paths])
+
+
+def _comm(pid: str) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import socket
+import sys
+from unittest import mock
 
 import pytest
 
-from dmpath.udevhelper import decide, main
+from dmpath import udevhelper
+from dmpath.udevhelper import assembler, decide, main
 
 ENV = {"ID_SERIAL": "1Linux_scsi_debug_2000", "ID_WWN": "0x33333330000007d0"}
 
@@ -63,3 +68,73 @@ def test_output_is_udev_properties(tmp_path: pathlib.Path, capsys: pytest.Captur
     monkeypatch.delenv("ID_SERIAL")
     assert main(["/dev/sdq"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_assembler_leaves_a_disk_already_in_one_of_our_maps(tmp_path: pathlib.Path) -> None:
+    disk(tmp_path, "sdb", "naa.2", holders={"dm-0": "dmpath-1Linux_scsi_debug_2001"})
+    assert assembler("sdb", {}, str(tmp_path), str(tmp_path / "run"), ()) == "map"
+
+
+def test_assembler_leaves_the_disk_to_a_daemon_that_answers(tmp_path: pathlib.Path) -> None:
+    disk(tmp_path, "sda", "naa.1")
+    sock_path = str(tmp_path / "d.sock")
+    settings: dict[str, object] = {"socket": sock_path}
+    # a socket file nobody listens on is not a daemon (a killed dmpathd leaves one)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(sock_path)
+    dead.close()
+    assert assembler("sda", settings, str(tmp_path), str(tmp_path / "run"), ()) == "once"
+    os.unlink(sock_path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
+        srv.bind(sock_path)
+        srv.listen(1)
+        assert assembler("sda", settings, str(tmp_path), str(tmp_path / "run"), ()) == "daemon"
+
+
+def test_assembler_leaves_the_disk_to_an_installed_service_under_systemd(
+    tmp_path: pathlib.Path,
+) -> None:
+    disk(tmp_path, "sda", "naa.1")
+    settings: dict[str, object] = {"socket": str(tmp_path / "none.sock")}
+    units = tmp_path / "units"
+    units.mkdir()
+    run_root = tmp_path / "run"
+    (units / "dmpathd.service").write_text("[Service]\n")
+    # a unit file is not enough: without systemd as PID 1 nobody would start it
+    assert assembler("sda", settings, str(tmp_path), str(run_root), (str(units),)) == "once"
+    (run_root / "systemd/system").mkdir(parents=True)
+    assert assembler("sda", settings, str(tmp_path), str(run_root), (str(units),)) == "service"
+    # masked (a link to /dev/null) is the administrator's no: still not ours to assemble
+    (units / "dmpathd.service").unlink()
+    (units / "dmpathd.service").symlink_to("/dev/null")
+    assert assembler("sda", settings, str(tmp_path), str(run_root), (str(units),)) == "service"
+    (units / "dmpathd.service").unlink()
+    assert assembler("sda", settings, str(tmp_path), str(run_root), (str(units),)) == "once"
+
+
+def test_assemble_mode_runs_dmpathd_once_from_the_helpers_directory(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    fake = tmp_path / "dmpathd"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    cfg = tmp_path / "dmpath.toml"
+    cfg.write_text(f'[defaults]\nsocket = "{tmp_path}/none.sock"\n')
+    monkeypatch.setenv("DMPATH_CONFIG", str(cfg))
+    monkeypatch.delenv("PATH")
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "dmpath-udev")])
+    monkeypatch.setattr(udevhelper, "service_installed", lambda *_a: False)
+    monkeypatch.setattr(udevhelper, "held_by_our_map", lambda *_a: False)
+    monkeypatch.setattr(os, "execve", lambda prog, argv, env: calls.append((prog, argv, env)))
+    assert main(["--assemble", "sdz"]) == 1  # the patched execve returns: reported as failure
+    assert calls == [
+        (str(fake), [str(fake), "--once", "--config", str(cfg)], mock.ANY),
+    ]
+    # udev's bare environment still finds dmsetup and mdadm
+    assert calls[0][2]["PATH"] == udevhelper.SAFE_PATH
+
+
+def test_usage_error_without_a_device(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--assemble"]) == 2
+    assert "usage" in capsys.readouterr().err
