@@ -18,10 +18,63 @@ from dmpath.kernel import dmsetup, mdadm
 from dmpath.kernel.dmtable import DmInfo, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
-from dmpath.kernel.mdstat import MdStat
+from dmpath.kernel.mdstat import MdExamine, MdStat
 from dmpath.model import Backend, GroupState, KernelState
 
 MD_NAME_PREFIX = "dmpath-"
+
+
+class ForeignSuperblock(DmpathError):
+    """A path carries the md superblock of an array that is not this map's: never
+    overwrite it (it may hold someone's RAID member or data)."""
+
+    exit_code = 7
+
+
+@dataclass(frozen=True)
+class MdStart:
+    """How to start a map's md array: assemble the members that carry its superblock (its
+    data is there: after a reboot or a stop) and add the rest, or create it afresh."""
+
+    assemble: list[str]
+    add: list[str]
+
+    @property
+    def create(self) -> bool:
+        return not self.assemble
+
+
+def short_md_name(name: str | None) -> str:
+    """``host:dmpath-mpatha`` -> ``dmpath-mpatha`` (mdadm prefixes the home host)."""
+    return (name or "").split(":", 1)[-1]
+
+
+def plan_md_start(md_name: str, superblocks: dict[str, MdExamine | None]) -> MdStart:
+    """Decide from each member's superblock (None: none) how array ``md_name`` starts.
+
+    Re-creating an array over members that have its superblock would rewrite the
+    metadata, and a different mdadm may choose another data offset: the data would move.
+    So: superblocks of this array -> assemble; none -> create; anything else -> refuse.
+    """
+    ours: list[str] = []
+    uuids: set[str] = set()
+    for dev, sb in sorted(superblocks.items()):
+        if sb is None:
+            continue
+        if sb.level != "multipath" or short_md_name(sb.name) != md_name:
+            raise ForeignSuperblock(
+                f"{dev} carries the md superblock of another array (name "
+                f"{sb.name or '?'}, level {sb.level}); dmpath will not overwrite it "
+                f"(erase it with mdadm --zero-superblock if it is stale)"
+            )
+        ours.append(dev)
+        uuids.add(sb.array_uuid)
+    if len(uuids) > 1:
+        raise ForeignSuperblock(
+            f"the paths of {md_name} carry superblocks of {len(uuids)} different arrays "
+            f"({', '.join(sorted(uuids))}); sort them out with mdadm --examine first"
+        )
+    return MdStart(assemble=ours, add=sorted(d for d, sb in superblocks.items() if sb is None))
 
 
 class Unsupported(DmpathError):
@@ -153,8 +206,9 @@ class DmBackend:
             info=info,
         )
 
-    def create(self, name: str, wwid: str, table: MultipathTable) -> None:
+    def create(self, name: str, wwid: str, table: MultipathTable) -> str:
         dmsetup.create(name, table, uuid=self.uuid_for(wwid))
+        return "created"
 
     def reload(self, name: str, table: MultipathTable) -> None:
         dmsetup.reload(name, table)
@@ -257,8 +311,18 @@ class MdBackend:
     def read_states(self, name: str, prev: KernelMap | None) -> KernelMap:
         return self.read(name)
 
-    def create(self, name: str, devnodes: list[str]) -> None:
-        mdadm.create(f"/dev/md/{self.md_name(name)}", devnodes, name=self.md_name(name))
+    def create(self, name: str, devnodes: list[str]) -> str:
+        """Start the array of map ``name`` over ``devnodes``: "assembled" from the
+        superblocks its paths carry, or "created" when they carry none."""
+        md_name = self.md_name(name)
+        plan = plan_md_start(md_name, {dev: mdadm.examine(dev) for dev in devnodes})
+        if plan.create:
+            mdadm.create(f"/dev/md/{md_name}", devnodes, name=md_name)
+            return "created"
+        mdadm.assemble(f"/dev/md/{md_name}", plan.assemble)
+        for dev in plan.add:
+            self.add(name, dev)
+        return "assembled"
 
     def add(self, name: str, devnode: str) -> None:
         kname, _ = self._find(name)

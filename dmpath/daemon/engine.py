@@ -51,6 +51,8 @@ log = logging.getLogger("dmpathd")
 T = TypeVar("T")
 
 MAX_EVENTS = 1000
+#: a kernel operation slower than this (seconds) raises an alert; it is still awaited
+SLOW_KERNEL_OP = 30.0
 #: how long an assembler waits for another one to finish before giving up (seconds)
 ASSEMBLY_WAIT = 60.0
 
@@ -102,6 +104,7 @@ class Daemon:
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(1, thread_name_prefix="kernel")
+        self.mdpool = ThreadPoolExecutor(1, thread_name_prefix="kernel-md")
         self.cpool = ThreadPoolExecutor(16, thread_name_prefix="check")
         self._reeval_handle: asyncio.TimerHandle | None = None
         self._reeval_task: asyncio.Task[None] | None = None
@@ -119,9 +122,25 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
 
     async def k(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """Run a kernel operation in the kernel worker thread (one at a time, in order)."""
+        """Run a kernel operation in a kernel worker thread (one at a time, in order).
+
+        md operations get a worker of their own: mdadm opens the array, and an array whose
+        every path is dead retries its I/O forever, so that open can hang in D state.
+        It must not take the dm maps' healing down with it.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.kpool, functools.partial(fn, *args, **kw))
+        pool = self.mdpool if getattr(fn, "__self__", None) is self.md else self.kpool
+        fut = loop.run_in_executor(pool, functools.partial(fn, *args, **kw))
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout=SLOW_KERNEL_OP)
+        except TimeoutError:
+            what = getattr(fn, "__qualname__", repr(fn))
+            self.event(
+                "alert",
+                message=f"{what}{args!r} has not returned after {SLOW_KERNEL_OP:g} s "
+                "(I/O stuck on the device?); still waiting",
+            )
+            return await fut
 
     def event(self, kind: str, map_name: str = "", path: str = "", message: str = "") -> None:
         self.events.append(Event(time.time(), kind, map_name, path, message))
@@ -165,6 +184,8 @@ class Daemon:
                     await pr.task
             pr.checker.close()
         self.cpool.shutdown(wait=False, cancel_futures=True)
+        # an md operation stuck in D state must not keep the daemon from stopping
+        self.mdpool.shutdown(wait=False, cancel_futures=True)
         self.kpool.shutdown(wait=True)
 
     # ------------------------------------------------------------------ adoption
@@ -448,9 +469,9 @@ class Daemon:
     async def _create(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
         m = mr.model
         if m.backend == Backend.DM:
-            await self.k(self.dm.create, m.name, m.wwid, self._table(mr, infos))
+            how = await self.k(self.dm.create, m.name, m.wwid, self._table(mr, infos))
         else:
-            await self.k(self.md.create, m.name, [i.devnode for i in infos])
+            how = await self.k(self.md.create, m.name, [i.devnode for i in infos])
         self.maps[m.name] = mr
         for i in infos:
             self.paths[i.name].map_name = m.name
@@ -460,7 +481,7 @@ class Daemon:
         self.event(
             "map_created",
             m.name,
-            message=f"created {m.backend.value} map {m.name} "
+            message=f"{how} {m.backend.value} map {m.name} "
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
 

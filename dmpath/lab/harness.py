@@ -80,6 +80,7 @@ class DaemonUnderTest:
     workdir: str
     defaults: dict[str, Any] = field(default_factory=dict)
     extra: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # added to the daemon's environment
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
     restarts: int = 0
@@ -114,6 +115,7 @@ class DaemonUnderTest:
             [sys.executable, "-m", "dmpath.daemon.main", "-c", self.config, "-v"],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
         )
         log.close()
         wait_for(lambda: self.request("ping"), 60, "dmpathd to answer")

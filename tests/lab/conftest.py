@@ -58,7 +58,8 @@ def scsi_paths(lab_topology: Callable[[str], list[topo.LabPath]]) -> Iterator[li
 
 @pytest.fixture
 def dmpathd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., DaemonUnderTest]]:
-    """Factory: ``dmpathd(defaults={...}, extra="...")`` starts the real daemon in the guest.
+    """Factory: ``dmpathd(defaults={...}, extra="...", env={...})`` starts the real daemon
+    in the guest.
 
     On teardown the daemon is stopped and every map it made is removed (they are ours:
     dm uuid prefix ``dmpath-`` or md name ``dmpath-``), so the next test starts clean.
@@ -67,8 +68,14 @@ def dmpathd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
         pytest.skip("needs the lab VM")
     started: list[DaemonUnderTest] = []
 
-    def start(defaults: dict[str, Any] | None = None, extra: str = "") -> DaemonUnderTest:
-        d = DaemonUnderTest(str(tmp_path_factory.mktemp("dmpathd")), dict(defaults or {}), extra)
+    def start(
+        defaults: dict[str, Any] | None = None,
+        extra: str = "",
+        env: dict[str, str] | None = None,
+    ) -> DaemonUnderTest:
+        d = DaemonUnderTest(
+            str(tmp_path_factory.mktemp("dmpathd")), dict(defaults or {}), extra, dict(env or {})
+        )
         started.append(d)
         return d.start()
 

@@ -424,6 +424,53 @@ def test_md_array_is_adopted_after_kill_not_created_twice(
         assert {x.name for x in after.members} == {x.name for x in arr.members}
 
 
+def read_blocks(devnode: str, count: int) -> bytes:
+    """The first ``count`` blocks of ``devnode``, read past the page cache."""
+    buf = mmap.mmap(-1, BLOCK * count)
+    fd = os.open(devnode, os.O_RDONLY | os.O_DIRECT)
+    try:
+        os.preadv(fd, [buf], 0)
+        return bytes(buf)
+    finally:
+        os.close(fd)
+        buf.close()
+
+
+def test_md_array_stopped_with_its_data_is_assembled_again_not_recreated(
+    scsi_paths: list[LabPath], dmpathd: StartDaemon
+) -> None:
+    """As across a reboot: the array is stopped with its superblocks on the paths; the
+    next dmpathd assembles it from them (same array UUID, data in place) rather than
+    creating a new array over them."""
+    d = dmpathd(defaults={"backend": "md"})
+    with md_scrubbed(d, scsi_paths), explained(d):
+        d.wait_maps({"mpatha": 2})
+        arr = md_array_of(scsi_paths)
+        assert arr is not None
+        uuid = mdadm.detail_export(f"/dev/{arr.name}").uuid
+        io = VerifiedIO(f"/dev/{arr.name}", blocks=64).start()
+        wait_for(lambda: io.writes >= 64, 60, "one full generation of verified writes")
+        io.stop()
+        assert io.errors == [] and io.mismatches == 0
+        before = read_blocks(f"/dev/{arr.name}", 64)
+
+        d.stop()
+        mdadm.stop(f"/dev/{arr.name}")  # what shutdown does; the superblocks stay
+        run("udevadm", ["settle", "-t", "30"], check=False)
+        assert md_array_of(scsi_paths) is None
+        assert all(mdadm.examine(p.devnode) is not None for p in scsi_paths)
+
+        d.start()
+        m = wait_for(lambda: healthy(d, "mpatha", 2), HEAL_TIMEOUT, "the array back, both up")
+        assert m["status"] == "[2/2] [UU]"
+        again = md_array_of(scsi_paths)
+        assert again is not None
+        assert mdadm.detail_export(f"/dev/{again.name}").uuid == uuid
+        assert read_blocks(f"/dev/{again.name}", 64) == before
+        made = events(d, "map_created")
+        assert [e["message"].split()[0] for e in made] == ["assembled"], made
+
+
 # --------------------------------------------------------------------------------------
 # 3. kill -9 and adoption (dm)
 # --------------------------------------------------------------------------------------
