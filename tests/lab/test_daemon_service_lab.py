@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -140,3 +141,36 @@ def test_a_second_daemon_on_the_same_socket_is_refused(
     assert os.path.exists(d.socket)
     d.wait_maps({"mpatha": 2})
     assert dmsetup.table("mpatha") == before
+
+
+def test_refuses_to_start_while_multipathd_runs(
+    scsi_paths: list[LabPath], tmp_path: pathlib.Path
+) -> None:
+    """A process the kernel calls ``multipathd`` (comm) is running: dmpathd says so, with
+    its pid and what to do, and touches nothing."""
+    fake = tmp_path / "multipathd"
+    shutil.copy("/bin/sleep", fake)
+    proc = subprocess.Popen([str(fake), "300"])
+    try:
+        wait_for(
+            lambda: pathlib.Path(f"/proc/{proc.pid}/comm").read_text().strip() == "multipathd",
+            10,
+            "the stand-in to be called multipathd",
+        )
+        cfg = tmp_path / "dmpath.toml"
+        cfg.write_text(f'[defaults]\nsocket = "{tmp_path}/d.sock"\n')
+        res = subprocess.run(
+            [sys.executable, "-m", "dmpath.daemon.main", "-c", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        proc.kill()
+        proc.wait()
+    assert res.returncode == 6, res.stderr
+    assert f"multipathd is running (pid {proc.pid}" in res.stderr
+    assert "systemctl stop multipathd" in res.stderr
+    assert not (tmp_path / "d.sock").exists()
+    assert [m.name for m in dmsetup.list_maps() if m.name.startswith("mpath")] == []
