@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dmpath import config as c
+from dmpath.config.lines import _LineIndex
+from dmpath.config.toml_text import _toml_value
 from dmpath.errors import ConfigError
 from dmpath.model import Backend
 
@@ -324,7 +326,7 @@ def test_line_index_tables_keys_and_occurrences() -> None:
         '"""\n'  # 11
         "[blacklist . device]\n"  # 12
     )
-    idx = c._LineIndex(text)
+    idx = _LineIndex(text)
     assert idx.lookup(("top",)) == 1
     assert idx.lookup(("defaults", "backend")) == 3
     assert idx.lookup(("defaults", "quoted.key")) == 4
@@ -534,7 +536,7 @@ def test_every_default_option_is_documented_with_its_real_default() -> None:
             continue
         value = getattr(d, name)
         assert c.parse_config(f"[defaults]\n{name} = {doc.default}\n").defaults == d, name
-        assert doc.default == c._toml_value(getattr(value, "value", value)), name
+        assert doc.default == _toml_value(getattr(value, "value", value)), name
     assert "defaults.no_path_retry" in (c.__doc__ or "")
     assert "= 12: " in (c.__doc__ or "")
 

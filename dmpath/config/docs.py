@@ -1,0 +1,422 @@
+"""The documentation of every option (``OPTIONS``) and what is rendered from it.
+
+The option table at the end of ``dmpath.config``'s docstring (``_docstring_table``) and
+the option lists of the man page ``man/dmpath.toml.5`` (``render_man_options``,
+``update_man_page``) are derived from ``OPTIONS``, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from typing import Final
+
+from dmpath.config.records import (
+    _D,
+    BUILTIN_BLACKLIST,
+    BUILTIN_EXCEPTIONS,
+    NEVER_PATH_DEVNODE,
+    OVERRIDABLE,
+)
+from dmpath.config.toml_text import _toml_value
+
+# --------------------------------------------------------------------------- documentation
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    section: str  # "defaults", "blacklist", "blacklist.device", "multipaths", "devices"
+    name: str
+    kind: str  # value type as the man page says it
+    default: str  # as TOML; "" for "no default"
+    text: str
+
+
+_OVERRIDE_NOTE = "Also settable per device type ([[devices]]) and per map ([[multipaths]])."
+
+OPTIONS: Final[tuple[OptionDoc, ...]] = (
+    OptionDoc(
+        "defaults",
+        "backend",
+        '"dm" | "md"',
+        _toml_value(_D.backend.value),
+        "Which kernel machinery assembles a map: the device-mapper multipath target "
+        "(dmsetup) or md's multipath personality (mdadm). Linux removed the md personality "
+        "in 6.8; use md only on kernels that still have it, such as 6.1. " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "path_grouping_policy",
+        '"failover" | "multibus" | "group_by_prio"',
+        _toml_value(_D.path_grouping_policy.value),
+        "How the paths of a map form priority groups: one path per group (failover), all "
+        "paths in one group with I/O spread over them (multibus), or one group per path "
+        "priority, best first (group_by_prio: with ALUA the active/optimized paths carry "
+        "the I/O and the others stand by). dm backend only. " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "path_selector",
+        '"service-time 0" | "queue-length 0" | "round-robin 0"',
+        _toml_value(_D.path_selector),
+        "The dm path selector that spreads I/O over the paths of the active group: least "
+        "outstanding bytes relative to throughput (service-time), fewest outstanding I/Os "
+        '(queue-length) or plain rotation (round-robin). A bare name ("round-robin") is '
+        "accepted and completed. dm backend only. " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "features",
+        "list of strings",
+        _toml_value(_D.features),
+        "Extra dm-multipath table features, one string per feature with its arguments, "
+        'e.g. ["pg_init_retries 50", "queue_mode bio"]. Accepted: pg_init_retries N, '
+        "pg_init_delay_msecs N, queue_mode bio|rq|mq. queue_if_no_path is refused (say "
+        "no_path_retry instead: two knobs for one behaviour disagree sooner or later), and "
+        "so is retain_attached_hw_handler (see retain_hwhandler). " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "hardware_handler",
+        '"" | "alua" | "emc" | "rdac" | "hp_sw"',
+        _toml_value(_D.hardware_handler),
+        "The SCSI device handler the table names. The default names none: since Linux 4.3 "
+        "the SCSI layer attaches scsi_dh_alua by itself to every device that reports ALUA "
+        "support when it is scanned, and dm-multipath keeps an attached handler; naming "
+        '"alua" for a device without ALUA makes the table fail to load. Name a handler '
+        "only for arrays that need a non-ALUA one (emc, rdac, hp_sw). " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "retain_hwhandler",
+        "boolean",
+        _toml_value(_D.retain_hwhandler),
+        "Keep the device handler the SCSI layer attached to a path rather than the one "
+        "hardware_handler names. Kernels since 4.3 always do; false is accepted so that "
+        "configurations written for older kernels load, and changes nothing on them.",
+    ),
+    OptionDoc(
+        "defaults",
+        "prio",
+        '"alua" | "const"',
+        _toml_value(_D.prio.value),
+        "Where path priorities come from: the path's ALUA access state (REPORT TARGET PORT "
+        "GROUPS: active/optimized above active/non-optimized above standby), or the same "
+        "for every path (const). Paths of a device without ALUA support all get the same "
+        "priority under alua too. " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "failback",
+        '"immediate" | "manual" | integer >= 1',
+        _toml_value(_D.failback),
+        "When a map moves its I/O back to a better path group that has become usable "
+        "again: at once, never by itself (an administrator switches groups), or after the "
+        "group has stayed usable for that many seconds (so that a flapping path does not "
+        "drag I/O back and forth). " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "no_path_retry",
+        '"queue" | "fail" | integer >= 1',
+        _toml_value(_D.no_path_retry),
+        "What happens to I/O once the last path of a map has failed: queue it until a path "
+        "returns, however long that takes (processes doing I/O then hang and cannot be "
+        "killed); fail it at once (a short blip becomes file system errors); or queue it "
+        "for that many checks (about N times polling_interval seconds), then fail it. The "
+        "default, 12 checks (about 12 s), rides out the seconds-long outages that fabric "
+        "events and controller failovers cause without ever hanging applications for "
+        "good. " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "checker",
+        '"tur" | "directio" | "none"',
+        _toml_value(_D.checker.value),
+        "How paths are tested: SCSI TEST UNIT READY through SG_IO (tur: cheap, reads no "
+        "data), a read of one block with O_DIRECT (directio: for devices without SCSI "
+        "pass-through), or not at all (none: nothing is sent to the paths, and their "
+        "state is what the kernel reports after I/O errors). " + _OVERRIDE_NOTE,
+    ),
+    OptionDoc(
+        "defaults",
+        "polling_interval",
+        "seconds (0.1 to 3600)",
+        _toml_value(_D.polling_interval),
+        "Time between two checks of a path. Failed paths are always checked this often, "
+        "so a path that comes back is reinstated within about this time.",
+    ),
+    OptionDoc(
+        "defaults",
+        "max_polling_interval",
+        "seconds (polling_interval to 3600)",
+        "polling_interval",
+        "The longest time between two checks of a healthy path: after a run of good "
+        "checks a path's interval may grow up to this; any change brings it back to "
+        "polling_interval. By default it equals polling_interval (no growth), so that an "
+        "idle path that dies is noticed within one polling_interval too, not only one "
+        "carrying I/O (the kernel fails those at once). A check costs one small SCSI "
+        "command; on hosts with thousands of paths raise this to check healthy paths less "
+        "often.",
+    ),
+    OptionDoc(
+        "defaults",
+        "checker_timeout",
+        "seconds (0.1 to 300)",
+        _toml_value(_D.checker_timeout),
+        "How long one check may take. A path answers TEST UNIT READY in well under a "
+        "millisecond; a check still unanswered after this time is abandoned and counts as "
+        "pending (neither up nor down). Far below the 30 s SCSI command timeout, so that a "
+        "hung path is reported while it hangs.",
+    ),
+    OptionDoc(
+        "defaults",
+        "user_friendly_names",
+        "boolean",
+        _toml_value(_D.user_friendly_names),
+        "Name maps alias_prefix plus letters (mpatha, mpathb, ..., mpathz, mpathaa, ...), "
+        "remembered per WWID in bindings_file, instead of by WWID. An alias in "
+        "[[multipaths]] wins over both.",
+    ),
+    OptionDoc(
+        "defaults",
+        "alias_prefix",
+        "string",
+        _toml_value(_D.alias_prefix),
+        "The prefix of user-friendly names: letters, digits, '_', '.', '-'.",
+    ),
+    OptionDoc(
+        "defaults",
+        "find_multipaths",
+        '"strict" | "on" | "greedy"',
+        _toml_value(_D.find_multipaths.value),
+        "Which devices become maps: only WWIDs known from wwids_file or [[multipaths]] "
+        "(strict); those and every WWID seen through at least two non-blacklisted paths "
+        "(on); or every non-blacklisted device, even with one path (greedy). A WWID that "
+        "became a map is remembered in wwids_file, so it stays a map when it is down to one "
+        "path or after a reboot.",
+    ),
+    OptionDoc(
+        "defaults",
+        "uid_attribute",
+        "list of udev property names",
+        _toml_value(_D.uid_attribute),
+        "The udev properties tried, in order, for a path's WWID; the first one present "
+        "and not empty wins. ID_SERIAL first gives the WWIDs multipath-tools uses, so its "
+        "bindings and wwids files carry over.",
+    ),
+    OptionDoc(
+        "defaults",
+        "bindings_file",
+        "absolute path",
+        _toml_value(_D.bindings_file),
+        'The user-friendly names, one "alias wwid" line each: the format of multipath-'
+        "tools' /etc/multipath/bindings, which can be copied here unchanged. Rewritten "
+        "atomically (temporary file, fsync, rename).",
+    ),
+    OptionDoc(
+        "defaults",
+        "wwids_file",
+        "absolute path",
+        _toml_value(_D.wwids_file),
+        'The WWIDs that have been maps, one "/wwid/" line each: the format of multipath-'
+        "tools' /etc/multipath/wwids. LVM reads this format: point devices/"
+        "multipath_wwids_file in lvm.conf(5) here so that LVM ignores the paths of maps.",
+    ),
+    OptionDoc(
+        "defaults",
+        "socket",
+        "absolute path",
+        _toml_value(_D.socket),
+        "dmpathd's control socket, where mpathctl sends its requests.",
+    ),
+    OptionDoc(
+        "defaults",
+        "dm_uuid_prefix",
+        "string",
+        _toml_value(_D.dm_uuid_prefix),
+        "Start of the dm UUID of every map dmpath creates (the UUID is this plus the "
+        "WWID); it is how dmpath tells its maps from others. Deliberately not multipath-"
+        "tools' mpath-: multipath-tools' udev rules and multipathd treat every map whose "
+        "UUID starts with mpath- as theirs and act on it and on its paths, so the two "
+        "tools must never claim the same maps. Prefixes that belong to other tools "
+        "(mpath-, LVM-, CRYPT-, partN-) are refused.",
+    ),
+    OptionDoc(
+        "defaults",
+        "flush_on_last_del",
+        "boolean",
+        _toml_value(_D.flush_on_last_del),
+        "Remove a map when its last path is removed, unless the map is open. false keeps "
+        "the map (its I/O queued or failed as no_path_retry says) so that a path coming "
+        "back finds it.",
+    ),
+    OptionDoc(
+        "defaults",
+        "coalesce_ms",
+        "milliseconds (0 to 10000)",
+        _toml_value(_D.coalesce_ms),
+        "A burst of udev events (a rescan, a fabric event) is gathered for this long and "
+        "acted on once. 0 acts on every event at once.",
+    ),
+    # ---- blacklist / blacklist_exceptions
+    OptionDoc(
+        "blacklist",
+        "devnode",
+        "list of regular expressions",
+        _toml_value(BUILTIN_BLACKLIST.devnode),
+        "Kernel device names (sda, nvme0n1): a device whose name matches is not a path.",
+    ),
+    OptionDoc(
+        "blacklist",
+        "wwid",
+        "list of regular expressions",
+        "[]",
+        "WWIDs: a device whose WWID matches is not a path.",
+    ),
+    OptionDoc(
+        "blacklist",
+        "property",
+        "list of regular expressions",
+        "[]",
+        "udev property NAMES (not values): a device that has a property whose name matches "
+        "is not a path, unless that same name also matches blacklist_exceptions.property. "
+        "In [blacklist_exceptions] the list is also a requirement: when it is not empty, a "
+        "device must have at least one property whose name matches, or it is not a path. "
+        "The built-in requirement is "
+        + _toml_value(BUILTIN_EXCEPTIONS.property)
+        + ' (a SCSI identifier or a WWN); to lift it, add "." to '
+        "blacklist_exceptions.property.",
+    ),
+    OptionDoc(
+        "blacklist",
+        "protocol",
+        "list of regular expressions",
+        _toml_value(BUILTIN_BLACKLIST.protocol),
+        "The path's transport as mpathctl shows it: scsi:fcp, scsi:iscsi, scsi:sas, "
+        "scsi:ata, scsi:usb, scsi:unspec (no transport class, e.g. scsi_debug or "
+        "virtio-scsi), nvme:pcie, nvme:tcp, nvme:rdma, nvme:fc, nvme:loop, nvme:unspec, "
+        "ccw, cciss or undef.",
+    ),
+    OptionDoc(
+        "blacklist.device",
+        "vendor",
+        "regular expression",
+        "",
+        "Matched against the SCSI vendor of a device (as in sysfs, without padding). A "
+        "device matches a table when every expression the table gives matches; at least "
+        "one of vendor and product is required.",
+    ),
+    OptionDoc(
+        "blacklist.device",
+        "product",
+        "regular expression",
+        "",
+        "Matched against the SCSI product (model) of a device.",
+    ),
+    # ---- multipaths
+    OptionDoc(
+        "multipaths",
+        "wwid",
+        "string (required)",
+        "",
+        "The WWID of the map this table is about; each WWID at most once.",
+    ),
+    OptionDoc(
+        "multipaths",
+        "alias",
+        "string",
+        "",
+        "The map's name, instead of a user-friendly name or the WWID: letters, digits and "
+        "'_', '.', '+', ':', '@', '-', starting with a letter or digit, at most 127 "
+        "characters; each alias at most once. A user-friendly name is never given out if "
+        "an alias here already uses it.",
+    ),
+    # ---- devices
+    OptionDoc(
+        "devices",
+        "vendor",
+        "regular expression",
+        "",
+        "Matched against the SCSI vendor of a path (sysfs, without padding).",
+    ),
+    OptionDoc(
+        "devices",
+        "product",
+        "regular expression",
+        "",
+        "Matched against the SCSI product (model) of a path. A table applies to a map when "
+        "every expression it gives matches; at least one of vendor and product is "
+        "required.",
+    ),
+)
+
+
+def _docstring_table() -> str:
+    width = max(len(f"{o.section}.{o.name}") for o in OPTIONS)
+    lines = ["", "Options (section.key = default: type)", ""]
+    for o in OPTIONS:
+        default = o.default or "(none)"
+        lines.append(f"    {o.section + '.' + o.name:<{width}}  = {default}: {o.kind}")
+    lines.append("")
+    lines.extend(
+        textwrap.wrap(
+            "[[devices]] and [[multipaths]] may also set: " + ", ".join(OVERRIDABLE) + ".",
+            width=88,
+            initial_indent="    ",
+            subsequent_indent="    ",
+        )
+    )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- man page
+
+
+def _roff_text(text: str) -> str:
+    """Prose for a roff text line: backslashes escaped, no control character first."""
+    s = text.replace("\\", "\\e")
+    return "\\&" + s if s[:1] in (".", "'") else s
+
+
+def _roff_code(text: str) -> str:
+    """A literal (name, value): also '-' as a real minus, so it can be copied."""
+    return _roff_text(text).replace("-", "\\-")
+
+
+def render_man_options(section: str) -> str:
+    """The option list of one section as man(7) markup (between the GENERATED markers).
+
+    Section "never" is the fixed never-a-path rule, one alternative per line.
+    """
+    if section == "never":
+        return "\n".join(
+            _roff_code(("^" if i else "") + alt)
+            for i, alt in enumerate(NEVER_PATH_DEVNODE.split("|^"))
+        )
+    out: list[str] = []
+    for o in OPTIONS:
+        if o.section != section:
+            continue
+        out.append(".TP")
+        head = f"\\fB{_roff_code(o.name)}\\fR"
+        if o.default:
+            head += f" = \\fI{_roff_code(o.default)}\\fR"
+        out.append(head)
+        out.append(f"Type: {_roff_code(o.kind)}.")
+        out.append(".br")
+        out.append(_roff_text(o.text))
+    return "\n".join(out)
+
+
+_MARK_RE = re.compile(
+    r"(^\.\\\" BEGIN GENERATED ([a-z_.]+)\n)(.*?)(^\.\\\" END GENERATED \2$)", re.M | re.S
+)
+
+
+def update_man_page(text: str) -> str:
+    """``text`` with every GENERATED block replaced by ``render_man_options`` output."""
+    return _MARK_RE.sub(
+        lambda m: m.group(1) + render_man_options(m.group(2)) + "\n" + m.group(4), text
+    )
