@@ -9,6 +9,7 @@ not multipath-tools' ``mpath-``), md arrays by the ``dmpath-`` prefix of their m
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from dmpath.kernel import dmsetup, mdadm
 from dmpath.kernel.dmtable import DmInfo, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
+from dmpath.kernel.mdadm import MemberBusy
 from dmpath.kernel.mdstat import MdExamine, MdStat
 from dmpath.model import Backend, GroupState, KernelState
+from dmpath.runner import CommandResult
 
 MD_NAME_PREFIX = "dmpath-"
 
@@ -232,6 +235,19 @@ class DmBackend:
         dmsetup.remove(name, force=force)
 
 
+def _sysfs_write(path: str, value: str, kname: str, devnode: str, operation: str) -> None:
+    """One md sysfs write; EBUSY becomes MemberBusy (the daemon retries), other errors
+    name the file and the operation."""
+    try:
+        with open(path, "w") as fh:
+            fh.write(value + "\n")
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            result = CommandResult(("write", path, value), 1, "", os.strerror(exc.errno), 0.0)
+            raise MemberBusy(result, f"/dev/{kname}", devnode, operation) from exc
+        raise DmpathError(f"{path}: cannot {operation} {devnode} ({value!r}): {exc}") from exc
+
+
 class MdBackend:
     """md multipath arrays (superblock 1.2, md name ``dmpath-<map name>``)."""
 
@@ -347,15 +363,39 @@ class MdBackend:
             raise DmpathError(f"{state}: cannot mark {devnode} faulty: {exc}") from exc
 
     def reinstate(self, name: str, devnode: str) -> None:
-        """md cannot un-fail a member: hot-remove it (EBUSY while busy: MemberBusy) and re-add."""
+        """md cannot un-fail a member: hot-remove it and re-add it, through sysfs.
+
+        Not with mdadm: it opens the array, and while every other path is dead the
+        personality retries the array's I/O forever, so that open hangs, and with it the
+        very re-add that would let the I/O through (seen in the lab). The sysfs writes
+        need no open: ``state`` <- ``remove`` (EBUSY while the member still has I/O in
+        flight: MemberBusy, retried on the next check), then ``new_dev`` <- major:minor,
+        which imports the member by its superblock; md makes it a working path at once.
+        """
         kname, _ = self._find(name)
-        mdadm.remove(f"/dev/{kname}", devnode)
-        mdadm.add(f"/dev/{kname}", devnode)
+        md_dir = f"/sys/block/{kname}/md"
+        if not os.path.exists(f"{md_dir}/new_dev"):
+            mdadm.remove(f"/dev/{kname}", devnode)
+            mdadm.add(f"/dev/{kname}", devnode)
+            return
+        member = os.path.basename(devnode)
+        if os.path.exists(f"{md_dir}/dev-{member}/state"):
+            _sysfs_write(f"{md_dir}/dev-{member}/state", "remove", kname, devnode, "remove")
+        devnum = devnum_of(member)
+        if not devnum:
+            raise DmpathError(f"{devnode} is gone; nothing to re-add to {kname}")
+        _sysfs_write(f"{md_dir}/new_dev", devnum, kname, devnode, "add")
 
     def remove_member(self, name: str, devnode: str) -> None:
+        """Take a path out of the array for good: faulty, then removed (sysfs, as above)."""
         kname, _ = self._find(name)
-        mdadm.fail(f"/dev/{kname}", devnode)
-        mdadm.remove(f"/dev/{kname}", devnode)
+        state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
+        if not os.path.exists(state):
+            mdadm.fail(f"/dev/{kname}", devnode)
+            mdadm.remove(f"/dev/{kname}", devnode)
+            return
+        _sysfs_write(state, "faulty", kname, devnode, "fail")
+        _sysfs_write(state, "remove", kname, devnode, "remove")
 
     def switch_group(self, name: str, group: int) -> None:
         raise Unsupported(f"{name}: md multipath arrays have no path groups")

@@ -393,6 +393,46 @@ def test_md_backend_fails_reinstates_and_keeps_the_last_path(
             assert not any("only one IO path left" in x for x in mm["alerts"]), mm["alerts"]
 
 
+def test_md_io_stuck_on_a_dead_last_path_flows_again_when_the_other_path_returns(
+    scsi_paths: list[LabPath], dmpathd: StartDaemon
+) -> None:
+    """b dies and is failed; then a, the kept last path, dies too and the writes wait.
+    b returns while a stays dead: the daemon must re-add b without opening the array
+    (an open hangs while the I/O is stuck), and the waiting writes complete through b."""
+    d = dmpathd(defaults={"backend": "md"})
+    with md_scrubbed(d, scsi_paths), explained(d):
+        a, b = scsi_paths
+        dev = d.wait_maps({"mpatha": 2})["mpatha"]["devnode"]
+        with restoring(scsi_paths):
+            io = VerifiedIO(dev, blocks=64).start()
+            try:
+                wait_for(lambda: io.writes > 20, 60, "verified I/O running")
+                topo.set_state(b, "offline")
+                d.wait_path(b.name, timeout=HEAL_TIMEOUT, kernel_state="failed")
+                topo.set_state(a, "offline")
+                wait_for(
+                    lambda: any("only one IO path left" in x for x in d.maps()["mpatha"]["alerts"]),
+                    HEAL_TIMEOUT,
+                    "the last-path alert",
+                )
+                waiting_at = io.writes
+                topo.set_state(b, "running")  # a stays dead
+                wait_for(
+                    lambda: io.writes > waiting_at + 50,
+                    HEAL_TIMEOUT,
+                    "writes flowing again through the returned path",
+                )
+                assert d.path(b.name)["kernel_state"] == "active"
+                assert any(e["path"] == b.name for e in events(d, "path_reinstated"))
+                topo.set_state(a, "running")
+                wait_for(lambda: healthy(d, "mpatha", 2), HEAL_TIMEOUT, "daemon: both up")
+            finally:
+                io.stop()
+        assert io.errors == [], io.errors[:5]
+        assert io.mismatches == 0
+        assert call_with_timeout(io.verify_all, "verify_all") == 0
+
+
 def test_md_array_is_adopted_after_kill_not_created_twice(
     scsi_paths: list[LabPath], dmpathd: StartDaemon
 ) -> None:
