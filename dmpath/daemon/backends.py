@@ -120,6 +120,14 @@ def _read(path: str) -> str:
         return fh.read().strip()
 
 
+def _peek(path: str) -> str:
+    """``_read``, or '' when the file is not there (a member md has let go of)."""
+    try:
+        return _read(path)
+    except OSError:
+        return ""
+
+
 def _md_uuid(kname: str) -> str:
     """The array UUID udev recorded (MD_UUID), '' if none: asks no device (see ``fail``)."""
     import pyudev
@@ -233,6 +241,18 @@ class DmBackend:
 
     def flush(self, name: str, force: bool = False) -> None:
         dmsetup.remove(name, force=force)
+
+
+def free_md_slot(md_dir: str) -> int | None:
+    """The lowest slot of the array with no member (``rdN`` links name the used ones)."""
+    try:
+        raid_disks = int(_peek(f"{md_dir}/raid_disks"))
+    except ValueError:
+        return None
+    for n in range(raid_disks):
+        if not os.path.lexists(f"{md_dir}/rd{n}"):
+            return n
+    return None
 
 
 def _sysfs_write(path: str, value: str, kname: str, devnode: str, operation: str) -> None:
@@ -356,11 +376,7 @@ class MdBackend:
         if not os.path.exists(state):
             mdadm.fail(f"/dev/{kname}", devnode)
             return
-        try:
-            with open(state, "w") as fh:
-                fh.write("faulty\n")
-        except OSError as exc:
-            raise DmpathError(f"{state}: cannot mark {devnode} faulty: {exc}") from exc
+        _sysfs_write(state, "faulty", kname, devnode, "fail")
 
     def reinstate(self, name: str, devnode: str) -> None:
         """md cannot un-fail a member: hot-remove it and re-add it, through sysfs.
@@ -369,8 +385,9 @@ class MdBackend:
         personality retries the array's I/O forever, so that open hangs, and with it the
         very re-add that would let the I/O through (seen in the lab). The sysfs writes
         need no open: ``state`` <- ``remove`` (EBUSY while the member still has I/O in
-        flight: MemberBusy, retried on the next check), then ``new_dev`` <- major:minor,
-        which imports the member by its superblock; md makes it a working path at once.
+        flight: MemberBusy, retried on the next check), ``new_dev`` <- major:minor, which
+        imports the member by its superblock as a spare, and a free ``slot``, which
+        hot-adds the spare as a working path.
         """
         kname, _ = self._find(name)
         md_dir = f"/sys/block/{kname}/md"
@@ -385,6 +402,21 @@ class MdBackend:
         if not devnum:
             raise DmpathError(f"{devnode} is gone; nothing to re-add to {kname}")
         _sysfs_write(f"{md_dir}/new_dev", devnum, kname, devnode, "add")
+        # new_dev binds it as a spare; md's thread makes a spare a working path only when
+        # something wakes it for recovery (busy I/O does, an idle array never): hand it a
+        # free slot ourselves, which calls the personality's hot-add at once
+        slot = f"{md_dir}/dev-{member}/slot"
+        if _peek(slot) != "none":
+            return  # md's thread was quicker
+        free = free_md_slot(md_dir)
+        if free is None:
+            raise DmpathError(f"{kname}: no free slot for {devnode} (raid_disks all taken)")
+        try:
+            _sysfs_write(slot, str(free), kname, devnode, "add")
+        except MemberBusy:
+            if _peek(slot) in ("none", ""):
+                raise
+            # taken by md's thread between our read and our write: it is in
 
     def remove_member(self, name: str, devnode: str) -> None:
         """Take a path out of the array for good: faulty, then removed (sysfs, as above)."""

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 
 from dmpath import __version__
 from dmpath.errors import DmpathError
@@ -31,6 +32,24 @@ def multipathd_pids(proc: str = "/proc") -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def _exit_past_stuck_workers() -> None:
+    """Leave now if a kernel worker is still inside an operation (an md array whose every
+    path is dead can hold an mdadm run in D state): the interpreter would join that
+    thread at exit and the stop would hang. The maps need nothing more from us."""
+    workers = [t for t in threading.enumerate() if t.name.startswith("kernel")]
+    for t in workers:
+        t.join(timeout=5.0)  # an idle worker is on its way out already
+    stuck = [t.name for t in workers if t.is_alive()]
+    if stuck:
+        logging.getLogger("dmpathd").warning(
+            "leaving %s behind (a kernel operation has not returned)", ", ".join(stuck)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if errors else 0
         daemon = Daemon(cfg, args.config, socket_path=args.socket)
         asyncio.run(serve(daemon, sd_notify))
+        _exit_past_stuck_workers()
         return 0
     except DmpathError as exc:
         print(f"dmpathd: error: {exc}", file=sys.stderr)

@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from dmpath.daemon.backends import ForeignSuperblock, plan_md_start, short_md_name
+from dmpath.daemon.backends import ForeignSuperblock, free_md_slot, plan_md_start, short_md_name
 from dmpath.kernel.mdstat import MdExamine, parse_examine
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
@@ -62,3 +62,13 @@ def test_short_md_name_drops_the_home_host() -> None:
     assert short_md_name("host:dmpath-x") == "dmpath-x"
     assert short_md_name("dmpath-x") == "dmpath-x"
     assert short_md_name(None) == ""
+
+
+def test_free_md_slot_is_the_lowest_slot_without_an_rd_link(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "raid_disks").write_text("3\n")
+    for n in (0, 2):
+        (tmp_path / f"rd{n}").symlink_to(f"dev-sd{'ab'[n // 2]}")  # dangling, as seen by lexists
+    assert free_md_slot(str(tmp_path)) == 1
+    (tmp_path / "rd1").symlink_to("dev-sdc")
+    assert free_md_slot(str(tmp_path)) is None
+    assert free_md_slot(str(tmp_path / "gone")) is None
