@@ -524,6 +524,9 @@ class Daemon:
             try:
                 if mr.model.backend == Backend.DM:
                     await self.k(self.dm.reload, mr.model.name, self._table(mr, rest))
+                elif pr.info.devnum in mr.devnums:
+                    # md keeps a vanished member as a (faulty) slot until it is removed
+                    await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
                 await self.refresh(mr, heal=False)
             except DmpathError as exc:
                 self.event("error", mr.model.name, name, f"cannot drop {name}: {exc}")

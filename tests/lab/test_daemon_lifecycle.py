@@ -193,6 +193,7 @@ def scrub_md(paths: list[LabPath]) -> None:
     erased, and then the next test finds it held by a foreign array and scsi_debug cannot
     be unloaded. So: stop, erase, settle, look again.
     """
+    paths = [p for p in paths if os.path.exists(p.devnode)]  # a deleted path has no md
     names = {p.name for p in paths}
 
     def over_paths() -> list[str]:
@@ -431,6 +432,55 @@ def test_md_io_stuck_on_a_dead_last_path_flows_again_when_the_other_path_returns
         assert io.errors == [], io.errors[:5]
         assert io.mismatches == 0
         assert call_with_timeout(io.verify_all, "verify_all") == 0
+
+
+def test_md_path_deleted_leaves_the_array_and_rejoins_when_its_host_is_rescanned(
+    scsi_paths: list[LabPath], dmpathd: StartDaemon
+) -> None:
+    """A cable pulled for good on the md backend: the vanished member is removed from
+    the array (no faulty slot left behind), I/O carries on, and when the host is
+    rescanned the path is added back into the freed slot."""
+    d = dmpathd(defaults={"backend": "md"})
+    present = list(scsi_paths)  # what the scrub at the end must clean (names may change)
+    with md_scrubbed(d, present), explained(d):
+        first, second = scsi_paths
+        dev = d.wait_maps({"mpatha": 2})["mpatha"]["devnode"]
+        io = VerifiedIO(dev, blocks=64).start()
+        try:
+            wait_for(lambda: io.writes > 20, 60, "verified I/O running")
+            delete_path(first)
+
+            def without_first() -> MdArray | None:
+                x = md_array_of([second])
+                names = {mm.name for mm in x.members} if x is not None else {first.name}
+                return x if first.name not in names else None
+
+            arr = wait_for(without_first, HEAL_TIMEOUT, f"{first.name} out of the array")
+            assert md_brackets(arr) in ("[2/1] [U_]", "[2/1] [_U]"), arr
+            m = d.wait_maps({"mpatha": 1})["mpatha"]
+            assert [p["name"] for p in m["paths"]] == [second.name]
+            assert any(e["path"] == first.name for e in events(d, "path_removed"))
+
+            rescan_host(first.host)
+            back = wait_for(
+                lambda: [p for p in topo.discover() if p.host == first.host], 30, "path back"
+            )[0]
+            present[:] = [second, back]
+            arr = wait_for(
+                lambda: (
+                    (x := md_array_of([second, back])) is not None
+                    and md_brackets(x) == "[2/2] [UU]"
+                    and x
+                ),
+                HEAL_TIMEOUT,
+                "[2/2] [UU] with the path back",
+            )
+            assert {mm.name for mm in arr.members} == {back.name, second.name}
+            d.wait_maps({"mpatha": 2})
+        finally:
+            io.stop()
+        assert io.errors == [], io.errors[:5]
+        assert io.mismatches == 0
 
 
 def test_md_array_is_adopted_after_kill_not_created_twice(
