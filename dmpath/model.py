@@ -33,6 +33,14 @@ class KernelState(StrEnum):
     ACTIVE = "active"
     FAILED = "failed"
     ABSENT = "absent"  # known path not (yet) in the kernel map
+    SPARE = "spare"  # md: in the array but in no slot, a standby path (md's own term)
+
+
+def md_member_state(flags: tuple[str, ...]) -> KernelState:
+    """An md member's flags as /proc/mdstat prints them (``F`` faulty, ``S`` spare)."""
+    if "F" in flags:
+        return KernelState.FAILED
+    return KernelState.SPARE if "S" in flags else KernelState.ACTIVE
 
 
 class GroupState(StrEnum):
@@ -107,9 +115,11 @@ class Map:
         return sum(1 for p in self.paths if p.kernel_state == KernelState.ACTIVE)
 
     def brackets(self) -> str:
-        """The md personality's status: ``[n/m] [UU_]`` (n slots, m working)."""
-        slots = "".join("U" if p.kernel_state == KernelState.ACTIVE else "_" for p in self.paths)
-        return f"[{len(self.paths)}/{self.working}] [{slots}]"
+        """The md personality's status: ``[n/m] [UU_]`` (n slots, m working); a spare
+        has no slot, so it is not in the brackets (as in /proc/mdstat)."""
+        in_slots = [p for p in self.paths if p.kernel_state != KernelState.SPARE]
+        slots = "".join("U" if p.kernel_state == KernelState.ACTIVE else "_" for p in in_slots)
+        return f"[{len(in_slots)}/{self.working}] [{slots}]"
 
 
 @dataclass

@@ -28,6 +28,7 @@ from dmpath.model import (
     Path,
     PathGroup,
     Snapshot,
+    md_member_state,
 )
 
 log = logging.getLogger("dmpath.cli.kernelview")
@@ -155,7 +156,7 @@ def md_map(array: mdstat.MdArray, facts: Facts) -> Map:
         f = facts.get(mem.name)
         if f is not None:
             used.append(f)
-        state = KernelState.FAILED if mem.faulty else KernelState.ACTIVE
+        state = md_member_state(mem.flags)
         m.paths.append(_path(mem.name, "", f, kernel_state=state))
     _identity(m, used)
     m.wwid = next((p.wwid for p in m.paths if p.wwid), "")

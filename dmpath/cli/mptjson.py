@@ -44,6 +44,7 @@ _KERNEL_WORDS: dict[KernelState, str] = {
     KernelState.ACTIVE: "active",
     KernelState.FAILED: "failed",
     KernelState.ABSENT: UNDEF,
+    KernelState.SPARE: UNDEF,
 }
 
 _HCTL = re.compile(r"[0-9]+:[0-9]+:[0-9]+:([0-9]+)")

@@ -182,8 +182,8 @@ def path_health(p: Path) -> Health:
         return Health.WARN
     if p.check == Check.PENDING or p.dev_state in _WAIT_DEV_STATES:
         return Health.WARN
-    if p.check == Check.GHOST:
-        return Health.INFO  # standby by design (ALUA): fine, but not carrying I/O
+    if p.check == Check.GHOST or p.kernel_state == KernelState.SPARE:
+        return Health.INFO  # standby by design (ALUA, md spare): fine, not carrying I/O
     return Health.OK
 
 
@@ -330,9 +330,11 @@ def _cell_health(p: Path, index: int, health: Health) -> Health:
     path's ``running`` device state is not the problem), and the age of the last change
     of a failed path, which says since when."""
     if index == 3:
-        return {KernelState.FAILED: Health.BAD, KernelState.ABSENT: Health.WARN}.get(
-            p.kernel_state, Health.OK
-        )
+        return {
+            KernelState.FAILED: Health.BAD,
+            KernelState.ABSENT: Health.WARN,
+            KernelState.SPARE: Health.INFO,
+        }.get(p.kernel_state, Health.OK)
     if index == 4:
         return {Check.DOWN: Health.BAD, Check.PENDING: Health.WARN}.get(p.check, Health.OK)
     if index == 5:

@@ -56,7 +56,7 @@ _PATH_PROPS: dict[str, Any] = {
         "description": "outcome of the last check; unknown in the kernel's view",
     },
     "check_reason": _STR,
-    "kernel_state": {"enum": ["active", "failed", "absent"]},
+    "kernel_state": {"enum": ["active", "failed", "absent", "spare"]},
     "priority": _INT,
     "alua_state": _STR,
     "group": {**_INT0, "description": "1-based group number in its map, 0 if none"},

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import glob
 import os
+import time
 from dataclasses import dataclass, field
 
 from dmpath.errors import DmpathError
@@ -21,10 +22,13 @@ from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.kernel.mdstat import MdExamine, MdStat
-from dmpath.model import Backend, GroupState, KernelState
+from dmpath.model import Backend, GroupState, KernelState, md_member_state
 from dmpath.runner import CommandResult
 
 MD_NAME_PREFIX = "dmpath-"
+#: a vanished md member is removed once its in-flight I/O is gone: tries, and the pause
+FORGET_TRIES = 20
+FORGET_PAUSE = 0.5
 
 
 class ForeignSuperblock(DmpathError):
@@ -325,7 +329,7 @@ class MdBackend:
         for m in sorted(arr.members, key=lambda m: m.desc_nr):
             dn = devnum_of(m.name)
             if dn:
-                members[dn] = KernelState.FAILED if "F" in m.flags else KernelState.ACTIVE
+                members[dn] = md_member_state(m.flags)
         try:
             holders = os.listdir(f"/sys/block/{kname}/holders")
         except OSError:
@@ -427,6 +431,24 @@ class MdBackend:
             mdadm.remove(f"/dev/{kname}", devnode)
             return
         _sysfs_write(state, "faulty", kname, devnode, "fail")
+        _sysfs_write(state, "remove", kname, devnode, "remove")
+
+    def forget_member(self, name: str, devnode: str) -> None:
+        """A path that vanished (its device deleted): take its member out of the array if
+        md still holds one, through sysfs only (mdadm cannot open a device that is gone)."""
+        kname, _ = self._find(name)
+        state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
+        if not os.path.exists(state):
+            return
+        if "faulty" not in _peek(state):
+            _sysfs_write(state, "faulty", kname, devnode, "fail")
+        # EBUSY while I/O it had in flight is being retried elsewhere: that takes moments
+        for _ in range(FORGET_TRIES - 1):
+            try:
+                _sysfs_write(state, "remove", kname, devnode, "remove")
+                return
+            except MemberBusy:
+                time.sleep(FORGET_PAUSE)
         _sysfs_write(state, "remove", kname, devnode, "remove")
 
     def switch_group(self, name: str, group: int) -> None:

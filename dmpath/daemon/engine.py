@@ -109,6 +109,7 @@ class Daemon:
         self._reeval_handle: asyncio.TimerHandle | None = None
         self._reeval_task: asyncio.Task[None] | None = None
         self._reeval_lock = asyncio.Lock()
+        self.udev_events_pending = 0  # disk events since the last pass (one pass per burst)
         self._tasks: set[asyncio.Task[None]] = set()
         self.monitor: udev.Monitor | None = None
         self.notify: Callable[[str], object] = lambda _s: None
@@ -228,6 +229,7 @@ class Daemon:
             if udev.is_dm(rec) or not udev.is_disk(rec):
                 continue
             relevant = True
+            self.udev_events_pending += 1
             known = self.paths.get(rec.sys_name)
             if known is not None:
                 known.wake.set()  # a change on a path (e.g. SCSI state): check it now
@@ -322,6 +324,13 @@ class Daemon:
 
     async def _reevaluate(self) -> None:
         cands = self._candidates()
+        burst, self.udev_events_pending = self.udev_events_pending, 0
+        if burst:
+            self.event(
+                "rescan",
+                message=f"re-evaluating {len(cands)} candidate paths after {burst} udev "
+                f"event{'s' if burst != 1 else ''}",
+            )
         by_wwid: dict[str, list[discovery.PathInfo]] = {}
         for info in cands.values():
             by_wwid.setdefault(info.wwid, []).append(info)
@@ -524,9 +533,9 @@ class Daemon:
             try:
                 if mr.model.backend == Backend.DM:
                     await self.k(self.dm.reload, mr.model.name, self._table(mr, rest))
-                elif pr.info.devnum in mr.devnums:
+                else:
                     # md keeps a vanished member as a (faulty) slot until it is removed
-                    await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
+                    await self.k(self.md.forget_member, mr.model.name, pr.info.devnode)
                 await self.refresh(mr, heal=False)
             except DmpathError as exc:
                 self.event("error", mr.model.name, name, f"cannot drop {name}: {exc}")

@@ -93,8 +93,9 @@ class _HostBridge:
         self.results: dict[str, _Outcome] | None = None
         self.boot_error = ""
 
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        self.lab_ids = [i.nodeid for i in items if _is_lab(i)]
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # the final selection: after -k/-m deselection, which runs in modifyitems hooks
+        self.lab_ids = [i.nodeid for i in session.items if _is_lab(i)]
 
     def _write(self, line: str) -> None:
         tr = self.config.pluginmanager.get_plugin("terminalreporter")

@@ -769,6 +769,26 @@ def test_kernel_view_of_an_md_array(shared_fixtures: pathlib.Path) -> None:
     assert m.alerts == [] and m.wwid == "naa.33333330000007d0"
 
 
+def test_kernel_view_of_an_md_array_with_a_spare_path() -> None:
+    """A path added to a full md multipath array is a spare (md's standby path): shown
+    as such, and not in the brackets, which then read exactly as /proc/mdstat's."""
+    stat = mdstat.parse_mdstat(
+        "Personalities : [multipath]\n"
+        "md0 : active multipath sdd[2](S) sdc[0] sda[1]\n"
+        "      63488 blocks super 1.2 [2/2] [UU]\n"
+        "\n"
+        "unused devices: <none>\n"
+    )
+    m = kernelview.md_map(stat.arrays[0], FACTS)
+    states = {p.name: p.kernel_state for p in m.paths}
+    assert states == {"sdc": KernelState.ACTIVE, "sda": KernelState.ACTIVE,
+                      "sdd": KernelState.SPARE}  # fmt: skip
+    assert m.working == 2
+    assert m.brackets() == "[2/2] [UU]"
+    assert m.alerts == []  # it agrees with the kernel's own status
+    validate(snapshot_to_dict(Snapshot(source="kernel", maps=[m])), schema.STATUS_SCHEMA)
+
+
 def test_kernel_view_reports_a_kernel_status_it_cannot_express() -> None:
     array = mdstat.parse_mdstat(
         "Personalities : [multipath]\n"
