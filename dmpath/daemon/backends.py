@@ -414,7 +414,7 @@ class MdBackend:
             return  # md's thread was quicker
         free = free_md_slot(md_dir)
         if free is None:
-            raise DmpathError(f"{kname}: no free slot for {devnode} (raid_disks all taken)")
+            return  # every slot taken (a spare stepped in meanwhile): it stays a standby
         try:
             _sysfs_write(slot, str(free), kname, devnode, "add")
         except MemberBusy:
