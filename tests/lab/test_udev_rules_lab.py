@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dmpath import install
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import remove_dm_maps, wait_for
@@ -20,7 +21,6 @@ from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
 
-RULE = pathlib.Path(__file__).resolve().parents[2] / "udev-rules" / "62-dmpath.rules"
 INSTALLED = pathlib.Path("/etc/udev/rules.d/62-dmpath.rules")
 
 
@@ -54,7 +54,10 @@ def installed_rule(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
         f'bindings_file = "{tmp_path}/bindings"\n'
         f'socket = "{tmp_path}/run/dmpathd.sock"\n'
     )
-    text = RULE.read_text().replace("/usr/bin/dmpath-udev", helper)
+    # the installer's own rewrite: the rule calls the venv's helper (and dmpathd)
+    steps = install.plan(install.source_tree(), str(tmp_path / "root"), os.path.dirname(helper))
+    text = next(s.text for s in steps if s.source == "udev-rules/62-dmpath.rules")
+    assert "/usr/bin/" not in text
     INSTALLED.write_text(text.replace(f'"{helper}', f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'))
     try:
         run("udevadm", ["control", "--reload"])
