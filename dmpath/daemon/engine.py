@@ -136,9 +136,10 @@ class Daemon:
             return await asyncio.wait_for(asyncio.shield(fut), timeout=SLOW_KERNEL_OP)
         except TimeoutError:
             what = getattr(fn, "__qualname__", repr(fn))
+            on = f" on {args[0]}" if args and isinstance(args[0], str) else ""
             self.event(
                 "alert",
-                message=f"{what}{args!r} has not returned after {SLOW_KERNEL_OP:g} s "
+                message=f"{what}{on} has not returned after {SLOW_KERNEL_OP:g} s "
                 "(I/O stuck on the device?); still waiting",
             )
             return await fut
