@@ -259,6 +259,29 @@ def free_md_slot(md_dir: str) -> int | None:
     return None
 
 
+def _activate_spare(kname: str, devnode: str) -> None:
+    """Make a member that md holds as a spare a working path, if a slot is free.
+
+    md's thread hot-adds spares only when something wakes it for recovery (busy I/O
+    does; an idle array may not, and the model would read "spare" until then): a free
+    ``slot`` written ourselves calls the personality's hot-add at once. With every slot
+    taken the member stays a spare, md's standby path.
+    """
+    md_dir = f"/sys/block/{kname}/md"
+    slot = f"{md_dir}/dev-{os.path.basename(devnode)}/slot"
+    if _peek(slot) != "none":
+        return  # in a slot already (md's thread was quicker), or not ours to place
+    free = free_md_slot(md_dir)
+    if free is None:
+        return
+    try:
+        _sysfs_write(slot, str(free), kname, devnode, "add")
+    except MemberBusy:
+        if _peek(slot) in ("none", ""):
+            raise
+        # placed by md's thread between our read and our write: it is in
+
+
 def _sysfs_write(path: str, value: str, kname: str, devnode: str, operation: str) -> None:
     """One md sysfs write; EBUSY becomes MemberBusy (the daemon retries), other errors
     name the file and the operation."""
@@ -367,6 +390,7 @@ class MdBackend:
     def add(self, name: str, devnode: str) -> None:
         kname, _ = self._find(name)
         mdadm.add(f"/dev/{kname}", devnode)
+        _activate_spare(kname, devnode)
 
     def fail(self, name: str, devnode: str) -> None:
         """Mark a path faulty through its md sysfs ``state`` (mdadm only as a fallback).
@@ -406,21 +430,7 @@ class MdBackend:
         if not devnum:
             raise DmpathError(f"{devnode} is gone; nothing to re-add to {kname}")
         _sysfs_write(f"{md_dir}/new_dev", devnum, kname, devnode, "add")
-        # new_dev binds it as a spare; md's thread makes a spare a working path only when
-        # something wakes it for recovery (busy I/O does, an idle array never): hand it a
-        # free slot ourselves, which calls the personality's hot-add at once
-        slot = f"{md_dir}/dev-{member}/slot"
-        if _peek(slot) != "none":
-            return  # md's thread was quicker
-        free = free_md_slot(md_dir)
-        if free is None:
-            return  # every slot taken (a spare stepped in meanwhile): it stays a standby
-        try:
-            _sysfs_write(slot, str(free), kname, devnode, "add")
-        except MemberBusy:
-            if _peek(slot) in ("none", ""):
-                raise
-            # taken by md's thread between our read and our write: it is in
+        _activate_spare(kname, devnode)
 
     def remove_member(self, name: str, devnode: str) -> None:
         """Take a path out of the array for good: faulty, then removed (sysfs, as above)."""

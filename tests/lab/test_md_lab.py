@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -90,9 +91,22 @@ def arrays_holding(names: Sequence[str]) -> list[MdArray]:
     return [a for a in mdadm.read_mdstat().arrays if wanted & {m.name for m in a.members}]
 
 
-def kernel_log_events(kind: str) -> int:
-    res = run("dmesg", [], check=False, timeout=30)
-    return sum(1 for e in parse_md_multipath_log(res.stdout) if e.kind == kind)
+def log_mark() -> str:
+    """Write a unique line into the kernel log and return it. Counting events since a
+    mark, not in the whole log: the ring buffer is finite, and an earlier test whose
+    I/O waited on a dead last path fills it with the personality's messages, so a
+    whole-log count stops growing."""
+    mark = f"dmpath-lab mark {uuid.uuid4().hex}"
+    with open("/dev/kmsg", "w") as fh:
+        fh.write(mark + "\n")
+    return mark
+
+
+def kernel_log_events(kind: str, since: str) -> int:
+    text = run("dmesg", [], check=False, timeout=30).stdout
+    at = text.rfind(since)
+    assert at >= 0, f"mark {since!r} is gone from the kernel log"
+    return sum(1 for e in parse_md_multipath_log(text[at:]) if e.kind == kind)
 
 
 @dataclass(frozen=True)
@@ -249,7 +263,7 @@ def test_last_path_is_never_failed(md_array: Array) -> None:
 
     mdadm.fail(md_array.dev, first)
     wait_for(lambda: md_array.mdstat().working_disks == 1, "one working path")
-    refused_before = kernel_log_events("last_path_error")
+    mark = log_mark()
 
     # mdadm reports success, the personality keeps its last path
     assert mdadm.fail(md_array.dev, second).did("faulty")
@@ -261,7 +275,7 @@ def test_last_path_is_never_failed(md_array: Array) -> None:
     assert last is not None and not last.faulty
     first_member = arr.member(first)
     assert first_member is not None and first_member.faulty
-    assert kernel_log_events("last_path_error") > refused_before
+    assert kernel_log_events("last_path_error", since=mark) > 0
 
     # and I/O through the array still works, old data intact
     after = _pattern("after-last-fail ")
@@ -276,7 +290,7 @@ def test_io_error_on_a_path_fails_it_and_io_continues(md_array: Array) -> None:
     slot0 = next(m for m in mdadm.detail(md_array.dev).members if m.raid_device == 0)
     assert slot0.device is not None
     victim = slot0.device.removeprefix("/dev/")  # the personality sends I/O to slot 0 first
-    failed_before = kernel_log_events("path_failed")
+    mark = log_mark()
 
     _set_path_state(victim, "offline")
     assert read_direct(md_array.dev, 0) == data  # retried on the other path
@@ -285,7 +299,7 @@ def test_io_error_on_a_path_fails_it_and_io_continues(md_array: Array) -> None:
     assert arr.status_brackets == "[2/1] [_U]"
     dead = arr.member(victim)
     assert dead is not None and dead.faulty
-    assert kernel_log_events("path_failed") > failed_before
+    assert kernel_log_events("path_failed", since=mark) > 0
 
     write_direct(md_array.dev, 8 * BLOCK, data)
     assert read_direct(md_array.dev, 8 * BLOCK) == data
