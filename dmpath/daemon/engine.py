@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -972,18 +972,11 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
     daemon.notify = notify
     server = ControlServer(daemon.socket_path, daemon.handle)
     await server.start()
-    lock = AssemblyLock(lock_path(daemon.socket_path))
     try:
-        # a one-shot assembly started by udev may be finishing its map: let it
-        await loop.run_in_executor(None, functools.partial(lock.acquire, ASSEMBLY_WAIT))
-    except DmpathError:
-        await server.stop()
-        raise
-    try:
-        await _serve_locked(daemon, notify, stop)
+        async with assembly_lock(daemon.socket_path):
+            await _serve_locked(daemon, notify, stop)
     finally:
         await server.stop()
-        lock.release()
 
 
 async def _serve_locked(
@@ -1004,6 +997,21 @@ async def _serve_locked(
         await daemon.stop()
 
 
+@contextlib.asynccontextmanager
+async def assembly_lock(socket_path: str) -> AsyncIterator[None]:
+    """Hold the one-assembler-at-a-time lock (see ``dmpath.daemon.lock``), waiting up to
+    ASSEMBLY_WAIT for a holder to finish: a one-shot assembly started by udev may be
+    making its map as the daemon starts."""
+    lock = AssemblyLock(lock_path(socket_path))
+    await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(lock.acquire, ASSEMBLY_WAIT)
+    )
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 async def assemble_once(daemon: Daemon) -> list[Event]:
     """``dmpathd --once``: adopt, scan, assemble what is missing, and return; no checking.
 
@@ -1011,14 +1019,10 @@ async def assemble_once(daemon: Daemon) -> list[Event]:
     and maps are made exactly as the daemon would; nothing is failed or reinstated (that
     needs the checker loop of a running daemon). Returns the events of the pass.
     """
-    lock = AssemblyLock(lock_path(daemon.socket_path))
-    await asyncio.get_running_loop().run_in_executor(
-        None, functools.partial(lock.acquire, ASSEMBLY_WAIT)
-    )
-    try:
-        await daemon.adopt()
-        await daemon.scan()
-    finally:
-        await daemon.stop()
-        lock.release()
+    async with assembly_lock(daemon.socket_path):
+        try:
+            await daemon.adopt()
+            await daemon.scan()
+        finally:
+            await daemon.stop()
     return list(daemon.events)
