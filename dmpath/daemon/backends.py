@@ -259,6 +259,29 @@ def free_md_slot(md_dir: str) -> int | None:
     return None
 
 
+def _member_file(kname: str, devnode: str, attr: str) -> str:
+    """``/sys/block/md127/md/dev-sdb/state`` and its siblings: one member's md sysfs."""
+    return f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/{attr}"
+
+
+def _take_out(kname: str, devnode: str, tries: int) -> None:
+    """Faulty (unless it is already), then removed from the array: md sysfs only.
+
+    ``remove`` answers EBUSY while I/O the member had in flight is retried elsewhere,
+    which takes moments: tried ``tries`` times, FORGET_PAUSE apart, then MemberBusy.
+    """
+    state = _member_file(kname, devnode, "state")
+    if "faulty" not in _peek(state):
+        _sysfs_write(state, "faulty", kname, devnode, "fail")
+    for _ in range(tries - 1):
+        try:
+            _sysfs_write(state, "remove", kname, devnode, "remove")
+            return
+        except MemberBusy:
+            time.sleep(FORGET_PAUSE)
+    _sysfs_write(state, "remove", kname, devnode, "remove")
+
+
 def _activate_spare(kname: str, devnode: str) -> None:
     """Make a member that md holds as a spare a working path, if a slot is free.
 
@@ -268,7 +291,7 @@ def _activate_spare(kname: str, devnode: str) -> None:
     taken the member stays a spare, md's standby path.
     """
     md_dir = f"/sys/block/{kname}/md"
-    slot = f"{md_dir}/dev-{os.path.basename(devnode)}/slot"
+    slot = _member_file(kname, devnode, "slot")
     if _peek(slot) != "none":
         return  # in a slot already (md's thread was quicker), or not ours to place
     free = free_md_slot(md_dir)
@@ -400,7 +423,7 @@ class MdBackend:
         write needs neither, and the kernel still applies the personality's last-path rule.
         """
         kname, _ = self._find(name)
-        state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
+        state = _member_file(kname, devnode, "state")
         if not os.path.exists(state):
             mdadm.fail(f"/dev/{kname}", devnode)
             return
@@ -423,10 +446,10 @@ class MdBackend:
             mdadm.remove(f"/dev/{kname}", devnode)
             mdadm.add(f"/dev/{kname}", devnode)
             return
-        member = os.path.basename(devnode)
-        if os.path.exists(f"{md_dir}/dev-{member}/state"):
-            _sysfs_write(f"{md_dir}/dev-{member}/state", "remove", kname, devnode, "remove")
-        devnum = devnum_of(member)
+        state = _member_file(kname, devnode, "state")
+        if os.path.exists(state):
+            _sysfs_write(state, "remove", kname, devnode, "remove")
+        devnum = devnum_of(os.path.basename(devnode))
         if not devnum:
             raise DmpathError(f"{devnode} is gone; nothing to re-add to {kname}")
         _sysfs_write(f"{md_dir}/new_dev", devnum, kname, devnode, "add")
@@ -435,31 +458,18 @@ class MdBackend:
     def remove_member(self, name: str, devnode: str) -> None:
         """Take a path out of the array for good: faulty, then removed (sysfs, as above)."""
         kname, _ = self._find(name)
-        state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
-        if not os.path.exists(state):
+        if not os.path.exists(_member_file(kname, devnode, "state")):
             mdadm.fail(f"/dev/{kname}", devnode)
             mdadm.remove(f"/dev/{kname}", devnode)
             return
-        _sysfs_write(state, "faulty", kname, devnode, "fail")
-        _sysfs_write(state, "remove", kname, devnode, "remove")
+        _take_out(kname, devnode, tries=1)
 
     def forget_member(self, name: str, devnode: str) -> None:
         """A path that vanished (its device deleted): take its member out of the array if
         md still holds one, through sysfs only (mdadm cannot open a device that is gone)."""
         kname, _ = self._find(name)
-        state = f"/sys/block/{kname}/md/dev-{os.path.basename(devnode)}/state"
-        if not os.path.exists(state):
-            return
-        if "faulty" not in _peek(state):
-            _sysfs_write(state, "faulty", kname, devnode, "fail")
-        # EBUSY while I/O it had in flight is being retried elsewhere: that takes moments
-        for _ in range(FORGET_TRIES - 1):
-            try:
-                _sysfs_write(state, "remove", kname, devnode, "remove")
-                return
-            except MemberBusy:
-                time.sleep(FORGET_PAUSE)
-        _sysfs_write(state, "remove", kname, devnode, "remove")
+        if os.path.exists(_member_file(kname, devnode, "state")):
+            _take_out(kname, devnode, tries=FORGET_TRIES)
 
     def switch_group(self, name: str, group: int) -> None:
         raise Unsupported(f"{name}: md multipath arrays have no path groups")
