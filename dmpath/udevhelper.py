@@ -56,6 +56,10 @@ def _settings(config_path: str) -> dict[str, object]:
         return {}
 
 
+def _uuid_prefix(settings: dict[str, object]) -> str:
+    return str(settings.get("dm_uuid_prefix", "dmpath-"))
+
+
 def held_by_our_map(name: str, sys_root: str, uuid_prefix: str) -> bool:
     hdir = os.path.join(sys_root, "class/block", name, "holders")
     try:
@@ -100,8 +104,7 @@ def decide(
 ) -> bool:
     if name.startswith(("dm-", "md", "loop", "ram", "zram", "sr", "nbd")):
         return False
-    prefix = str(settings.get("dm_uuid_prefix", "dmpath-"))
-    if held_by_our_map(name, sys_root, prefix):
+    if held_by_our_map(name, sys_root, _uuid_prefix(settings)):
         return True
     uid_attrs = settings.get("uid_attribute", ["ID_SERIAL", "ID_WWN"])
     attrs = uid_attrs if isinstance(uid_attrs, list) else ["ID_SERIAL", "ID_WWN"]
@@ -149,7 +152,7 @@ def assembler(
 ) -> str:
     """Who puts a claimed disk into its map: "daemon", "service", "map" (it already is
     in one of ours) or "once" (nobody: run ``dmpathd --once``)."""
-    if held_by_our_map(name, sys_root, str(settings.get("dm_uuid_prefix", "dmpath-"))):
+    if held_by_our_map(name, sys_root, _uuid_prefix(settings)):
         return "map"
     if daemon_answers(str(settings.get("socket", DEFAULT_SOCKET))):
         return "daemon"

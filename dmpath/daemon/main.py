@@ -19,15 +19,16 @@ class MultipathdRunning(DmpathError):
     exit_code = 6
 
 
-def multipathd_pids(proc: str = "/proc") -> list[int]:
-    """PIDs of running multipathd processes (it must not manage the paths we manage)."""
+def pids_named(comm: str, proc: str = "/proc") -> list[int]:
+    """PIDs of running processes the kernel calls ``comm`` (e.g. multipathd, which must
+    not manage the paths we manage)."""
     pids = []
     for entry in os.listdir(proc):
         if not entry.isdigit():
             continue
         try:
             with open(os.path.join(proc, entry, "comm")) as fh:
-                if fh.read().strip() == "multipathd":
+                if fh.read().strip() == comm:
                     pids.append(int(entry))
         except OSError:
             continue
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.check_config:
             print(f"{args.config}: ok")
             return 0
-        pids = multipathd_pids()
+        pids = pids_named("multipathd")
         if pids:
             raise MultipathdRunning(
                 f"multipathd is running (pid {', '.join(map(str, pids))}): it would fight "

@@ -130,6 +130,10 @@ class DaemonUnderTest:
         self._alive()  # a dead daemon is reported with its log, not as "connection refused"
         return request(op, args, socket_path=self.socket, timeout=60)
 
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        """The daemon's recorded events of one kind, oldest first."""
+        return [e for e in self.request("events") if e["kind"] == kind]
+
     def show(self) -> dict[str, Any]:
         return dict(self.request("show"))
 

@@ -109,10 +109,6 @@ def dmpath_md_arrays() -> list[str]:
     return out
 
 
-def events(d: DaemonUnderTest, kind: str) -> list[dict[str, Any]]:
-    return [e for e in d.request("events") if e["kind"] == kind]
-
-
 # --------------------------------------------------------------------------------------
 # I/O and topology helpers
 # --------------------------------------------------------------------------------------
@@ -261,7 +257,7 @@ def test_hotplugged_path_joins_the_map_and_a_deleted_one_leaves(
             m = d.wait_maps({"mpatha": 3})["mpatha"]
             assert {p["devnum"] for p in m["paths"]} == table_devs("mpatha")
             assert m["status"] == "[3/3] [UUU]"
-            assert any(e["path"] == added.name for e in events(d, "path_joined"))
+            assert any(e["path"] == added.name for e in d.events("path_joined"))
 
             # an original path deleted: it leaves the map, the others carry the I/O
             delete_path(first)
@@ -273,7 +269,7 @@ def test_hotplugged_path_joins_the_map_and_a_deleted_one_leaves(
             m = d.wait_maps({"mpatha": 2})["mpatha"]
             assert {p["name"] for p in m["paths"]} == {second.name, added.name}
             assert table_devs("mpatha") == {second.devnum, added.devnum}
-            assert any(e["path"] == first.name for e in events(d, "path_removed"))
+            assert any(e["path"] == first.name for e in d.events("path_removed"))
 
             # its host rescanned: the LUN comes back on it and rejoins
             rescan_host(first.host)
@@ -384,7 +380,7 @@ def test_md_backend_fails_reinstates_and_keeps_the_last_path(
             flags = {x.name: x.flags for x in arr.members}
             assert "F" in flags[b.name] and "F" not in flags[a.name], arr
             assert d.maps()["mpatha"]["status"] in ("[2/1] [U_]", "[2/1] [_U]")
-            assert any(e["path"] == b.name for e in events(d, "path_failed"))
+            assert any(e["path"] == b.name for e in d.events("path_failed"))
             data = pattern("md one path")
             assert write_read_direct(dev, 8 * BLOCK, data) == data
 
@@ -401,7 +397,7 @@ def test_md_backend_fails_reinstates_and_keeps_the_last_path(
             )
             wait_for(lambda: healthy(d, "mpatha", 2), HEAL_TIMEOUT, "daemon: both paths up")
             assert d.maps()["mpatha"]["status"] == "[2/2] [UU]"
-            assert any(e["path"] == b.name for e in events(d, "path_reinstated"))
+            assert any(e["path"] == b.name for e in d.events("path_reinstated"))
             assert write_read_direct(dev, 9 * BLOCK, data) == data
 
             # both die: one is failed, the last one stays active (the personality's rule)
@@ -465,7 +461,7 @@ def test_md_io_stuck_on_a_dead_last_path_flows_again_when_the_other_path_returns
                     "writes flowing again through the returned path",
                 )
                 assert d.path(b.name)["kernel_state"] == "active"
-                assert any(e["path"] == b.name for e in events(d, "path_reinstated"))
+                assert any(e["path"] == b.name for e in d.events("path_reinstated"))
                 topo.set_state(a, "running")
                 wait_for(lambda: healthy(d, "mpatha", 2), HEAL_TIMEOUT, "daemon: both up")
             finally:
@@ -500,7 +496,7 @@ def test_md_path_deleted_leaves_the_array_and_rejoins_when_its_host_is_rescanned
             assert md_brackets(arr) in ("[2/1] [U_]", "[2/1] [_U]"), arr
             m = d.wait_maps({"mpatha": 1})["mpatha"]
             assert [p["name"] for p in m["paths"]] == [second.name]
-            assert any(e["path"] == first.name for e in events(d, "path_removed"))
+            assert any(e["path"] == first.name for e in d.events("path_removed"))
 
             rescan_host(first.host)
             back = wait_for(
@@ -561,9 +557,9 @@ def test_md_array_is_adopted_after_kill_not_created_twice(
         )
         assert m["backend"] == "md" and m["sysfs"] == arr.name
         assert m["status"] == "[2/2] [UU]"
-        assert [e["map"] for e in events(d, "map_adopted")] == ["mpatha"]
-        assert events(d, "map_created") == []
-        assert events(d, "error") == []
+        assert [e["map"] for e in d.events("map_adopted")] == ["mpatha"]
+        assert d.events("map_created") == []
+        assert d.events("error") == []
         assert list(d.maps()) == ["mpatha"]
         assert dmpath_md_arrays() == [arr.name]
         after = md_array_of(scsi_paths)
@@ -614,7 +610,7 @@ def test_md_array_stopped_with_its_data_is_assembled_again_not_recreated(
         assert again is not None
         assert mdadm.detail_export(f"/dev/{again.name}").uuid == uuid
         assert read_blocks(f"/dev/{again.name}", 64) == before
-        made = events(d, "map_created")
+        made = d.events("map_created")
         assert [e["message"].split()[0] for e in made] == ["assembled"], made
 
 
@@ -656,10 +652,10 @@ def test_kill9_then_restart_adopts_maps_untouched_and_io_never_notices(
                     HEAL_TIMEOUT,
                     "adopted maps with every path seen and up",
                 )
-                adopted = sorted(e["map"] for e in events(d, "map_adopted"))
+                adopted = sorted(e["map"] for e in d.events("map_adopted"))
                 assert adopted == names
-                assert events(d, "map_created") == []
-                assert events(d, "error") == []
+                assert d.events("map_created") == []
+                assert d.events("error") == []
                 # nothing reloaded, nothing failed or switched: same table, same event counter
                 for n in names:
                     assert table_text(n) == tables[n], n
@@ -689,9 +685,9 @@ def test_kill9_then_restart_adopts_maps_untouched_and_io_never_notices(
                     d.wait_path(p.name, timeout=HEAL_TIMEOUT, kernel_state="failed", check="down")
                     st = dmsetup.status(n).path(p.devnum)
                     assert st is not None and st.state is PathState.FAILED, (n, p)
-                failed = events(d, "path_failed") + events(d, "kernel_path_failed")
+                failed = d.events("path_failed") + d.events("kernel_path_failed")
                 assert any(e["path"] == victim.name for e in failed), failed
-                assert any(e["path"] == idle_victim.name for e in events(d, "path_failed"))
+                assert any(e["path"] == idle_victim.name for e in d.events("path_failed"))
                 w = io.writes
                 wait_for(lambda: io.writes >= w + 20, IO_TIMEOUT, "I/O over the other path")
                 topo.set_state(victim, "running")

@@ -17,10 +17,10 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
+from dmpath.daemon.main import pids_named
 from dmpath.kernel import dmsetup
 from dmpath.lab.harness import DaemonUnderTest, wait_for
 from dmpath.lab.topology import LabPath
@@ -88,10 +88,6 @@ def setting(text: str, key: str, value: str) -> str:
     return re.sub(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
 
 
-def _events(d: DaemonUnderTest, kind: str) -> list[dict[str, Any]]:
-    return [e for e in d.request("events") if e["kind"] == kind]
-
-
 def test_sighup_refuses_a_bad_config_and_keeps_the_old_one(
     scsi_paths: list[LabPath], dmpathd: StartDaemon
 ) -> None:
@@ -104,19 +100,19 @@ def test_sighup_refuses_a_bad_config_and_keeps_the_old_one(
     pathlib.Path(d.config).write_text(setting(good, "polling_interval", '"often"'))
 
     d.proc.send_signal(signal.SIGHUP)
-    refused = wait_for(lambda: _events(d, "error"), 30, "the reload to be refused")
+    refused = wait_for(lambda: d.events("error"), 30, "the reload to be refused")
     msg = refused[0]["message"]
     assert "reconfigure refused" in msg
     assert f"{d.config}:{bad_line}" in msg and "defaults.polling_interval" in msg, msg
     assert d.request("show_config")["defaults"]["polling_interval"] == 1.0
-    assert _events(d, "reconfigured") == []
+    assert d.events("reconfigured") == []
     d.wait_maps({"mpatha": 2})  # alive, and the map untouched
 
     pathlib.Path(d.config).write_text(
         setting(setting(good, "polling_interval", "2"), "max_polling_interval", "4")
     )
     d.proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: _events(d, "reconfigured"), 30, "the good config to be taken")
+    wait_for(lambda: d.events("reconfigured"), 30, "the good config to be taken")
     shown = d.request("show_config")["defaults"]
     assert (shown["polling_interval"], shown["max_polling_interval"]) == (2.0, 4.0)
 
@@ -153,7 +149,7 @@ def test_refuses_to_start_while_multipathd_runs(
     proc = subprocess.Popen([str(fake), "300"])
     try:
         wait_for(
-            lambda: pathlib.Path(f"/proc/{proc.pid}/comm").read_text().strip() == "multipathd",
+            lambda: proc.pid in pids_named("multipathd"),
             10,
             "the stand-in to be called multipathd",
         )

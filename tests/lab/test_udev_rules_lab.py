@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from dmpath import install
+from dmpath.daemon.main import pids_named
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import remove_dm_maps, wait_for
@@ -126,11 +127,7 @@ def test_a_path_plugged_in_without_a_daemon_is_assembled_by_the_rule(
             ]
             assert f"/{wwid}/" in (tmp_path / "wwids").read_text()
             # the one-shot runs exited: nothing of ours keeps running under udev
-            assert not [
-                pid
-                for pid in os.listdir("/proc")
-                if pid.isdigit() and _comm(pid) == "dmpathd"
-            ]
+            assert pids_named("dmpathd") == []
             # an add for a path already in our map changes nothing
             before = dmsetup.table(name)
             retrigger([paths[0].name], action="add")
@@ -140,9 +137,3 @@ def test_a_path_plugged_in_without_a_daemon_is_assembled_by_the_rule(
             topo.remove_last_host()
     retrigger([p.name for p in scsi_paths])
 
-
-def _comm(pid: str) -> str:
-    try:
-        return pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from dmpath.daemon.main import main, multipathd_pids
+from dmpath.daemon.main import main, pids_named
 from dmpath.daemon.notify import sd_notify
 
 
@@ -17,7 +17,8 @@ def test_finds_a_running_multipathd(tmp_path: pathlib.Path) -> None:
         (tmp_path / str(pid) / "comm").write_text(comm + "\n")
     (tmp_path / "self").mkdir()
     (tmp_path / "999").mkdir()  # vanished process: no comm file
-    assert multipathd_pids(str(tmp_path)) == [4242]
+    assert pids_named("multipathd", str(tmp_path)) == [4242]
+    assert pids_named("dmpathd", str(tmp_path)) == [77]
 
 
 def test_check_config_reports_key_and_line(tmp_path: pathlib.Path,
