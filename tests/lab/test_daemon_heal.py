@@ -188,7 +188,9 @@ def test_no_path_retry_queues_then_fails_cleanly(scsi_paths: list[topo.LabPath],
             os._exit(5)
     _, status = wait_for(lambda: _reaped(pid), 90, "I/O to fail after no_path_retry")
     assert os.waitstatus_to_exitcode(status) == 5  # an error, not a hang
-    assert not d.maps()["mpatha"]["queueing"]
+    # the kernel fails the queued I/O while dmsetup's fail_if_no_path is still running;
+    # the daemon records it when that command returns, a moment after the reader saw it
+    wait_for(lambda: not d.maps()["mpatha"]["queueing"], 10, "the model to say: not queueing")
     events = [e["message"] for e in d.show()["events"] if e["kind"] == "queueing"]
     assert any("failing queued I/O" in m for m in events)
     for p in scsi_paths:
