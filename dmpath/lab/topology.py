@@ -1,22 +1,55 @@
 """Guest side: scsi_debug topologies (LUNs x paths) and the path records tests use.
 
-scsi_debug with ``vpd_use_hostno=0`` reports the same identity for a LUN on every host, and
-all hosts share one RAM store, so each extra host is one more path to the same LUNs.
-Paths are split into "fabrics" by host order (host i is on fabric i % fabrics) so a test or
-the tour can fail a whole fabric at once, like losing one SAN switch.
+scsi_debug with ``vpd_use_hostno=0`` reports the same identity for a LUN on every host, so
+each extra host is one more path to the same LUNs. All LUNs of all hosts share ONE RAM
+store of ``dev_size_mb`` (``per_host_store=0``, the default), which is why the scale
+topologies can keep it small. Paths are split into "fabrics" by host order (the i-th host
+that has disks is on fabric i % fabrics) so a test or the tour can fail a whole fabric at
+once, like losing one SAN switch.
+
+At scale, udev is the slow part: under emulation it handles about 3 events per second per
+device, and 64 LUNs x 4 hosts (256 disks) were measured to take 130-225 s to settle after
+the ``modprobe``. ``setup`` therefore waits with a deadline that grows with the number of
+disks, and checks that udev has a database entry for every disk, not only that the queue
+drained once.
+
+scsi_debug also reports each host's ALUA state as ``host_no % 3`` (0 active/optimized,
+1 active/non-optimized, 2 standby). multipathd attaches ``scsi_dh_alua``, which fails every
+I/O sent to a standby port while TEST UNIT READY still succeeds, so such paths flap for
+multipathd and not for dmpathd. For side-by-side figures, ``setup(..., drop_standby=True)``
+loads more hosts than needed and deletes the disks of the standby hosts (and of any surplus
+host) before either daemon starts.
 """
 
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from dmpath.errors import DmpathError
+from dmpath.kernel.dmtable import MultipathStatus, parse_status
 from dmpath.runner import run
 
 SCSI_DEBUG_SYSFS = "/sys/bus/pseudo/drivers/scsi_debug"
+UDEV_DB = "/run/udev/data"
+
+#: settle deadline: a fixed part plus a part per disk. 256 disks needed up to 225 s (about
+#: 0.9 s per disk); twice that per disk leaves room for a busy host and for udev slowing
+#: down as its queue grows (1,000 disks and more were never timed).
+SETTLE_BASE_S = 60.0
+SETTLE_PER_DISK_S = 2.0
+#: one ``udevadm settle`` call waits at most this long, so the disk count and the udev
+#: database are looked at between calls (progress is visible, a stuck queue is not waited
+#: for forever by one call)
+SETTLE_STEP_S = 60
+
+#: ALUA state scsi_debug reports for ``host_no % 3 == 2``: standby
+STANDBY_REMAINDER = 2
 
 
 @dataclass(frozen=True)
@@ -27,15 +60,23 @@ class Topology:
     fabrics: int = 1
     dev_size_mb: int = 64
 
-    def module_params(self) -> list[str]:
+    @property
+    def disks(self) -> int:
+        return self.luns * self.paths
+
+    def module_params(self, hosts: int | None = None) -> list[str]:
+        """modprobe arguments; ``hosts`` loads that many hosts instead of ``paths``."""
         return [
             "num_tgts=1",
-            f"add_host={self.paths}",
+            f"add_host={self.paths if hosts is None else hosts}",
             f"max_luns={self.luns}",
             "vpd_use_hostno=0",  # same WWID through every host: that makes them paths
             f"dev_size_mb={self.dev_size_mb}",
         ]
 
+
+#: the scale topologies: one shared 16 MB store is plenty (no test fills a LUN)
+SCALE_DEV_SIZE_MB = 16
 
 TOPOLOGIES: dict[str, Topology] = {
     t.name: t
@@ -44,10 +85,15 @@ TOPOLOGIES: dict[str, Topology] = {
         Topology("2x2", luns=2, paths=2),
         Topology("1x4", luns=1, paths=4, fabrics=2),
         Topology("2x4", luns=2, paths=4, fabrics=2),
+        Topology("64x4", luns=64, paths=4, fabrics=2, dev_size_mb=SCALE_DEV_SIZE_MB),
+        Topology("256x4", luns=256, paths=4, fabrics=2, dev_size_mb=SCALE_DEV_SIZE_MB),
         Topology("none", luns=0, paths=0),
     )
 }
 TOPOLOGIES["default"] = TOPOLOGIES["2x4"]
+
+#: from this many disks on, an unnamed LUNSxPATHS topology gets the small store too
+LARGE_TOPOLOGY_DISKS = 64
 
 
 @dataclass(frozen=True)
@@ -74,15 +120,98 @@ class TopologyError(DmpathError):
     pass
 
 
-def get_topology(name: str) -> Topology:
+# ---------------------------------------------------------------------- pure parts
+
+
+def parse_topology_name(name: str) -> tuple[int, int] | None:
+    """(luns, paths) of ``LUNSxPATHS`` (e.g. ``64x4``); None if ``name`` is not one."""
     m = re.fullmatch(r"(\d+)x(\d+)", name)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
+def get_topology(name: str) -> Topology:
     if name in TOPOLOGIES:
         return TOPOLOGIES[name]
-    if m:
-        luns, paths = int(m.group(1)), int(m.group(2))
-        return Topology(name, luns, paths, fabrics=2 if paths >= 4 else 1)
+    parsed = parse_topology_name(name)
+    if parsed:
+        luns, paths = parsed
+        size = SCALE_DEV_SIZE_MB if luns * paths >= LARGE_TOPOLOGY_DISKS else 64
+        return Topology(name, luns, paths, fabrics=2 if paths >= 4 else 1, dev_size_mb=size)
     known = ", ".join(sorted(TOPOLOGIES))
     raise TopologyError(f"unknown topology {name!r}: use LUNSxPATHS (e.g. 2x4) or one of {known}")
+
+
+def settle_deadline(disks: int) -> float:
+    """Seconds ``setup`` waits in all for ``disks`` disks to appear and settle in udev."""
+    return SETTLE_BASE_S + SETTLE_PER_DISK_S * max(0, disks)
+
+
+def settle_step(remaining: float) -> int:
+    """Timeout of the next ``udevadm settle`` call: at most SETTLE_STEP_S, at least 1 s."""
+    return max(1, min(SETTLE_STEP_S, math.ceil(remaining)))
+
+
+def fabric_of(host: int, path_hosts: Sequence[int], fabrics: int) -> int:
+    """The fabric of ``host``: its index among the hosts that have disks, mod ``fabrics``.
+
+    Counting only hosts with disks keeps the fabrics even after ``drop_standby_hosts``
+    emptied some hosts (which stay registered with scsi_debug).
+    """
+    ordered = sorted(set(path_hosts))
+    if host not in ordered:
+        return 0
+    return ordered.index(host) % max(1, fabrics)
+
+
+def is_standby(host: int) -> bool:
+    return host % 3 == STANDBY_REMAINDER
+
+
+def hosts_for_active(paths: int) -> int:
+    """Hosts to load so that at least ``paths`` of them are not standby, whatever number
+    the first host gets: any k consecutive host numbers hold at most ceil(k / 3) standby
+    ones, and k = ceil(3 * paths / 2) leaves at least ``paths``."""
+    return math.ceil(3 * paths / 2) if paths > 0 else 0
+
+
+def hosts_to_drop(hosts: Iterable[int], keep: int) -> list[int]:
+    """Hosts whose disks go: every standby host, then the non-standby ones after the first
+    ``keep`` (so exactly ``keep`` paths per LUN stay when enough hosts were loaded)."""
+    ordered = sorted(set(hosts))
+    active = [h for h in ordered if not is_standby(h)]
+    surplus = active[keep:]
+    return sorted([h for h in ordered if is_standby(h)] + surplus)
+
+
+def udev_db_entry(devnum: str) -> str:
+    """udev's database file name for block device ``devnum`` (``8:0`` -> ``b8:0``)."""
+    return "b" + devnum
+
+
+def without_udev_entry(devnums: Iterable[str], entries: Iterable[str]) -> list[str]:
+    """The devnums that have no file among ``entries`` (names in /run/udev/data)."""
+    have = set(entries)
+    return [d for d in devnums if udev_db_entry(d) not in have]
+
+
+def parse_status_all(text: str) -> dict[str, MultipathStatus]:
+    """Every map of ONE ``dmsetup status --target multipath``: each line is ``NAME: <status>``.
+
+    dmsetup prints ``No devices found`` when there is no map, and a bare ``NAME:`` for a
+    map without a multipath table yet (being created): neither is a map here.
+    """
+    out: dict[str, MultipathStatus] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(": ")
+        if not sep or not rest.strip():
+            continue
+        out[name] = parse_status(rest)
+    return out
+
+
+# ---------------------------------------------------------------------- kernel side
 
 
 def _read(path: str) -> str:
@@ -101,13 +230,16 @@ def scsi_debug_hosts() -> list[int]:
 
 def discover(fabrics: int = 1) -> list[LabPath]:
     """Every scsi_debug disk now present, in host, lun order."""
-    hosts = scsi_debug_hosts()
-    out: list[LabPath] = []
     pattern = os.path.join(SCSI_DEBUG_SYSFS, "adapter*", "host*", "target*", "*", "block", "*")
+    found: list[tuple[str, int, int, int, int]] = []
     for blk in glob.glob(pattern):
         name = os.path.basename(blk)
         hctl = os.path.basename(os.path.dirname(os.path.dirname(blk)))
         h, c, t, lun = (int(x) for x in hctl.split(":"))
+        found.append((name, h, c, t, lun))
+    path_hosts = [f[1] for f in found]
+    out: list[LabPath] = []
+    for name, h, c, t, lun in found:
         devdir = os.path.join("/sys/block", name)
         out.append(
             LabPath(
@@ -118,7 +250,7 @@ def discover(fabrics: int = 1) -> list[LabPath]:
                 target=t,
                 lun=lun,
                 wwid=_read(os.path.join(devdir, "device", "wwid")),
-                fabric=hosts.index(h) % max(1, fabrics) if h in hosts else 0,
+                fabric=fabric_of(h, path_hosts, fabrics),
             )
         )
     return sorted(out, key=lambda p: (p.host, p.lun))
@@ -127,21 +259,113 @@ def discover(fabrics: int = 1) -> list[LabPath]:
 def unload() -> None:
     """Remove scsi_debug; fails (CommandError) if a map or array still holds a path."""
     if os.path.isdir("/sys/module/scsi_debug"):
-        run("udevadm", ["settle", "-t", "20"], check=False)
-        run("modprobe", ["-r", "scsi_debug"], timeout=60)
+        run("udevadm", ["settle", "-t", "20"], check=False, timeout=40)
+        run("modprobe", ["-r", "scsi_debug"], timeout=120)
 
 
-def setup(topology: Topology) -> list[LabPath]:
-    """(Re)load scsi_debug with ``topology`` and wait for udev to finish with the disks."""
+def wait_for_disks(
+    want: int,
+    fabrics: int,
+    deadline_s: float,
+    *,
+    what: str,
+    say: Callable[[str], None] | None = None,
+) -> list[LabPath]:
+    """Loop ``udevadm settle`` until exactly ``want`` scsi_debug disks exist, each with a
+    udev database entry, and udev's queue is empty; TopologyError after ``deadline_s``.
+
+    Disks and entries all there but a queue that never drains (something else keeps udev
+    busy) is accepted at the deadline: the paths are usable.
+    """
+    started = time.monotonic()
+    deadline = started + deadline_s
+    paths: list[LabPath] = []
+    missing: list[str] = []
+    while True:
+        step = settle_step(deadline - time.monotonic())
+        settled = run("udevadm", ["settle", "-t", str(step)], check=False, timeout=step + 30).ok
+        try:
+            paths = discover(fabrics)
+        except OSError:  # a disk vanished (or appeared) between glob and read: look again
+            paths = []
+        try:
+            entries = os.listdir(UDEV_DB)
+        except OSError:
+            entries = []
+        missing = without_udev_entry((p.devnum for p in paths), entries)
+        ready = len(paths) == want and not missing
+        now = time.monotonic()
+        if ready and settled:
+            return paths
+        if say:
+            say(
+                f"{what}: {len(paths)} of {want} disks, {len(paths) - len(missing)} known to "
+                f"udev, after {now - started:.0f} s"
+            )
+        if now > deadline:
+            if ready:
+                return paths
+            raise TopologyError(
+                f"{what}: {len(paths)} of {want} disks appeared, "
+                f"{len(paths) - len(missing)} with a udev database entry, after "
+                f"{now - started:.0f} s (deadline {deadline_s:.0f} s)"
+            )
+
+
+def delete_disks_of(hosts: Iterable[int]) -> list[str]:
+    """Delete every SCSI device of ``hosts`` (H:C:T:L), as a hot-unplug; returns them."""
+    drop = set(hosts) & set(scsi_debug_hosts())  # never another driver's disks
+    gone: list[str] = []
+    for dev in sorted(glob.glob("/sys/class/scsi_device/*")):
+        hctl = os.path.basename(dev)
+        if int(hctl.split(":", 1)[0]) in drop:
+            with open(os.path.join(dev, "device", "delete"), "w") as fh:
+                fh.write("1\n")
+            gone.append(hctl)
+    return gone
+
+
+def drop_standby_hosts(keep: int | None = None) -> list[str]:
+    """Delete the disks of the standby hosts (``host_no % 3 == 2``) and, with ``keep``, of
+    the surplus hosts after the first ``keep`` others, so ``keep`` paths per LUN remain;
+    returns the deleted H:C:T:L. Call ``wait_for_disks`` afterwards."""
+    hosts = sorted({p.host for p in discover()})
+    return delete_disks_of(hosts_to_drop(hosts, len(hosts) if keep is None else keep))
+
+
+def setup(
+    topology: Topology,
+    *,
+    drop_standby: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> list[LabPath]:
+    """(Re)load scsi_debug with ``topology`` and wait for udev to finish with the disks.
+
+    ``drop_standby``: load ``hosts_for_active(paths)`` hosts, then delete the disks of the
+    standby and surplus ones (see the module docstring), leaving ``paths`` paths per LUN.
+    """
     unload()
     if topology.paths == 0:
         return []
-    run("modprobe", ["scsi_debug", *topology.module_params()], timeout=120)
-    run("udevadm", ["settle", "-t", "60"], check=False)
-    paths = discover(topology.fabrics)
-    want = topology.luns * topology.paths
-    if len(paths) != want:
-        raise TopologyError(f"topology {topology.name}: expected {want} paths, found {len(paths)}")
+    hosts = hosts_for_active(topology.paths) if drop_standby else topology.paths
+    loaded = replace(topology, paths=hosts)
+    run("modprobe", ["scsi_debug", *topology.module_params(hosts)], timeout=600)
+    paths = wait_for_disks(
+        loaded.disks,
+        topology.fabrics,
+        settle_deadline(loaded.disks),
+        what=f"topology {topology.name}",
+        say=say,
+    )
+    if drop_standby:
+        drop_standby_hosts(topology.paths)
+        paths = wait_for_disks(
+            topology.disks,
+            topology.fabrics,
+            settle_deadline(loaded.disks - topology.disks),
+            what=f"topology {topology.name} without standby hosts",
+            say=say,
+        )
     return paths
 
 
@@ -165,3 +389,11 @@ def set_state(path: LabPath | str, state: str) -> None:
     # the kernel wants the trailing newline here: without it the write fails with EINVAL
     with open(f"/sys/block/{name}/device/state", "w") as fh:
         fh.write(state + "\n")
+
+
+def multipath_statuses(timeout: float = 120.0) -> dict[str, MultipathStatus]:
+    """Every multipath map's status from ONE ``dmsetup status --target multipath`` run
+    (one process per poll, whatever the number of maps: each run costs ~0.2 s under
+    emulation)."""
+    res = run("dmsetup", ["status", "--target", "multipath"], timeout=timeout)
+    return parse_status_all(res.stdout)
