@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("provision", help="install missing Debian packages for the lab")
     r = sub.add_parser("run", help="boot the lab and run a command inside it")
     r.add_argument("--topology", default="default", help="LUNSxPATHS, e.g. 2x4 (default)")
+    r.add_argument(
+        "--memory", default=None, help="guest memory, e.g. 4G (default 2G: enough for 64x4)"
+    )
     r.add_argument("command", nargs=argparse.REMAINDER)
     t = sub.add_parser("tour", help="boot the lab and show a live failover")
     t.add_argument("--topology", default="default")
@@ -43,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "bench":
             return bench.host_main(args, tour_display_args())
-        from dmpath.lab.vm import run_in_lab
+        from dmpath.lab.vm import GUEST_MEMORY, run_in_lab
 
+        memory = GUEST_MEMORY
         if args.cmd == "run":
             cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
             topology = args.topology
+            memory = args.memory or GUEST_MEMORY
         else:
             cmd = [sys.executable, "-m", "dmpath.lab.tour", *tour_display_args()]
             topology = args.topology
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             topology=topology,
             echo=print,
             progress=lambda m: print("lab:", m, file=sys.stderr, flush=True),
+            memory=memory,
         )
         return res.returncode
     except DmpathError as exc:

@@ -9,6 +9,7 @@ separate channels and can interleave.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from dmpath.errors import DmpathError
 from dmpath.lab.provision import ensure_lab, vng_path
 
-#: The guest needs no network and boots on 2 emulated CPUs (the host has 2 cores).
+#: The guest needs no network and boots on 2 emulated CPUs (the host has 2 cores). 2 GB
+#: held 256 scsi_debug paths with both daemons; 1,024 paths want more (``memory=``).
 GUEST_MEMORY = "2G"
 GUEST_CPUS = "2"
 
@@ -48,6 +50,18 @@ MAX_GUEST_COMMAND = 700  # base64 in the kernel line: 4/3 of this
 
 class LabCommandTooLong(DmpathError):
     exit_code = 2
+
+
+class LabMemoryError(DmpathError):
+    exit_code = 2
+
+
+def check_memory(memory: str) -> str:
+    """A guest memory size qemu takes: a whole number with an ``M`` or ``G`` suffix."""
+    m = re.fullmatch(r"([1-9]\d*)([MG])", memory)
+    if not m:
+        raise LabMemoryError(f"guest memory {memory!r}: use a size like 2G or 4096M")
+    return memory
 
 
 #: a boot that prints nothing for this long is stuck (seen: up to ~200 s on a busy host)
@@ -81,12 +95,15 @@ def run_in_lab(
     timeout: float = 3600.0,
     echo: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    memory: str = GUEST_MEMORY,
 ) -> LabRun:
     """Boot the kernel, set up ``topology`` (if any), run ``argv``; return its exit status.
 
     ``echo`` receives each output line as it arrives; ``progress`` receives boot
-    progress messages (the boot is silent for ~25 s under emulation).
+    progress messages (the boot is silent for ~25 s under emulation). ``memory`` is the
+    guest's RAM in qemu's notation (``2G``, ``4096M``).
     """
+    check_memory(memory)
     kernel = ensure_lab(progress or (lambda _m: None))
     line = guest_command(argv, outdir or "/tmp/dmpath-lab-XXXXXXXX", topology)
     if len(line) > MAX_GUEST_COMMAND:
@@ -104,7 +121,7 @@ def run_in_lab(
         "--user",
         "root",
         "--memory",
-        GUEST_MEMORY,
+        memory,
         "--cpus",
         GUEST_CPUS,
         "--rwdir",
