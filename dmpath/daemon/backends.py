@@ -180,6 +180,15 @@ class DmBackend:
                 out[dev.name] = wwid
         return out
 
+    def read_ours(self) -> dict[str, KernelMap]:
+        """Every map of ours now in the kernel, read: name -> KernelMap."""
+        out: dict[str, KernelMap] = {}
+        for dev in dmsetup.list_maps():
+            info = dmsetup.info(dev.name)
+            if self.wwid_of(info.uuid):
+                out[dev.name] = self._read(dev.name, info, dmsetup.table(dev.name))
+        return out
+
     def read(self, name: str) -> KernelMap:
         return self._read(name, dmsetup.info(name), dmsetup.table(name))
 

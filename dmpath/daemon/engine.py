@@ -29,6 +29,7 @@ from dmpath.daemon.checkers import PathChecker
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
 from dmpath.kernel import dmsetup, udev
+from dmpath.kernel.dmtable import MultipathTable
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.model import (
     Backend,
@@ -53,8 +54,17 @@ T = TypeVar("T")
 MAX_EVENTS = 1000
 #: a kernel operation slower than this (seconds) raises an alert; it is still awaited
 SLOW_KERNEL_OP = 30.0
+#: how long the kernel's uevent for a message we sent counts as its echo (seconds):
+#: udev hands uevents on after its rules ran, which under load takes seconds
+ECHO_WINDOW = 30.0
 #: how long an assembler waits for another one to finish before giving up (seconds)
 ASSEMBLY_WAIT = 60.0
+
+
+#: dm operations on different maps run side by side (in order per map) in this many
+#: threads: a fabric event touches many maps at once, and each dmsetup call is mostly a
+#: wait (process start, udev); more threads than this only contend for the CPUs
+DM_WORKERS = 4
 
 
 @dataclass
@@ -71,19 +81,41 @@ class PathRuntime:
 @dataclass
 class MapRuntime:
     model: Map
-    opts: Any  # cfgmod.MapOptions
+    opts: cfgmod.MapOptions
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    checks_without_path: int = 0
+    #: when the map last lost its last usable path (None while one works): no_path_retry
+    no_path_since: float | None = None
     best_usable_since: float | None = None
     next_group: int = 0
     kernel: KernelMap | None = None  # the last full read, for status-only re-reads
     devnums: dict[str, str] = field(default_factory=dict)  # devnum -> path name (members)
+    #: a heal due later (deferred failback, no_path_retry running out) on a quiet map
+    timer: asyncio.TimerHandle | None = None
+    timer_at: float = 0.0
+    refreshing: bool = False  # a re-read is already on its way: a second one adds nothing
+
+
+def _scan_records(
+    recs: list[udev.UdevRecord], uid_attributes: tuple[str, ...], recheck: list[str]
+) -> tuple[dict[str, discovery.PathInfo | None], dict[str, list[str]]]:
+    """Off the event loop: each record's path facts (sysfs, and SG_IO for a disk udev
+    gave no WWID), and the holders of every record and of ``recheck`` (known candidates
+    that another stack may have claimed since). Reads only; decides nothing."""
+    infos: dict[str, discovery.PathInfo | None] = {}
+    holders: dict[str, list[str]] = {}
+    for rec in recs:
+        info = discovery.path_info(rec, uid_attributes)
+        infos[rec.sys_name] = info if info is not None and info.wwid else None
+        holders[rec.sys_name] = discovery.holders(rec.sys_name)
+    for name in recheck:
+        holders[name] = discovery.holders(name)
+    return infos, holders
 
 
 class Daemon:
     def __init__(
         self,
-        cfg: Any,
+        cfg: cfgmod.Config,
         config_path: str,
         socket_path: str | None = None,
         checking: bool = True,
@@ -96,16 +128,30 @@ class Daemon:
         self.dm = DmBackend(cfg.defaults.dm_uuid_prefix)
         self.md = MdBackend()
         self.paths: dict[str, PathRuntime] = {}
+        self.by_devnum: dict[str, PathRuntime] = {}
         self.maps: dict[str, MapRuntime] = {}
+        self.by_wwid: dict[str, MapRuntime] = {}
         self.records: dict[str, udev.UdevRecord] = {}
+        #: admissible paths (facts read, WWID known, not foreign, not blacklisted) by name
+        #: and by WWID; kept up to date incrementally, record by record
+        self.cands: dict[str, discovery.PathInfo] = {}
+        self.cands_by_wwid: dict[str, dict[str, discovery.PathInfo]] = {}
+        self.dirty: set[str] = set()  # records changed since the last pass
+        self.touched: set[str] = set()  # WWIDs an admin request asks to look at again
+        self._full_pass = True  # the next pass looks at everything (start, reconfigure)
         self.excluded: set[str] = set()  # path names removed by the admin
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
+        #: (map, devnum) -> the state our own message puts the path in: the kernel's
+        #: uevent saying so is our echo, not news (see _on_dm_path_event)
+        self.expected: dict[tuple[str, str], tuple[KernelState, float]] = {}
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
-        self.kpool = ThreadPoolExecutor(1, thread_name_prefix="kernel")
+        self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
         self.mdpool = ThreadPoolExecutor(1, thread_name_prefix="kernel-md")
+        self.iopool = ThreadPoolExecutor(2, thread_name_prefix="io")
         self.cpool = ThreadPoolExecutor(16, thread_name_prefix="check")
+        self._op_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reeval_handle: asyncio.TimerHandle | None = None
         self._reeval_task: asyncio.Task[None] | None = None
         self._reeval_lock = asyncio.Lock()
@@ -122,27 +168,40 @@ class Daemon:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def k(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """Run a kernel operation in a kernel worker thread (one at a time, in order).
+    async def k(self, fn: Callable[..., T], *args: Any, key: str | None = None, **kw: Any) -> T:
+        """Run a kernel operation in a kernel worker thread: in order per map (``key``,
+        by default the map name in the first argument), side by side across maps.
 
         md operations get a worker of their own: mdadm opens the array, and an array whose
         every path is dead retries its I/O forever, so that open can hang in D state.
         It must not take the dm maps' healing down with it.
         """
         loop = asyncio.get_running_loop()
-        pool = self.mdpool if getattr(fn, "__self__", None) is self.md else self.kpool
-        fut = loop.run_in_executor(pool, functools.partial(fn, *args, **kw))
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout=SLOW_KERNEL_OP)
-        except TimeoutError:
-            what = getattr(fn, "__qualname__", repr(fn))
-            on = f" on {args[0]}" if args and isinstance(args[0], str) else ""
-            self.event(
-                "alert",
-                message=f"{what}{on} has not returned after {SLOW_KERNEL_OP:g} s "
-                "(I/O stuck on the device?); still waiting",
-            )
-            return await fut
+        is_md = getattr(fn, "__self__", None) is self.md
+        pool = self.mdpool if is_md else self.kpool
+        if key is None:
+            key = args[0] if args and isinstance(args[0], str) else ""
+        lock = self._op_locks.setdefault(("md" if is_md else "dm", key), asyncio.Lock())
+        async with lock:
+            fut = loop.run_in_executor(pool, functools.partial(fn, *args, **kw))
+            try:
+                return await asyncio.wait_for(asyncio.shield(fut), timeout=SLOW_KERNEL_OP)
+            except TimeoutError:
+                what = getattr(fn, "__qualname__", repr(fn))
+                on = f" on {args[0]}" if args and isinstance(args[0], str) else ""
+                self.event(
+                    "alert",
+                    message=f"{what}{on} has not returned after {SLOW_KERNEL_OP:g} s "
+                    "(I/O stuck on the device?); still waiting",
+                )
+                return await fut
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Blocking reads and writes that are not kernel operations (sysfs, state files):
+        off the loop, so a slow disk or a large scan never stalls checks or the socket."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.iopool, functools.partial(fn, *args)
+        )
 
     def event(self, kind: str, map_name: str = "", path: str = "", message: str = "") -> None:
         self.events.append(Event(time.time(), kind, map_name, path, message))
@@ -153,8 +212,22 @@ class Daemon:
         return self.dm if b == Backend.DM else self.md
 
     @property
-    def d(self) -> Any:
+    def d(self) -> cfgmod.Defaults:
         return self.cfg.defaults
+
+    def _register_map(self, mr: MapRuntime) -> None:
+        self.maps[mr.model.name] = mr
+        if mr.model.wwid:
+            self.by_wwid[mr.model.wwid] = mr
+
+    def _unregister_map(self, name: str) -> MapRuntime | None:
+        mr = self.maps.pop(name, None)
+        if mr is not None:
+            if self.by_wwid.get(mr.model.wwid) is mr:
+                del self.by_wwid[mr.model.wwid]
+            if mr.timer is not None:
+                mr.timer.cancel()
+        return mr
 
     # ------------------------------------------------------------------ start/stop
 
@@ -168,8 +241,9 @@ class Daemon:
 
     async def scan(self) -> None:
         """Coldplug: every disk udev knows now, then one re-evaluation."""
-        for rec in await self.k(udev.enumerate_block_disks):
+        for rec in await self.io(udev.enumerate_block_disks):
             self.records[rec.sys_name] = rec
+        self._full_pass = True
         await self.reevaluate()
 
     async def stop(self) -> None:
@@ -177,6 +251,9 @@ class Daemon:
         if self.monitor is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self.monitor.fileno())
+        for mr in self.maps.values():
+            if mr.timer is not None:
+                mr.timer.cancel()
         for pr in self.paths.values():
             if pr.task:
                 pr.task.cancel()
@@ -186,6 +263,7 @@ class Daemon:
                     await pr.task
             pr.checker.close()
         self.cpool.shutdown(wait=False, cancel_futures=True)
+        self.iopool.shutdown(wait=False, cancel_futures=True)
         # an md operation stuck in D state must not keep the daemon from stopping
         self.mdpool.shutdown(wait=False, cancel_futures=True)
         self.kpool.shutdown(wait=True)
@@ -194,8 +272,8 @@ class Daemon:
 
     async def adopt(self) -> None:
         """Take back maps made by an earlier dmpathd: read them, change nothing."""
-        for name, wwid in (await self.k(self.dm.list_ours)).items():
-            km = await self.k(self.dm.read, name)
+        for name, km in (await self.k(self.dm.read_ours)).items():
+            wwid = self.dm.wwid_of(km.uuid) or ""
             self._install_map(name, wwid, Backend.DM, km)
             self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
         try:
@@ -212,7 +290,7 @@ class Daemon:
         opts = cfgmod.effective_options(self.cfg, wwid, "", "")
         m = Map(name=name, wwid=wwid, backend=backend)
         mr = MapRuntime(model=m, opts=opts)
-        self.maps[name] = mr
+        self._register_map(mr)
         self._apply_kernel(mr, km)
         return mr
 
@@ -231,9 +309,10 @@ class Daemon:
                 continue
             relevant = True
             self.udev_events_pending += 1
+            self.dirty.add(rec.sys_name)
             known = self.paths.get(rec.sys_name)
             if known is not None:
-                known.wake.set()  # a change on a path (e.g. SCSI state): check it now
+                self.kick(known)  # a change on a path (e.g. SCSI state): check it now
             if rec.action == "remove":
                 self.records.pop(rec.sys_name, None)
             else:
@@ -241,35 +320,51 @@ class Daemon:
         if relevant:
             self.schedule_reevaluate()
 
+    def _expect(self, map_name: str, devnum: str, state: KernelState) -> None:
+        """Note that our own message is about to put a path in ``state``."""
+        self.expected[(map_name, devnum)] = (state, time.monotonic())
+
+    def _is_echo(self, map_name: str, devnum: str, state: KernelState) -> bool:
+        """Is this kernel path event the echo of our own fail/reinstate? Each expectation
+        answers one event, and only for a while: a stale one must not hide a real failure."""
+        want = self.expected.pop((map_name, devnum), None)
+        return want is not None and want[0] == state and time.monotonic() - want[1] < ECHO_WINDOW
+
     def _on_dm_path_event(self, ev: udev.DmPathEvent) -> None:
         """The kernel failed or reinstated a path: believe it at once, re-check, re-read.
 
         The uevent is the kernel's own word, so the model takes it before any re-read (a
-        plan made from older state would count paths that are already gone). Only a
-        change we did not make ourselves is news worth an event.
+        plan made from older state would count paths that are already gone). The echo of
+        a message we sent ourselves costs nothing: the model already has it.
         """
-        for pr in self.paths.values():
-            if pr.info.devnum != ev.path:
-                continue
-            pr.wake.set()
-            mr = self.maps.get(pr.map_name)
-            if mr is None or (ev.map_name and ev.map_name != mr.model.name):
-                continue
-            if ev.action == udev.DmAction.PATH_FAILED:
-                if pr.model.kernel_state == KernelState.ACTIVE:
-                    pr.model.kernel_state = KernelState.FAILED
-                    pr.model.last_change = time.time()
-                    pr.model.fail_count += 1
-                    left = ev.nr_valid_paths if ev.nr_valid_paths is not None else "?"
-                    self.event(
-                        "kernel_path_failed",
-                        mr.model.name,
-                        pr.info.name,
-                        f"IO failure on {pr.info.name}: the kernel disabled the path and "
-                        f"redirects I/O to another IO path ({left} left)",
-                    )
-            elif ev.action == udev.DmAction.PATH_REINSTATED:
-                pr.model.kernel_state = KernelState.ACTIVE
+        pr = self.by_devnum.get(ev.path)
+        if pr is None:
+            return
+        mr = self.maps.get(pr.map_name)
+        if mr is None or (ev.map_name and ev.map_name != mr.model.name):
+            return
+        failed = ev.action == udev.DmAction.PATH_FAILED
+        state = KernelState.FAILED if failed else KernelState.ACTIVE
+        if self._is_echo(mr.model.name, ev.path, state):
+            return
+        self.kick(pr)
+        if failed:
+            if pr.model.kernel_state == KernelState.ACTIVE:
+                pr.model.kernel_state = KernelState.FAILED
+                pr.model.last_change = time.time()
+                pr.model.fail_count += 1
+                left = ev.nr_valid_paths if ev.nr_valid_paths is not None else "?"
+                self.event(
+                    "kernel_path_failed",
+                    mr.model.name,
+                    pr.info.name,
+                    f"IO failure on {pr.info.name}: the kernel disabled the path and "
+                    f"redirects I/O to another IO path ({left} left)",
+                )
+        else:
+            pr.model.kernel_state = KernelState.ACTIVE
+        if not mr.refreshing:
+            mr.refreshing = True
             self.spawn(self.refresh(mr))
 
     def schedule_reevaluate(self) -> None:
@@ -290,79 +385,123 @@ class Daemon:
 
     # ------------------------------------------------------------------ assembly
 
-    def _candidates(self) -> dict[str, discovery.PathInfo]:
-        out: dict[str, discovery.PathInfo] = {}
-        for name, rec in self.records.items():
-            if name in self.excluded:
-                continue
-            info = discovery.path_info(rec, self.d.uid_attribute)
-            if info is None or not info.wwid:
-                continue
-            foreign = [h for h in discovery.holders(name) if not self._is_ours_holder(h)]
-            if foreign:
-                continue  # someone else (LVM, another map, md) uses it: not ours to take
-            cand = pfilter.Candidate(
-                devnode_name=name,
-                wwid=info.wwid,
-                vendor=info.vendor,
-                product=info.model,
-                properties=info.properties,
-                protocol=pfilter.protocol_of(info.properties, info.transport),
-            )
-            blocked, _why = pfilter.is_blacklisted(cand, self.cfg)
-            if not blocked:
-                out[name] = info
-        return out
+    def _set_candidate(self, name: str, info: discovery.PathInfo | None) -> None:
+        old = self.cands.pop(name, None)
+        if old is not None:
+            group = self.cands_by_wwid.get(old.wwid)
+            if group is not None:
+                group.pop(name, None)
+                if not group:
+                    del self.cands_by_wwid[old.wwid]
+        if info is not None:
+            self.cands[name] = info
+            self.cands_by_wwid.setdefault(info.wwid, {})[name] = info
 
-    def _is_ours_holder(self, holder: str) -> bool:
-        return any(mr.model.sysfs == holder for mr in self.maps.values())
+    def _admissible(self, info: discovery.PathInfo, holders: list[str]) -> bool:
+        """Not blacklisted, and held by nothing but our own maps (LVM, another map or an
+        md array using a disk make it someone else's)."""
+        ours = {mr.model.sysfs for mr in self.maps.values()} if holders else set()
+        if any(h not in ours for h in holders):
+            return False
+        cand = pfilter.Candidate(
+            devnode_name=info.name,
+            wwid=info.wwid,
+            vendor=info.vendor,
+            product=info.model,
+            properties=info.properties,
+            protocol=pfilter.protocol_of(info.properties, info.transport),
+        )
+        blocked, _why = pfilter.is_blacklisted(cand, self.cfg)
+        return not blocked
 
-    async def reevaluate(self) -> None:
+    async def _update_candidates(self, dirty: set[str]) -> None:
+        """Read the facts of the records that changed (off the loop) and re-decide them;
+        known candidates that are no path of ours yet get their holders looked at again."""
+        recs = [
+            self.records[n] for n in sorted(dirty) if n in self.records and n not in self.excluded
+        ]
+        recheck = [n for n in self.cands if n not in self.paths and n not in dirty]
+        infos, holders = await self.io(
+            _scan_records, recs, tuple(self.d.uid_attribute), recheck
+        )
+        for name in dirty:
+            info = infos.get(name)
+            ok = info is not None and self._admissible(info, holders.get(name, []))
+            self._set_candidate(name, info if ok else None)
+        for name in recheck:
+            info = self.cands.get(name)
+            if info is not None and not self._admissible(info, holders.get(name, [])):
+                self._set_candidate(name, None)
+
+    async def reevaluate(self, full: bool = False) -> None:
         # one pass at a time, whoever asks (start, udev, admin): a pass that ran while
         # another was creating a map would see its paths held by a not-yet-known array
+        if full:
+            self._full_pass = True
         async with self._reeval_lock:
             await self._reevaluate()
 
     async def _reevaluate(self) -> None:
-        cands = self._candidates()
+        """One pass over what changed: records udev told us about (or everything, on a
+        full pass), the WWIDs they belong to, and nothing else, so the cost of a pass is
+        the size of the change, not of the SAN."""
+        full, self._full_pass = self._full_pass, False
+        dirty, self.dirty = self.dirty, set()
+        touched, self.touched = self.touched, set()
+        if full:
+            dirty |= set(self.records) | set(self.cands)
+        await self._update_candidates(dirty)
         burst, self.udev_events_pending = self.udev_events_pending, 0
         if burst:
             self.event(
                 "rescan",
-                message=f"re-evaluating {len(cands)} candidate paths after {burst} udev "
+                message=f"re-evaluating {len(self.cands)} candidate paths after {burst} udev "
                 f"event{'s' if burst != 1 else ''}",
             )
-        by_wwid: dict[str, list[discovery.PathInfo]] = {}
-        for info in cands.values():
-            by_wwid.setdefault(info.wwid, []).append(info)
-        known = files.read_wwids(self.d.wwids_file) | cfgmod.configured_wwids(self.cfg)
-        # paths that went away
-        for name in list(self.paths):
-            if name not in cands:
-                await self._drop_path(name)
-        for wwid, infos in sorted(by_wwid.items()):
+        # paths that went away, or now say they belong to another LUN
+        gone = [
+            n
+            for n in sorted(dirty)
+            if n in self.paths
+            and (n not in self.cands or self.cands[n].wwid != self.paths[n].info.wwid)
+        ]
+        touched |= {self.paths[n].info.wwid for n in gone}
+        touched |= {self.cands[n].wwid for n in dirty if n in self.cands}
+        if full:
+            touched |= set(self.cands_by_wwid)
+        await self._drop_paths(gone)
+        known = await self.io(files.read_wwids, self.d.wwids_file)
+        known |= cfgmod.configured_wwids(self.cfg)
+        new_maps: list[tuple[str, list[discovery.PathInfo]]] = []
+        grow: list[tuple[MapRuntime, list[discovery.PathInfo]]] = []
+        for wwid in sorted(touched):
             if wwid in self.flushed:
                 continue
-            mr = self._map_for_wwid(wwid, {i.devnum for i in infos})
-            if mr is None and not pfilter.should_manage(
-                wwid, len(infos), known, self.d.find_multipaths
-            ):
+            infos = sorted(self.cands_by_wwid.get(wwid, {}).values(), key=lambda i: i.name)
+            if not infos:
                 continue
-            try:
-                await self._ensure_map(wwid, sorted(infos, key=lambda i: i.name), mr)
-            except DmpathError as exc:
-                self.event("error", mr.model.name if mr else wwid, message=str(exc))
+            mr = self._map_for_wwid(wwid, {i.devnum for i in infos})
+            if mr is None:
+                if pfilter.should_manage(wwid, len(infos), known, self.d.find_multipaths):
+                    new_maps.append((wwid, infos))
+            else:
+                grow.append((mr, infos))
+        await self._add_paths([i for _w, infos in new_maps for i in infos])
+        await self._add_paths([i for _m, infos in grow for i in infos])
+        await asyncio.gather(*(self._grow(mr, infos) for mr, infos in grow))
+        await self._create_maps(new_maps)
         self.notify(f"STATUS=managing {len(self.maps)} maps over {len(self.paths)} paths")
 
     def _map_for_wwid(self, wwid: str, devnums: set[str] | None = None) -> MapRuntime | None:
-        for mr in self.maps.values():
-            if mr.model.wwid == wwid:
-                return mr
+        mr = self.by_wwid.get(wwid)
+        if mr is not None or not devnums:
+            return mr
         # an adopted md array has no WWID until its members are seen: claim it by them
-        for mr in self.maps.values():
-            if not mr.model.wwid and devnums and devnums & set(mr.devnums):
-                mr.model.wwid = wwid
-                return mr
+        for other in self.maps.values():
+            if not other.model.wwid and devnums & set(other.devnums):
+                other.model.wwid = wwid
+                self.by_wwid[wwid] = other
+                return other
         return None
 
     async def _priority(self, info: discovery.PathInfo, prio: str) -> tuple[int, str]:
@@ -381,53 +520,95 @@ class Daemon:
         state = tpg.state.name.lower() if tpg.state is not None else f"0x{tpg.access_state:x}"
         return scsi.alua_priority(tpg.access_state, tpg.preferred), state
 
-    async def _ensure_map(
-        self, wwid: str, infos: list[discovery.PathInfo], mr: MapRuntime | None
-    ) -> None:
-        opts = cfgmod.effective_options(self.cfg, wwid, infos[0].vendor, infos[0].model)
+    def _opts_for(self, wwid: str, info: discovery.PathInfo) -> cfgmod.MapOptions:
+        return cfgmod.effective_options(self.cfg, wwid, info.vendor, info.model)
+
+    async def _add_paths(self, infos: list[discovery.PathInfo]) -> None:
+        """New paths join the model; their ALUA priorities are asked all at once."""
         fresh = [i for i in infos if i.name not in self.paths]
-        for info in fresh:
-            if info.name not in self.paths:
-                prio, alua = await self._priority(info, opts.prio)
-                self._add_path_runtime(info, prio, alua, opts)
-        if mr is None:
-            name = await self._choose_name(wwid, opts)
-            mr = MapRuntime(
-                model=Map(name=name, wwid=wwid, backend=Backend(opts.backend)), opts=opts
-            )
-            async with mr.lock:
-                await self._create(mr, infos)
+        if not fresh:
             return
+        opts = [self._opts_for(i.wwid, i) for i in fresh]
+        prios = await asyncio.gather(
+            *(self._priority(i, o.prio) for i, o in zip(fresh, opts, strict=True))
+        )
+        for info, o, (prio, alua) in zip(fresh, opts, prios, strict=True):
+            if info.name not in self.paths:
+                self._add_path_runtime(info, prio, alua, o)
+
+    async def _grow(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
+        """An existing map and its paths now: one reload for all that joined."""
         async with mr.lock:
-            mr.opts = opts
+            mr.opts = self._opts_for(mr.model.wwid, infos[0])
             for info in infos:
                 self.paths[info.name].map_name = mr.model.name
             missing = [i for i in infos if i.devnum not in mr.devnums]
-            if missing:
-                await self._add_members(mr, infos, missing)
-            elif fresh:
-                # paths of an adopted map: only the kernel knows their states
-                await self.refresh(mr, heal=False)
+            unseen = any(not self.paths[i.name].model.last_change for i in infos)
+            try:
+                if missing:
+                    await self._add_members(mr, infos, missing)
+                elif unseen:
+                    # paths of an adopted map: only the kernel knows their states
+                    await self.refresh(mr, heal=False)
+                else:
+                    self._sync_model(mr)
+            except DmpathError as exc:
+                self.event("error", mr.model.name, message=str(exc))
+
+    async def _names_for(self, wwids: list[tuple[str, cfgmod.MapOptions]]) -> dict[str, str]:
+        """Map names for new LUNs: asked for, configured alias, friendly (one write of
+        the bindings file for all of them), or the WWID."""
+        out: dict[str, str] = {}
+        friendly: list[str] = []
+        for wwid, opts in wwids:
+            if wwid in self.requested_names:
+                out[wwid] = self.requested_names[wwid]
+            elif opts.alias:
+                out[wwid] = str(opts.alias)
+            elif not self.d.user_friendly_names:
+                out[wwid] = wwid
             else:
-                self._sync_model(mr)
+                friendly.append(wwid)
+        if friendly:
+            taken = set(cfgmod.configured_aliases(self.cfg)) | set(self.maps) | set(out.values())
+            out.update(
+                await self.io(
+                    files.bind_aliases, self.d.bindings_file, friendly, self.d.alias_prefix, taken
+                )
+            )
+        return out
 
-    async def _choose_name(self, wwid: str, opts: Any) -> str:
-        if wwid in self.requested_names:
-            return self.requested_names[wwid]
-        if opts.alias:
-            return str(opts.alias)
-        if not self.d.user_friendly_names:
-            return wwid
-
-        taken = set(cfgmod.configured_aliases(self.cfg)) | set(self.maps)
-
-        def assign() -> str:
-            return files.bind_alias(self.d.bindings_file, wwid, self.d.alias_prefix, taken)
-
-        return str(await self.k(assign))
+    async def _create_maps(self, new: list[tuple[str, list[discovery.PathInfo]]]) -> None:
+        """Make the maps of LUNs seen for the first time: names in one go, the maps side
+        by side, the wwids file written once for all that were made."""
+        if not new:
+            return
+        opts = {wwid: self._opts_for(wwid, infos[0]) for wwid, infos in new}
+        try:
+            names = await self._names_for([(w, opts[w]) for w, _i in new])
+        except (DmpathError, OSError, ValueError) as exc:
+            self.event("error", message=f"cannot name {len(new)} new maps: {exc}")
+            return
+        runtimes: list[tuple[MapRuntime, list[discovery.PathInfo]]] = []
+        for wwid, infos in new:
+            o = opts[wwid]
+            name = names[wwid]
+            if name in self.maps:
+                self.event("error", wwid, message=f"name {name} is taken by another map")
+                continue
+            mr = MapRuntime(model=Map(name=name, wwid=wwid, backend=Backend(o.backend)), opts=o)
+            runtimes.append((mr, infos))
+        made = await asyncio.gather(*(self._create(mr, infos) for mr, infos in runtimes))
+        wwids = [mr.model.wwid for (mr, _i), ok in zip(runtimes, made, strict=True) if ok]
+        if wwids:
+            # remembered, so strict find_multipaths and the udev helper claim them from now on
+            try:
+                await self.io(files.remember_wwids, self.d.wwids_file, wwids)
+            except (DmpathError, OSError) as exc:
+                self.event("error", message=f"cannot record {len(wwids)} WWIDs: {exc}")
 
     def _add_path_runtime(
-        self, info: discovery.PathInfo, prio: int, alua: str, opts: Any
+        self, info: discovery.PathInfo, prio: int, alua: str, opts: cfgmod.MapOptions
     ) -> PathRuntime:
         model = Path(
             name=info.name,
@@ -443,7 +624,6 @@ class Daemon:
             checker=str(opts.checker),
             priority=prio,
             alua_state=alua,
-            last_change=time.time(),
             interval=self.d.polling_interval,
         )
         pr = PathRuntime(
@@ -452,17 +632,18 @@ class Daemon:
             checker=PathChecker(info.devnode, str(opts.checker), self.d.checker_timeout),
         )
         self.paths[info.name] = pr
+        self.by_devnum[info.devnum] = pr
         self.event(
             "path_added", "", info.name, f"{info.name} ({info.devnum}) is a path of {info.wwid}"
         )
         if self.checking:
-            pr.task = asyncio.get_running_loop().create_task(self._check_loop(pr))
+            self.start_checking(pr)
         return pr
 
     def _members(self, infos: list[discovery.PathInfo]) -> list[Member]:
         return [Member(i.name, i.devnum, self.paths[i.name].model.priority) for i in infos]
 
-    def _table(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> Any:
+    def _table(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> MultipathTable:
         o = mr.opts
         size = min(i.size_sectors for i in infos)
         table, _groups = build_table(
@@ -476,33 +657,36 @@ class Daemon:
         )
         return table
 
-    async def _create(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
+    async def _create(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> bool:
         m = mr.model
-        if m.backend == Backend.DM:
-            how = await self.k(self.dm.create, m.name, m.wwid, self._table(mr, infos))
-        else:
-            how = await self.k(self.md.create, m.name, [i.devnode for i in infos])
-        self.maps[m.name] = mr
-        for i in infos:
-            self.paths[i.name].map_name = m.name
-        # remembered, so strict find_multipaths and the udev helper claim it from now on
-        await self.k(files.remember_wwid, self.d.wwids_file, m.wwid)
-        await self.refresh(mr, heal=False)
+        async with mr.lock:
+            try:
+                if m.backend == Backend.DM:
+                    how = await self.k(self.dm.create, m.name, m.wwid, self._table(mr, infos))
+                else:
+                    how = await self.k(self.md.create, m.name, [i.devnode for i in infos])
+            except DmpathError as exc:
+                self.event("error", m.name, message=str(exc))
+                return False
+            self._register_map(mr)
+            for i in infos:
+                self.paths[i.name].map_name = m.name
+            await self.refresh(mr, heal=False)
         self.event(
             "map_created",
             m.name,
             message=f"{how} {m.backend.value} map {m.name} "
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
+        return True
 
     async def _add_members(
         self, mr: MapRuntime, infos: list[discovery.PathInfo], new: list[discovery.PathInfo]
     ) -> None:
         m = mr.model
         if m.backend == Backend.DM:
-            # keep every path the kernel still holds, plus the new ones
-            present = [i for i in infos]
-            await self.k(self.dm.reload, m.name, self._table(mr, present))
+            # keep every path the kernel still holds, plus the new ones: one reload
+            await self.k(self.dm.reload, m.name, self._table(mr, infos))
         else:
             for i in new:
                 await self.k(self.md.add, m.name, i.devnode)
@@ -510,24 +694,38 @@ class Daemon:
             self.event("path_joined", m.name, i.name, f"{i.name} joined {m.name}")
         await self.refresh(mr, heal=False)
 
-    async def _drop_path(self, name: str) -> None:
-        pr = self.paths.pop(name)
-        if pr.task:
-            pr.task.cancel()
-        pr.checker.close()
+    async def _drop_paths(self, names: list[str]) -> None:
+        """Paths that are gone leave the model, and their maps with one reload per map."""
+        by_map: dict[str, list[PathRuntime]] = {}
+        for name in names:
+            pr = self._forget_path(name)
+            if pr is not None and pr.map_name in self.maps:
+                by_map.setdefault(pr.map_name, []).append(pr)
+        await asyncio.gather(*(self._shrink(self.maps[m], prs) for m, prs in by_map.items()))
+
+    def _forget_path(self, name: str) -> PathRuntime | None:
+        pr = self.paths.pop(name, None)
+        if pr is None:
+            return None
+        if self.by_devnum.get(pr.info.devnum) is pr:
+            del self.by_devnum[pr.info.devnum]
+        self.stop_checking(pr)
         self.event("path_removed", pr.map_name, name, f"{name} is gone")
-        mr = self.maps.get(pr.map_name)
-        if mr is None:
-            return
+        return pr
+
+    async def _shrink(self, mr: MapRuntime, gone: list[PathRuntime]) -> None:
         async with mr.lock:
-            rest = [p.info for p in self.paths.values() if p.map_name == mr.model.name]
+            rest = [
+                self.paths[n].info for n in mr.devnums.values() if n in self.paths
+            ]
+            names = ", ".join(pr.info.name for pr in gone)
             if not rest:
                 # the last path is gone: leave the map, queueing or failing as configured
                 self.event(
                     "alert",
                     mr.model.name,
-                    name,
-                    f"last path {name} removed: map left in place (no_path_retry="
+                    gone[-1].info.name,
+                    f"last path {names} removed: map left in place (no_path_retry="
                     f"{mr.opts.no_path_retry})",
                 )
                 return
@@ -536,15 +734,18 @@ class Daemon:
                     await self.k(self.dm.reload, mr.model.name, self._table(mr, rest))
                 else:
                     # md keeps a vanished member as a (faulty) slot until it is removed
-                    await self.k(self.md.forget_member, mr.model.name, pr.info.devnode)
+                    for pr in gone:
+                        await self.k(self.md.forget_member, mr.model.name, pr.info.devnode)
                 await self.refresh(mr, heal=False)
             except DmpathError as exc:
-                self.event("error", mr.model.name, name, f"cannot drop {name}: {exc}")
+                what = f"cannot drop {names}: {exc}"
+                self.event("error", mr.model.name, gone[-1].info.name, what)
 
     # ------------------------------------------------------------------ kernel state
 
     async def refresh(self, mr: MapRuntime, heal: bool = True) -> None:
         """Re-read the map from the kernel (the truth) and heal if asked."""
+        mr.refreshing = False
         try:
             km = await self.k(self.backend(mr.model.backend).read, mr.model.name)
         except DmpathError as exc:
@@ -564,40 +765,31 @@ class Daemon:
         m.failback = str(mr.opts.failback)
         mr.next_group = km.next_group
         mr.devnums = {}
+        now = time.time()
         for devnum, st in km.members.items():
             name = self._name_of(devnum)
             mr.devnums[devnum] = name
             pr = self.paths.get(name)
             if pr is not None:
                 pr.map_name = m.name
-                if pr.model.kernel_state != st:
+                if pr.model.kernel_state != st or not pr.model.last_change:
                     pr.model.kernel_state = st
-                    pr.model.last_change = time.time()
+                    pr.model.last_change = now
         m.groups = []
         for g in km.groups:
-            prio = max(
-                (
-                    self.paths[n].model.priority
-                    for n in (self._name_of(d) for d in g.devnums)
-                    if n in self.paths
-                ),
-                default=0,
-            )
-            m.groups.append(
-                PathGroup(
-                    g.number, g.selector, prio, g.state, [self._name_of(d) for d in g.devnums]
-                )
-            )
-            for d in g.devnums:
-                pr = self.paths.get(self._name_of(d))
+            names = [self._name_of(d) for d in g.devnums]
+            prio = max((self.paths[n].model.priority for n in names if n in self.paths), default=0)
+            m.groups.append(PathGroup(g.number, g.selector, prio, g.state, names))
+            for n in names:
+                pr = self.paths.get(n)
                 if pr:
                     pr.model.group = g.number
         self._sync_model(mr)
 
     def _name_of(self, devnum: str) -> str:
-        for pr in self.paths.values():
-            if pr.info.devnum == devnum:
-                return pr.info.name
+        pr = self.by_devnum.get(devnum)
+        if pr is not None:
+            return pr.info.name
         name = os.path.basename(os.path.realpath(f"/sys/dev/block/{devnum}"))
         return name if name and name != devnum else devnum
 
@@ -623,29 +815,54 @@ class Daemon:
             m.vendor, m.model, m.rev = members[0].vendor, members[0].model, members[0].rev
         if not m.wwid and members:
             m.wwid = members[0].wwid
+            self.by_wwid.setdefault(m.wwid, mr)
 
     # ------------------------------------------------------------------ checking
 
+    def start_checking(self, pr: PathRuntime) -> None:
+        pr.task = asyncio.get_running_loop().create_task(self._check_loop(pr))
+
+    def stop_checking(self, pr: PathRuntime) -> None:
+        if pr.task:
+            pr.task.cancel()
+        pr.checker.close()
+
+    def kick(self, pr: PathRuntime) -> None:
+        """Check this path now (the kernel or udev said something changed)."""
+        pr.wake.set()
+
+    def _run_check(self, pr: PathRuntime) -> tuple[Check, str, str]:
+        """In a checker thread: the check, and the SCSI device state (a sysfs read, so
+        also off the loop)."""
+        check, reason = pr.checker.check()
+        return check, reason, _dev_state(pr.info.name)
+
     async def _check_loop(self, pr: PathRuntime) -> None:
         loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[Check, str, str]] | None = None
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pr.wake.wait(), timeout=pr.model.interval)
             pr.wake.clear()
-            fut = loop.run_in_executor(self.cpool, pr.checker.check)
+            if fut is None or fut.done():
+                # at most one check of a path at a time: a hung one is waited for again
+                fut = loop.run_in_executor(self.cpool, self._run_check, pr)
+            dev_state = ""
             try:
-                check, reason = await asyncio.wait_for(
+                check, reason, dev_state = await asyncio.wait_for(
                     asyncio.shield(fut), timeout=self.d.checker_timeout + 1.0
                 )
             except TimeoutError:
-                check, reason = Check.PENDING, "check timed out"
-                with contextlib.suppress(Exception):
-                    await fut  # never two checks of one path at once
+                # no answer is the hung path's answer (a dead link, a blocked session)
+                check = Check.DOWN
+                reason = f"no answer within {self.d.checker_timeout:g} s"
             except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
                 check, reason = Check.PENDING, f"check failed: {exc}"
-            await self._on_check(pr, check, reason)
+            await self._on_check(pr, check, reason, dev_state)
 
-    async def _on_check(self, pr: PathRuntime, check: Check, reason: str) -> None:
+    async def _on_check(
+        self, pr: PathRuntime, check: Check, reason: str, dev_state: str = ""
+    ) -> None:
         p = pr.model
         now = time.time()
         changed = p.check not in (check, Check.UNKNOWN)
@@ -658,7 +875,7 @@ class Daemon:
                 self.event(
                     "check", pr.map_name, p.name, f"{p.name} checker: {check.value} ({reason})"
                 )
-        p.dev_state = _dev_state(p.name) or p.dev_state
+        p.dev_state = dev_state or p.dev_state
         tight = self.d.polling_interval / 2
         flapping = healing.is_flapping(pr.changes, now)
         p.interval = healing.next_interval(
@@ -667,13 +884,7 @@ class Daemon:
         mr = self.maps.get(pr.map_name)
         if mr is None:
             return
-        if not healing.has_usable_path(mr.model):
-            if mr.model.paths and mr.model.paths[0].name == p.name:
-                mr.checks_without_path += 1
-        else:
-            mr.checks_without_path = 0
-        needs = healing.plan_paths(mr.model)
-        if needs or changed or mr.checks_without_path:
+        if healing.plan_paths(mr.model) or changed:
             await self.heal(mr)
 
     async def heal(self, mr: MapRuntime) -> None:
@@ -685,12 +896,14 @@ class Daemon:
                 try:
                     if isinstance(a, healing.FailPath):
                         dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
+                        self._expect(m.name, a.devnum, KernelState.FAILED)
                         await self.k(be.fail, m.name, dev)
                         self.paths_fail_count(a.path)
                         self.event("path_failed", m.name, a.path, a.message)
                         acted = True
                     elif isinstance(a, healing.ReinstatePath):
                         dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
+                        self._expect(m.name, a.devnum, KernelState.ACTIVE)
                         await self.k(be.reinstate, m.name, dev)
                         self.event("path_reinstated", m.name, a.path, a.message)
                         m.alerts[:] = [x for x in m.alerts if not x.startswith(f"{a.path}:")]
@@ -701,6 +914,7 @@ class Daemon:
                 except MemberBusy as exc:
                     self.event("busy", m.name, getattr(a, "path", ""), f"{exc} (will retry)")
                 except DmpathError as exc:
+                    self.expected.pop((m.name, getattr(a, "devnum", "")), None)
                     self.event("error", m.name, getattr(a, "path", ""), str(exc))
             if acted:
                 km = await self.k(be.read_states, m.name, mr.kernel)
@@ -715,25 +929,48 @@ class Daemon:
         if pr:
             pr.model.fail_count += 1
 
+    def _heal_at(self, mr: MapRuntime, when: float) -> None:
+        """Heal ``mr`` again at ``when`` (monotonic) even if nothing else happens to it:
+        a deferred failback or a running-out no_path_retry must act on a quiet map."""
+        if mr.timer is not None and mr.timer_at <= when:
+            return
+        if mr.timer is not None:
+            mr.timer.cancel()
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            mr.timer = None
+            if self.maps.get(mr.model.name) is mr:
+                self.spawn(self.heal(mr))
+
+        mr.timer_at = when
+        mr.timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), fire)
+
     async def _dm_policies(self, mr: MapRuntime) -> None:
         m = mr.model
-        now = time.time()
+        now = time.monotonic()
         best = healing.best_group(m)
         if best and best != mr.next_group:
             if mr.best_usable_since is None:
                 mr.best_usable_since = now
         else:
             mr.best_usable_since = None
+        if healing.has_usable_path(m):
+            mr.no_path_since = None
+        elif mr.no_path_since is None:
+            mr.no_path_since = now
         current = mr.next_group or next(
             (g.number for g in m.groups if g.state == GroupState.ACTIVE), 0
         )
+        failback = str(mr.opts.failback)
+        no_path_retry = str(mr.opts.no_path_retry)
+        # no_path_retry N means N polling intervals of queueing, as multipath-tools counts
+        # it, measured from when the last path was lost, however often paths are checked
+        waited = 0 if mr.no_path_since is None else now - mr.no_path_since
+        rounds = int(waited / self.d.polling_interval + 1e-6)
         actions: list[healing.Action] = []
-        actions += healing.plan_failback(
-            m, current, str(mr.opts.failback), mr.best_usable_since, now
-        )
-        actions += healing.plan_no_path(
-            m, str(mr.opts.no_path_retry), mr.checks_without_path, m.queueing
-        )
+        actions += healing.plan_failback(m, current, failback, mr.best_usable_since, now)
+        actions += healing.plan_no_path(m, no_path_retry, rounds, m.queueing)
         for a in actions:
             try:
                 if isinstance(a, healing.SwitchGroup):
@@ -747,6 +984,16 @@ class Daemon:
                     self.event("queueing", m.name, message=a.message)
             except DmpathError as exc:
                 self.event("error", m.name, message=str(exc))
+        due = healing.next_policy_deadline(
+            failback,
+            mr.best_usable_since,
+            no_path_retry,
+            mr.no_path_since,
+            polling_interval=self.d.polling_interval,
+            queueing=m.queueing,
+        )
+        if due is not None:
+            self._heal_at(mr, due)
 
     # ------------------------------------------------------------------ snapshot
 
@@ -765,10 +1012,9 @@ class Daemon:
     # ------------------------------------------------------------------ admin operations
 
     def find_path(self, spec: str) -> PathRuntime:
-        name = spec.removeprefix("/dev/")
-        for pr in self.paths.values():
-            if pr.info.name == name or pr.info.devnum == spec:
-                return pr
+        pr = self.paths.get(spec.removeprefix("/dev/")) or self.by_devnum.get(spec)
+        if pr is not None:
+            return pr
         raise NotFoundError(f"{spec}: not a path dmpathd manages")
 
     def find_map(self, name: str) -> MapRuntime:
@@ -827,7 +1073,8 @@ class Daemon:
             async with mr.lock:
                 await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
         self.excluded.add(pr.info.name)
-        await self._drop_path(pr.info.name)
+        self._set_candidate(pr.info.name, None)
+        await self._drop_paths([pr.info.name])
         return {"path": pr.info.name, "removed": True}
 
     def _path_record(self, spec: str) -> discovery.PathInfo:
@@ -846,8 +1093,10 @@ class Daemon:
     async def op_add_path(self, path: str) -> dict[str, Any]:
         info = self._path_record(path)
         self.excluded.discard(info.name)
-        await self.k(files.remember_wwid, self.d.wwids_file, info.wwid)
+        await self.io(files.remember_wwid, self.d.wwids_file, info.wwid)
         self.flushed.discard(info.wwid)
+        self.dirty.add(info.name)
+        self.touched.add(info.wwid)
         await self.reevaluate()
         return {"path": info.name, "wwid": info.wwid}
 
@@ -859,8 +1108,9 @@ class Daemon:
         if name:
             dmsetup.validate_map_name(name)
             self.requested_names[wwid] = name
-        await self.k(files.remember_wwid, self.d.wwids_file, wwid)
+        await self.io(files.remember_wwid, self.d.wwids_file, wwid)
         self.flushed.discard(wwid)
+        self.touched.add(wwid)
         await self.reevaluate()
         made = self._map_for_wwid(wwid)
         if made is None:
@@ -885,6 +1135,7 @@ class Daemon:
         async with mr.lock:
             be = self.backend(mr.model.backend)
             dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
+            self._expect(mr.model.name, pr.info.devnum, KernelState.FAILED)
             await self.k(be.fail, mr.model.name, dev)
             pr.model.fail_count += 1
             pr.model.held = True  # the admin's word stands until they reinstate it
@@ -901,6 +1152,7 @@ class Daemon:
         async with mr.lock:
             be = self.backend(mr.model.backend)
             dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
+            self._expect(mr.model.name, pr.info.devnum, KernelState.ACTIVE)
             await self.k(be.reinstate, mr.model.name, dev)
             pr.model.held = False
             self.event(
@@ -908,7 +1160,7 @@ class Daemon:
             )
             km = await self.k(be.read_states, mr.model.name, mr.kernel)
             self._apply_kernel(mr, km)
-        pr.wake.set()  # if it is really dead the checker fails it again
+        self.kick(pr)  # if it is really dead the checker fails it again
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
 
     async def op_flush_map(self, map: str, force: bool = False) -> dict[str, Any]:
@@ -921,7 +1173,7 @@ class Daemon:
                     f"{name} is open ({mr.model.open_count} holders): not flushing (use --force)"
                 )
             await self.k(self.backend(mr.model.backend).flush, name, force)
-        del self.maps[name]
+        self._unregister_map(name)
         self.flushed.add(mr.model.wwid)
         for pr in list(self.paths.values()):
             if pr.map_name == name:
@@ -940,7 +1192,7 @@ class Daemon:
         for mr in self.maps.values():
             mr.opts = cfgmod.effective_options(new, mr.model.wwid, mr.model.vendor, mr.model.model)
         self.event("reconfigured", message=f"configuration reloaded from {self.config_path}")
-        await self.reevaluate()
+        await self.reevaluate(full=True)
         return {"reloaded": self.config_path}
 
 

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from dmpath.errors import DmpathError
@@ -134,6 +134,21 @@ def bind_alias(
     return alias
 
 
+def bind_aliases(
+    bindings_file: str | os.PathLike[str],
+    wwids: Sequence[str],
+    prefix: str,
+    taken: Collection[str] = (),
+) -> dict[str, str]:
+    """``bind_alias`` for many WWIDs with one read and at most one write of the file:
+    a coldplug of hundreds of LUNs must not rewrite (and fsync) it once per LUN."""
+    bindings = load_bindings(bindings_file)
+    names, new = naming.assign_aliases(bindings, wwids, prefix, taken)
+    if new != bindings:
+        save_bindings(bindings_file, new)
+    return names
+
+
 # --------------------------------------------------------------------------- wwids
 
 
@@ -161,6 +176,16 @@ def remember_wwid(wwids_file: str | os.PathLike[str], wwid: str) -> bool:
     wwids = load_wwids(wwids_file)
     new = naming.add_wwid(wwids, wwid)
     if new == wwids:
+        return False
+    save_wwids(wwids_file, new)
+    return True
+
+
+def remember_wwids(wwids_file: str | os.PathLike[str], wwids: Collection[str]) -> bool:
+    """``remember_wwid`` for many, with at most one write; True if any was new."""
+    old = load_wwids(wwids_file)
+    new = naming.add_wwids(old, sorted(wwids))
+    if new == old:
         return False
     save_wwids(wwids_file, new)
     return True

@@ -183,6 +183,31 @@ def plan_no_path(
     return []
 
 
+#: timers fire a little after their deadline, never a hair before it
+_TIMER_SLACK = 0.01
+
+
+def next_policy_deadline(
+    failback: str,
+    best_usable_since: float | None,
+    no_path_retry: str,
+    no_path_since: float | None,
+    *,
+    polling_interval: float,
+    queueing: bool,
+) -> float | None:
+    """When a map's timed policies next need a look, even if no check or uevent comes:
+    a deferred failback (``failback = N`` seconds after the best group became usable) and
+    ``no_path_retry = N`` (N polling intervals after the last path was lost, then queued
+    I/O fails). None when neither is running. Times are on the caller's clock."""
+    due: list[float] = []
+    if best_usable_since is not None and failback not in ("immediate", "manual"):
+        due.append(best_usable_since + float(failback))
+    if no_path_since is not None and queueing and no_path_retry not in ("queue", "fail"):
+        due.append(no_path_since + int(no_path_retry) * polling_interval)
+    return min(due) + _TIMER_SLACK if due else None
+
+
 def next_interval(
     current: float, check: Check, changed: bool, tight: float, relaxed: float
 ) -> float:

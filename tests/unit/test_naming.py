@@ -403,3 +403,50 @@ def test_killed_writer_leaves_old_or_new_content(tmp_path: Path) -> None:
         assert content in (a * 50000, b * 70000)
         for leftover in tmp_path.glob(".bindings.*.tmp"):
             leftover.unlink()  # a killed writer may leave its temporary file, never the target
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def _one_by_one(
+    bindings: naming.Bindings, wwids: list[str], taken: set[str]
+) -> tuple[dict[str, str], naming.Bindings]:
+    out: dict[str, str] = {}
+    for w in wwids:
+        out[w], bindings = naming.assign_alias(bindings, w, "mpath", taken)
+    return out, bindings
+
+
+def test_assign_aliases_names_a_batch_exactly_as_one_at_a_time() -> None:
+    start = naming.Bindings(
+        (naming.Binding("mpatha", "3600a"), naming.Binding("mpathc", "3600c"),
+         naming.Binding("mpathd", "3600d"))
+    )
+    wwids = ["3600b", "3600a", "3600e", "3600d", "3600f", "3600b"]
+    taken = {"mpathd", "mpathe"}  # mpathd's binding must be given up, mpathe skipped
+    got, after = naming.assign_aliases(start, wwids, "mpath", taken)
+    want, want_after = _one_by_one(start, wwids, taken)
+    assert got == want
+    assert {(b.alias, b.wwid) for b in after.entries} == {
+        (b.alias, b.wwid) for b in want_after.entries
+    }
+    assert got["3600d"] not in ("mpathd", "mpathe")
+
+
+def test_assign_aliases_of_known_wwids_changes_nothing() -> None:
+    start = naming.Bindings((naming.Binding("mpatha", "3600a"),))
+    got, after = naming.assign_aliases(start, ["3600a"], "mpath")
+    assert got == {"3600a": "mpatha"} and after is start
+
+
+def test_assign_aliases_at_coldplug_scale_is_linear() -> None:
+    wwids = [f"3600{i:06x}" for i in range(4096)]
+    got, after = naming.assign_aliases(naming.Bindings(), wwids, "mpath")
+    assert len(set(got.values())) == 4096 and len(after.entries) == 4096
+    assert got[wwids[0]] == "mpatha" and got[wwids[26]] == "mpathaa"
+
+
+def test_add_wwids_appends_only_new_ones_once() -> None:
+    assert naming.add_wwids(("a1",), ["b2", "a1", "b2"]) == ("a1", "b2")
+    old = ("a1",)
+    assert naming.add_wwids(old, ["a1"]) is old
