@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import errno
 import glob
+import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmsetup, mdadm
-from dmpath.kernel.dmtable import DmInfo, MultipathTable
+from dmpath.kernel.dmtable import DmDevice, DmInfo, MultipathStatus, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.kernel.mdstat import MdExamine, MdStat
 from dmpath.model import Backend, GroupState, KernelState, md_member_state
 from dmpath.runner import CommandResult
+
+log = logging.getLogger("dmpathd")
 
 MD_NAME_PREFIX = "dmpath-"
 #: a vanished md member is removed once its in-flight I/O is gone: tries, and the pause
@@ -158,11 +162,59 @@ _GROUP_STATES = {
 }
 
 
+class DmOps(Protocol):
+    """The device-mapper operations the dm backend needs, as parsed objects.
+
+    Two implementations: ``DmsetupOps`` (every call a ``dmsetup`` process, what
+    ``mpathctl`` uses) and ``KernelDmOps`` (reads and messages as ioctls on
+    /dev/mapper/control, lifecycle through dmsetup); a simulated kernel is a third,
+    so the daemon's engine runs unchanged against it (``dmpath.sim``).
+    """
+
+    def list_maps(self) -> list[DmDevice]: ...
+    def info(self, name: str) -> DmInfo: ...
+    def table(self, name: str) -> MultipathTable: ...
+    def status(self, name: str) -> MultipathStatus: ...
+    def message(self, name: str, *words: str) -> str: ...
+    def create(self, name: str, table: MultipathTable, uuid: str) -> None: ...
+    def reload(self, name: str, table: MultipathTable) -> None: ...
+    def remove(self, name: str, force: bool) -> None: ...
+
+
+class DmsetupOps:
+    """Every operation one ``dmsetup`` process (dmpath.kernel.dmsetup)."""
+
+    def list_maps(self) -> list[DmDevice]:
+        return dmsetup.list_maps()
+
+    def info(self, name: str) -> DmInfo:
+        return dmsetup.info(name)
+
+    def table(self, name: str) -> MultipathTable:
+        return dmsetup.table(name)
+
+    def status(self, name: str) -> MultipathStatus:
+        return dmsetup.status(name)
+
+    def message(self, name: str, *words: str) -> str:
+        return dmsetup.message(name, *words)
+
+    def create(self, name: str, table: MultipathTable, uuid: str) -> None:
+        dmsetup.create(name, table, uuid=uuid)
+
+    def reload(self, name: str, table: MultipathTable) -> None:
+        dmsetup.reload(name, table)
+
+    def remove(self, name: str, force: bool) -> None:
+        dmsetup.remove(name, force=force)
+
+
 class DmBackend:
     kind = Backend.DM
 
-    def __init__(self, uuid_prefix: str = "dmpath-") -> None:
+    def __init__(self, uuid_prefix: str = "dmpath-", ops: DmOps | None = None) -> None:
         self.uuid_prefix = uuid_prefix
+        self.ops: DmOps = ops if ops is not None else DmsetupOps()
 
     def uuid_for(self, wwid: str) -> str:
         return self.uuid_prefix + wwid
@@ -173,34 +225,38 @@ class DmBackend:
     def list_ours(self) -> dict[str, str]:
         """Our maps now in the kernel: name -> wwid."""
         out: dict[str, str] = {}
-        for dev in dmsetup.list_maps():
-            info = dmsetup.info(dev.name)
+        for dev in self.ops.list_maps():
+            info = self.ops.info(dev.name)
             wwid = self.wwid_of(info.uuid)
             if wwid:
                 out[dev.name] = wwid
         return out
 
     def read_ours(self) -> dict[str, KernelMap]:
-        """Every map of ours now in the kernel, read: name -> KernelMap."""
+        """Every map of ours now in the kernel, read: name -> KernelMap (a map that goes
+        away while being read is left out)."""
         out: dict[str, KernelMap] = {}
-        for dev in dmsetup.list_maps():
-            info = dmsetup.info(dev.name)
-            if self.wwid_of(info.uuid):
-                out[dev.name] = self._read(dev.name, info, dmsetup.table(dev.name))
+        for dev in self.ops.list_maps():
+            try:
+                info = self.ops.info(dev.name)
+                if self.wwid_of(info.uuid):
+                    out[dev.name] = self._read(dev.name, info, self.ops.table(dev.name))
+            except DmpathError as exc:
+                log.debug("%s vanished while being read: %s", dev.name, exc)
         return out
 
     def read(self, name: str) -> KernelMap:
-        return self._read(name, dmsetup.info(name), dmsetup.table(name))
+        return self._read(name, self.ops.info(name), self.ops.table(name))
 
     def read_states(self, name: str, prev: KernelMap | None) -> KernelMap:
-        """Only ``dmsetup status`` (one command, not three) when the table is unchanged:
-        what a fail/reinstate/switch message changes is in the status alone."""
+        """Only the status (one read, not three) when the table is unchanged: what a
+        fail/reinstate/switch message changes is in the status alone."""
         if prev is None or prev.table is None or prev.info is None:
             return self.read(name)
         return self._read(name, prev.info, prev.table)
 
     def _read(self, name: str, info: DmInfo, table: MultipathTable) -> KernelMap:
-        status = dmsetup.status(name)
+        status = self.ops.status(name)
         members: dict[str, KernelState] = {}
         groups: list[KernelGroup] = []
         for i, (tg, sg) in enumerate(zip(table.groups, status.groups, strict=False), start=1):
@@ -231,29 +287,28 @@ class DmBackend:
         )
 
     def create(self, name: str, wwid: str, table: MultipathTable) -> str:
-        dmsetup.create(name, table, uuid=self.uuid_for(wwid))
+        self.ops.create(name, table, self.uuid_for(wwid))
         return "created"
 
     def reload(self, name: str, table: MultipathTable) -> None:
-        dmsetup.reload(name, table)
+        self.ops.reload(name, table)
 
     def fail(self, name: str, devnum: str) -> None:
-        dmsetup.fail_path(name, devnum)
+        self.ops.message(name, "fail_path", devnum)
 
     def reinstate(self, name: str, devnum: str) -> None:
-        dmsetup.reinstate_path(name, devnum)
+        self.ops.message(name, "reinstate_path", devnum)
 
     def switch_group(self, name: str, group: int) -> None:
-        dmsetup.switch_group(name, group)
+        if isinstance(group, bool) or group < 1:
+            raise DmpathError(f"path group numbers start at 1, got {group!r}")
+        self.ops.message(name, "switch_group", str(group))
 
     def set_queueing(self, name: str, enabled: bool) -> None:
-        if enabled:
-            dmsetup.queue_if_no_path(name)
-        else:
-            dmsetup.fail_if_no_path(name)
+        self.ops.message(name, "queue_if_no_path" if enabled else "fail_if_no_path")
 
     def flush(self, name: str, force: bool = False) -> None:
-        dmsetup.remove(name, force=force)
+        self.ops.remove(name, force)
 
 
 def free_md_slot(md_dir: str) -> int | None:

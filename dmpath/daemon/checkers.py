@@ -12,6 +12,7 @@ import errno
 import mmap
 import os
 import threading
+from typing import Protocol
 
 from dmpath.kernel import sgio
 from dmpath.kernel.scsi import PathState
@@ -29,6 +30,13 @@ _TO_CHECK = {
 
 #: O_DIRECT needs an aligned buffer; one logical block up to 4 KiB covers every disk
 _DIRECTIO_SIZE = 4096
+
+
+class Checker(Protocol):
+    """What the daemon needs of a path's checker (PathChecker, or a simulated one)."""
+
+    def check(self) -> tuple[Check, str]: ...
+    def close(self) -> None: ...
 
 
 class PathChecker:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from dmpath import config as cfgmod
 from dmpath.daemon import discovery
 from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend
-from dmpath.daemon.checkers import PathChecker
+from dmpath.daemon.checkers import Checker, PathChecker
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
 from dmpath.kernel import dmsetup, udev
@@ -71,7 +71,7 @@ DM_WORKERS = 4
 class PathRuntime:
     info: discovery.PathInfo
     model: Path
-    checker: PathChecker
+    checker: Checker
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     changes: list[float] = field(default_factory=list)
@@ -159,6 +159,12 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self.monitor: udev.Monitor | None = None
         self.notify: Callable[[str], object] = lambda _s: None
+        # how the engine sees the world: the simulation (dmpath.sim) swaps these three
+        self.scan_records = _scan_records
+        self.enumerate_disks = udev.enumerate_block_disks
+        self.make_checker: Callable[[discovery.PathInfo, str], Checker] = (
+            lambda info, kind: PathChecker(info.devnode, kind, self.d.checker_timeout)
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -241,7 +247,7 @@ class Daemon:
 
     async def scan(self) -> None:
         """Coldplug: every disk udev knows now, then one re-evaluation."""
-        for rec in await self.io(udev.enumerate_block_disks):
+        for rec in await self.io(self.enumerate_disks):
             self.records[rec.sys_name] = rec
         self._full_pass = True
         await self.reevaluate()
@@ -421,9 +427,8 @@ class Daemon:
             self.records[n] for n in sorted(dirty) if n in self.records and n not in self.excluded
         ]
         recheck = [n for n in self.cands if n not in self.paths and n not in dirty]
-        infos, holders = await self.io(
-            _scan_records, recs, tuple(self.d.uid_attribute), recheck
-        )
+        uid = tuple(self.d.uid_attribute)
+        infos, holders = await self.io(self.scan_records, recs, uid, recheck)
         for name in dirty:
             info = infos.get(name)
             ok = info is not None and self._admissible(info, holders.get(name, []))
@@ -629,7 +634,7 @@ class Daemon:
         pr = PathRuntime(
             info=info,
             model=model,
-            checker=PathChecker(info.devnode, str(opts.checker), self.d.checker_timeout),
+            checker=self.make_checker(info, str(opts.checker)),
         )
         self.paths[info.name] = pr
         self.by_devnum[info.devnum] = pr
