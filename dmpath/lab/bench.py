@@ -66,7 +66,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -429,6 +429,400 @@ def result_table(phases: Sequence[PhaseResult]) -> Table:
     return table
 
 
+# ---------------------------------------------------------------------- scale rows
+#
+# At scale the question is not how fast one path is noticed but what the whole set costs:
+# for a topology (e.g. 64x4, with the standby hosts' disks deleted first, see
+# topology.py), per daemon, both with their defaults except ``path_grouping_policy
+# multibus`` (so the two sets of tables are alike):
+#
+# * coldplug: daemon start -> every map in ``dmsetup status`` with all its paths active;
+# * fabric down: every path of fabric 0 offlined at once (sysfs writes) -> each of them
+#   failed in the tables, every other path still active;
+# * fabric up: the same paths set running -> every path active again;
+# * idle CPU per path-minute: the daemon's CPU (with reaped children) over an idle window
+#   after settling, divided by paths x minutes;
+# * RSS: VmRSS of the daemon right after coldplug (and VmHWM, its peak, at the end).
+#
+# Every poll reads every map with ONE ``dmsetup status --target multipath`` run (at 256
+# maps, one run per map would cost a minute per poll under emulation); a change is known to
+# within one poll, whose mean duration is kept with the figures.
+
+#: seconds between the end of one all-maps poll and the start of the next
+SCALE_POLL_INTERVAL = 0.5
+#: a scale phase may take this long plus SCALE_TIMEOUT_PER_PATH_S per path: 256 paths get
+#: ~15 minutes (today's engine: ~3 to coldplug, ~5 to take a fabric back)
+SCALE_TIMEOUT_BASE_S = 120.0
+SCALE_TIMEOUT_PER_PATH_S = 3.0
+#: from this many paths on, the bench boots a bigger guest unless --memory says otherwise
+BIG_GUEST_PATHS = 1024
+BIG_GUEST_MEMORY = "4G"
+DEFAULT_SCALE_SETTLE = 60.0
+DEFAULT_SCALE_WINDOW = 120.0
+#: both daemons group every path of a LUN together, so the tables are comparable
+SCALE_GROUPING = "multibus"
+SCALE_PHASES = ("coldplug", "fabric_down", "fabric_up")
+#: multipathd's control socket (abstract), as /proc/net/unix lists it
+MULTIPATHD_SOCKET = "@/org/kernel/linux/storage/multipathd"
+
+RESULTS_JSON = os.path.join("docs", "bench", "results.json")
+RESULTS_MD = os.path.join("docs", "bench", "results.md")
+
+
+def scale_phase_timeout(paths: int) -> float:
+    """Seconds one scale phase (coldplug, fabric down, fabric up) may take."""
+    return SCALE_TIMEOUT_BASE_S + SCALE_TIMEOUT_PER_PATH_S * max(0, paths)
+
+
+def parse_scale_list(values: Sequence[str]) -> list[str]:
+    """``--scale`` values, repeatable or comma lists, in order, each once; names checked."""
+    from dmpath.lab.topology import get_topology
+
+    out: list[str] = []
+    for value in values:
+        for name in (v.strip() for v in value.split(",")):
+            if name and name not in out:
+                t = get_topology(name)  # TopologyError for a bad name
+                if t.paths < 2:
+                    raise BenchError(f"--scale {name}: a fabric test needs at least 2 paths")
+                out.append(name)
+    return out
+
+
+def scale_paths(names: Sequence[str]) -> int:
+    """The most paths any of the scale topologies ``names`` has (0 for none)."""
+    from dmpath.lab.topology import get_topology
+
+    return max((get_topology(n).disks for n in names), default=0)
+
+
+def guest_memory_for(names: Sequence[str], asked: str | None) -> str:
+    """The guest memory for a bench run: ``asked`` if given, else 4G from 1,024 paths on
+    (a 2 GB guest was seen to hold 256 paths with both daemons), else the lab's default."""
+    from dmpath.lab.vm import GUEST_MEMORY
+
+    if asked:
+        return asked
+    return BIG_GUEST_MEMORY if scale_paths(names) >= BIG_GUEST_PATHS else GUEST_MEMORY
+
+
+def parse_vm_kb(status_text: str, field_name: str) -> int | None:
+    """A ``Vm*`` field of /proc/PID/status in kB (``VmRSS:	  12345 kB``); None if absent."""
+    for line in status_text.splitlines():
+        key, sep, rest = line.partition(":")
+        if sep and key == field_name:
+            words = rest.split()
+            if len(words) == 2 and words[1] == "kB" and words[0].isdigit():
+                return int(words[0])
+            raise ValueError(f"/proc/PID/status {field_name} is not 'N kB': {line!r}")
+    return None
+
+
+def unix_socket_listed(proc_net_unix: str, name: str) -> bool:
+    """Whether /proc/net/unix lists a socket bound to ``name`` (abstract ones start ``@``)."""
+    for line in proc_net_unix.splitlines()[1:]:
+        words = line.split()
+        if len(words) >= 8 and words[-1] == name:
+            return True
+    return False
+
+
+@dataclass
+class ScaleResult:
+    """One daemon's figures on one scale topology."""
+
+    daemon: str
+    topology: str
+    luns: int
+    paths: int
+    version: str = ""
+    command: str = ""
+    pid: int = 0
+    coldplug_s: float | None = None
+    fabric_down_s: float | None = None
+    fabric_up_s: float | None = None
+    fabric_paths: int = 0  # paths offlined in "fabric down"
+    settle_s: float = 0.0
+    window_s: float = 0.0
+    clk_tck: int = 100
+    cpu_ticks: int | None = None  # own + reaped children's, over the idle window
+    rss_kb: int | None = None  # after coldplug
+    peak_rss_kb: int | None = None  # VmHWM at the end of the phases
+    poll_seconds: list[float] = field(default_factory=list)
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def idle_cpu_s(self) -> float | None:
+        return None if self.cpu_ticks is None else ticks_to_seconds(self.cpu_ticks, self.clk_tck)
+
+    @property
+    def cpu_per_path_minute(self) -> float | None:
+        """CPU seconds per path per minute while idle."""
+        cpu = self.idle_cpu_s
+        if cpu is None or self.window_s <= 0 or self.paths <= 0:
+            return None
+        return per_minute(cpu, self.window_s) / self.paths
+
+    @property
+    def rss_mb(self) -> float | None:
+        return None if self.rss_kb is None else self.rss_kb / 1024
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        return None if self.peak_rss_kb is None else self.peak_rss_kb / 1024
+
+    def figures(self) -> dict[str, float | None]:
+        """The figures compared between the daemons (the keys of ``scale_ratios``)."""
+        return {
+            "coldplug_s": self.coldplug_s,
+            "fabric_down_s": self.fabric_down_s,
+            "fabric_up_s": self.fabric_up_s,
+            "idle_cpu_s_per_path_minute": self.cpu_per_path_minute,
+            "rss_mb": self.rss_mb,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("poll_seconds")
+        d["polls"] = len(self.poll_seconds)
+        d["poll_seconds_mean"] = _mean(self.poll_seconds)
+        d["idle_cpu_s"] = self.idle_cpu_s
+        d["peak_rss_mb"] = self.peak_rss_mb
+        d.update(self.figures())
+        return d
+
+
+def scale_ratios(mine: ScaleResult, theirs: ScaleResult) -> dict[str, float | None]:
+    """dmpathd / multipathd per scale figure (below 1: dmpathd is better)."""
+    a, b = mine.figures(), theirs.figures()
+    return {k: ratio(a[k], b[k]) for k in a}
+
+
+#: (label, key in ScaleResult.figures(), digits) of the scale rows, in the order shown
+SCALE_ROWS: tuple[tuple[str, str, int], ...] = (
+    ("coldplug s", "coldplug_s", 1),
+    ("fabric down s", "fabric_down_s", 1),
+    ("fabric up s", "fabric_up_s", 1),
+    ("idle CPU s per path-minute", "idle_cpu_s_per_path_minute", 4),
+    ("RSS MB after coldplug", "rss_mb", 1),
+)
+
+
+def scale_table(results: Sequence[ScaleResult]) -> Table:
+    """The scale rows of one topology: one column per daemon, then the ratio."""
+    by_name = {r.daemon: r for r in results}
+    mine, theirs = by_name.get("dmpathd"), by_name.get("multipathd")
+    rr: dict[str, float | None] = scale_ratios(mine, theirs) if mine and theirs else {}
+    first = results[0] if results else None
+    title = (
+        f"scale {first.topology}: {first.luns} LUNs x {first.paths // max(1, first.luns)} "
+        f"paths = {first.paths} paths ({SCALE_GROUPING}, lab VM under TCG)"
+        if first
+        else "scale"
+    )
+    table = Table(
+        title=title, caption="ratio = dmpathd / multipathd: below 1 favours dmpathd" if rr else None
+    )
+    table.add_column("figure", style="bold", no_wrap=True)
+    for r in results:
+        table.add_column(r.daemon, justify="right", no_wrap=True)
+    if rr:
+        table.add_column("ratio", justify="right", no_wrap=True)
+    for label, key, digits in SCALE_ROWS:
+        cells = [format_seconds(r.figures()[key], digits) for r in results]
+        table.add_row(label, *cells, *([format_ratio(rr.get(key))] if rr else []))
+    table.add_row(
+        "peak RSS MB", *(format_seconds(r.peak_rss_mb, 1) for r in results), *([""] if rr else [])
+    )
+    table.add_row(
+        "all-maps poll s (mean)",
+        *(format_seconds(_mean(r.poll_seconds), 2) for r in results),
+        *([""] if rr else []),
+    )
+    return table
+
+
+# ------------------------------------------------------------- the results file (pure)
+#
+# docs/bench/results.json: {"format": 1, "records": [...]}, oldest first, one record per
+# topology per run. Two kinds:
+#
+# "measured" (this bench, in the lab VM):
+#   {"kind": "measured", "date": ISO-8601, "kernel": "6.1.0-...", "topology": "64x4",
+#    "luns": 64, "paths": 256, "git_commit": "abc1234", "git_dirty": false,
+#    "guest_memory": "2G", "settle_s": 60, "window_s": 120, "grouping": "multibus",
+#    "daemons": {"dmpathd": {"version": "...", "coldplug_s": 1.0, "fabric_down_s": ...,
+#                            "fabric_up_s": ..., "idle_cpu_s_per_path_minute": ...,
+#                            "rss_mb": ..., "peak_rss_mb": ..., "error": ""},
+#                "multipathd": {...}},
+#    "ratios": {"coldplug_s": 0.5, ...}, "error": null}
+#
+# "simulated" (the engine against a simulated kernel, no VM):
+#   {"kind": "simulated", "date": ISO-8601, "topology": "256x4", "paths": 1024,
+#    "git_commit": "abc1234", "daemon": "dmpathd" (optional), "notes": [...] (optional),
+#    "phases": {"coldplug": {"cpu_s": 1.0, "wall_s": 2.0, "rss_mb": 50.0},
+#               "fabric_down": {...}, ...}}
+#   Any phase names are rendered, in the order given; a missing figure shows as n/a.
+
+RESULTS_FORMAT = 1
+MEASURED_FIGURES: tuple[tuple[str, str, int], ...] = (
+    ("coldplug s", "coldplug_s", 1),
+    ("fabric down s", "fabric_down_s", 1),
+    ("fabric up s", "fabric_up_s", 1),
+    ("idle CPU s/path-min", "idle_cpu_s_per_path_minute", 4),
+    ("RSS MB", "rss_mb", 1),
+)
+SIMULATED_FIGURES: tuple[tuple[str, str, int], ...] = (
+    ("CPU s", "cpu_s", 2),
+    ("wall s", "wall_s", 2),
+    ("RSS MB", "rss_mb", 1),
+)
+
+
+def empty_results() -> dict[str, Any]:
+    return {"format": RESULTS_FORMAT, "records": []}
+
+
+def append_records(doc: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A new results document: ``doc``'s records, then ``records`` (the file keeps history)."""
+    if doc.get("format") != RESULTS_FORMAT or not isinstance(doc.get("records"), list):
+        raise BenchError(f"results file: format {RESULTS_FORMAT} with a 'records' list expected")
+    return {**doc, "records": [*doc["records"], *records]}
+
+
+def measured_records(
+    guest_doc: dict[str, Any], *, commit: str, dirty: bool, memory: str
+) -> list[dict[str, Any]]:
+    """The results-file records of a bench run's scale part (the guest's bench.json)."""
+    out: list[dict[str, Any]] = []
+    for entry in guest_doc.get("scale") or []:
+        daemons = entry.get("daemons") or {}
+        out.append(
+            {
+                "kind": "measured",
+                "date": guest_doc.get("started"),
+                "kernel": guest_doc.get("kernel"),
+                "topology": entry.get("topology"),
+                "luns": entry.get("luns"),
+                "paths": entry.get("paths"),
+                "git_commit": commit,
+                "git_dirty": dirty,
+                "guest_memory": memory,
+                "settle_s": guest_doc.get("scale_settle_s"),
+                "window_s": guest_doc.get("scale_window_s"),
+                "grouping": SCALE_GROUPING,
+                "daemons": {
+                    name: {
+                        "version": d.get("version", ""),
+                        **{key: d.get(key) for _l, key, _d in MEASURED_FIGURES},
+                        "peak_rss_mb": d.get("peak_rss_mb"),
+                        "error": d.get("error", ""),
+                    }
+                    for name, d in daemons.items()
+                },
+                "ratios": entry.get("ratios") or {},
+                "error": entry.get("error") or None,
+            }
+        )
+    return out
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _paths_of(rec: Mapping[str, Any]) -> int:
+    paths = rec.get("paths")
+    return paths if isinstance(paths, int) else 0
+
+
+def _commit_of(rec: Mapping[str, Any]) -> str:
+    commit = str(rec.get("git_commit") or "?")
+    return commit + ("+dirty" if rec.get("git_dirty") else "")
+
+
+def render_results_md(records: Sequence[Mapping[str, Any]]) -> str:
+    """docs/bench/results.md from the records: a section per topology (fewest paths
+    first), in it a table of the measured runs and one of the simulated ones, newest
+    first. Pure: the same records give the same text."""
+    lines = [
+        "# dmpath benchmark results",
+        "",
+        "Rendered from `results.json` by `python -m dmpath.lab bench` (do not edit by hand).",
+        "Measured rows: dmpathd and multipathd one after the other in the lab VM (Debian's 6.1",
+        "kernel under qemu TCG emulation, so absolute times are slow: compare ratios), same",
+        f"kernel, same scsi_debug paths, both with `path_grouping_policy {SCALE_GROUPING}`;",
+        "scsi_debug's standby hosts are removed first. coldplug: daemon start until every map",
+        "has all its paths active in `dmsetup status`; fabric down/up: half the paths (fabric",
+        "0) offlined/set running at once until the tables agree; idle CPU: over an idle window",
+        "after settling; RSS: VmRSS after coldplug. ratio = dmpathd / multipathd (below 1",
+        "favours dmpathd). Simulated rows: the engine against a simulated kernel, no VM.",
+        "",
+    ]
+    if not records:
+        lines += ["No runs recorded yet.", ""]
+        return "\n".join(lines)
+    indexed = list(enumerate(records))
+    topologies = sorted(
+        {str(r.get("topology")) for r in records},
+        key=lambda t: (min(_paths_of(r) for r in records if str(r.get("topology")) == t), t),
+    )
+    for topo_name in topologies:
+        mine = [(i, r) for i, r in indexed if str(r.get("topology")) == topo_name]
+        # newest first: by date, then by position in the file (later appended = newer)
+        mine.sort(key=lambda ir: (str(ir[1].get("date") or ""), ir[0]), reverse=True)
+        paths = max(_paths_of(r) for _i, r in mine)
+        lines += [f"## {topo_name} ({paths} paths)", ""]
+        measured = [r for _i, r in mine if r.get("kind") == "measured"]
+        simulated = [r for _i, r in mine if r.get("kind") == "simulated"]
+        if measured:
+            lines += _measured_table(measured)
+        if simulated:
+            lines += _simulated_table(simulated)
+    return "\n".join(lines)
+
+
+def _measured_table(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    head = ["date", "commit", "daemon", *(label for label, _k, _d in MEASURED_FIGURES)]
+    out = ["Measured (lab VM):", "", _md_row(head), _md_row(["---"] * len(head))]
+    for rec in records:
+        date, commit = str(rec.get("date") or "?"), _commit_of(rec)
+        daemons = rec.get("daemons") or {}
+        for name in sorted(daemons, key=lambda n: (n != "dmpathd", n)):
+            d = daemons[name]
+            cells = [_cell(d.get(key), digits) for _l, key, digits in MEASURED_FIGURES]
+            if d.get("error"):
+                cells[-1] += f" (error: {d['error'].splitlines()[0][:80]})"
+            out.append(_md_row([date, commit, name, *cells]))
+        rr = rec.get("ratios") or {}
+        if rr:
+            cells = [format_ratio(rr.get(key)) for _l, key, _d in MEASURED_FIGURES]
+            out.append(_md_row([date, commit, "ratio", *cells]))
+        if rec.get("error"):
+            out.append(_md_row([date, commit, "error", str(rec["error"])[:120]]))
+    return [*out, ""]
+
+
+def _simulated_table(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    head = ["date", "commit", "daemon", "phase", *(label for label, _k, _d in SIMULATED_FIGURES)]
+    out = ["Simulated (no VM):", "", _md_row(head), _md_row(["---"] * len(head))]
+    for rec in records:
+        date, commit = str(rec.get("date") or "?"), _commit_of(rec)
+        daemon = str(rec.get("daemon") or "dmpathd")
+        phases = rec.get("phases") or {}
+        for phase_name, figs in phases.items():
+            cells = [_cell((figs or {}).get(key), digits) for _l, key, digits in SIMULATED_FIGURES]
+            out.append(_md_row([date, commit, daemon, str(phase_name), *cells]))
+    return [*out, ""]
+
+
 # ---------------------------------------------------------------------- guest side
 
 
@@ -497,11 +891,11 @@ class Dmpathd:
 
     name = "dmpathd"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, defaults: dict[str, str] | None = None) -> None:
         from dmpath.lab.harness import DaemonUnderTest
 
         shutil.rmtree(workdir, ignore_errors=True)  # fresh bindings: mpatha, mpathb, ...
-        self.d = DaemonUnderTest(workdir)
+        self.d = DaemonUnderTest(workdir, dict(defaults or {}))
 
     def start(self) -> None:
         from dmpath.lab.harness import LabTimeout
@@ -524,7 +918,11 @@ class Dmpathd:
         return dmpath.__version__
 
     def command(self) -> str:
-        return f"{sys.executable} -m dmpath.daemon.main -c {self.d.config} -v (defaults)"
+        changed = ", ".join(f"{k} {v}" for k, v in self.d.defaults.items())
+        return (
+            f"{sys.executable} -m dmpath.daemon.main -c {self.d.config} -v "
+            f"(defaults{', ' + changed if changed else ''})"
+        )
 
     def log_size(self) -> int:
         return 0
@@ -571,8 +969,19 @@ class Multipathd:
 
     name = "multipathd"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, verbosity: int = 3, grouping: str | None = None) -> None:
+        """``verbosity`` 3 logs every check (counted in the 2x2 rows); at scale the default
+        2 is used, so logging thousands of checks is not what is measured. ``grouping``
+        sets ``path_grouping_policy`` in the defaults section."""
         self.workdir = workdir
+        self.verbosity = verbosity
+        self.grouping = grouping
+        self.conf = MULTIPATH_CONF
+        if grouping:
+            self.conf = MULTIPATH_CONF.replace(
+                "    user_friendly_names yes\n",
+                f"    user_friendly_names yes\n    path_grouping_policy {grouping}\n",
+            )
         os.makedirs(workdir, exist_ok=True)
         self.log_path = os.path.join(workdir, "multipathd.log")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -583,7 +992,7 @@ class Multipathd:
                 "('python -m dmpath.lab bench' installs multipath-tools)"
             )
         self.exe = exe
-        self.argv = [exe, "-d", "-s", "-v3"]
+        self.argv = [exe, "-d", "-s", f"-v{verbosity}"]
 
     def start(self) -> None:
         os.makedirs("/etc/multipath", exist_ok=True)
@@ -591,7 +1000,7 @@ class Multipathd:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)  # fresh names: mpatha, mpathb, ... as dmpathd's
         with open("/etc/multipath.conf", "w") as fh:
-            fh.write(MULTIPATH_CONF)
+            fh.write(self.conf)
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
@@ -603,6 +1012,9 @@ class Multipathd:
         if not self.alive():
             rc = self.proc.returncode if self.proc else None
             raise BenchError(f"multipathd exited with status {rc}:\n{self.log_tail()}")
+        if self.verbosity < 3:  # the startup line is logged at -v3 only
+            with open("/proc/net/unix") as fh:
+                return unix_socket_listed(fh.read(), MULTIPATHD_SOCKET)
         with open(self.log_path, errors="replace") as fh:
             return "uxsock: startup listener" in fh.read()
 
@@ -620,7 +1032,8 @@ class Multipathd:
         return res.stdout.strip() if res.ok else ""
 
     def command(self) -> str:
-        return " ".join(self.argv) + " (/etc/multipath.conf: LAB.md's)"
+        extra = f", path_grouping_policy {self.grouping}" if self.grouping else ""
+        return " ".join(self.argv) + f" (/etc/multipath.conf: find_multipaths no{extra})"
 
     def log_size(self) -> int:
         try:
@@ -889,6 +1302,174 @@ class Bench:
         return trouble
 
 
+def read_proc_status_kb(pid: int, field_name: str) -> int | None:
+    with open(f"/proc/{pid}/status") as fh:
+        return parse_vm_kb(fh.read(), field_name)
+
+
+@dataclass
+class ScaleBench:
+    """The scale rows of one topology, daemon after daemon (guest side)."""
+
+    bench: Bench
+    topology: Any  # dmpath.lab.topology.Topology (imported lazily, as the guest does)
+    paths: Sequence[Any]
+    phase_timeout: float
+
+    def all_maps(self, result: ScaleResult) -> dict[str, dict[str, bool]]:
+        """map -> {devnum: active}, from one dmsetup run; the poll's duration is kept."""
+        from dmpath.lab import topology as topo
+
+        start = time.monotonic()
+        st = topo.multipath_statuses()
+        result.poll_seconds.append(time.monotonic() - start)
+        return {name: {p.dev: p.active for _g, p in s.paths()} for name, s in st.items()}
+
+    def wait_state(
+        self, daemon: Daemon, result: ScaleResult, what: str, want: Callable[[str], bool]
+    ) -> float:
+        """Poll until every map of the topology holds exactly its paths and each path's
+        activeness is ``want(devnum)``; returns seconds from the call to the end of the
+        first poll that saw it (the caller starts the clock just before its change)."""
+        devnums = {p.devnum for p in self.paths}
+        per_lun = self.topology.paths
+        t0 = time.monotonic()
+
+        def ok() -> bool:
+            self.bench._check_alive(daemon)
+            maps = self.all_maps(result)
+            if len(maps) != self.topology.luns or any(len(m) != per_lun for m in maps.values()):
+                return False
+            seen = {dev: active for m in maps.values() for dev, active in m.items()}
+            return set(seen) == devnums and all(seen[d] == want(d) for d in seen)
+
+        wait_until(ok, self.phase_timeout, f"{daemon.name}: {what}", step=SCALE_POLL_INTERVAL)
+        return time.monotonic() - t0
+
+    def run(self, daemon: Daemon, result: ScaleResult) -> None:
+        say = self.bench.say
+        if self.all_maps(result):
+            raise BenchError("multipath maps exist before the phase: the lab is not clean")
+        result.poll_seconds.clear()
+        result.version = daemon.version()
+        result.command = daemon.command()
+        result.clk_tck = os.sysconf("SC_CLK_TCK")
+        say(f"{daemon.name}: starting on {result.paths} paths ({result.command})", "bold cyan")
+
+        t0 = time.monotonic()
+        daemon.start()
+        result.pid = daemon.pid()
+        self.wait_state(daemon, result, "every map with all its paths active", lambda _d: True)
+        result.coldplug_s = time.monotonic() - t0
+        result.rss_kb = read_proc_status_kb(result.pid, "VmRSS")
+        say(
+            f"{daemon.name}: coldplug {result.coldplug_s:.1f} s, RSS {result.rss_mb or 0:.1f} MB; "
+            f"settling {self.bench.settle:g} s"
+        )
+        time.sleep(self.bench.settle)
+        self.bench._check_alive(daemon)
+
+        # idle window: nothing of ours polls while it lasts
+        cpu0 = read_proc_cpu(result.pid)
+        w0 = time.monotonic()
+        time.sleep(self.bench.window)
+        cpu1 = read_proc_cpu(result.pid)
+        result.window_s = time.monotonic() - w0
+        result.settle_s = self.bench.settle
+        self.bench._check_alive(daemon)
+        result.cpu_ticks = (cpu1 - cpu0).total
+        say(
+            f"{daemon.name}: idle {result.idle_cpu_s or 0:.2f} s CPU in {result.window_s:.0f} s "
+            f"= {result.cpu_per_path_minute or 0:.4f} s per path-minute"
+        )
+
+        fabric0 = [p for p in self.paths if p.fabric == 0]
+        down = {p.devnum for p in fabric0}
+        result.fabric_paths = len(fabric0)
+        t0 = time.monotonic()
+        for p in fabric0:
+            self.bench._set(p.name, "offline")
+        self.wait_state(daemon, result, "fabric 0 failed", lambda d: d not in down)
+        result.fabric_down_s = time.monotonic() - t0
+        say(f"{daemon.name}: fabric down ({len(fabric0)} paths) {result.fabric_down_s:.1f} s")
+
+        t0 = time.monotonic()
+        for p in fabric0:
+            self.bench._set(p.name, "running")
+        self.wait_state(daemon, result, "every path active again", lambda _d: True)
+        result.fabric_up_s = time.monotonic() - t0
+        result.peak_rss_kb = read_proc_status_kb(result.pid, "VmHWM")
+        say(f"{daemon.name}: fabric up {result.fabric_up_s:.1f} s")
+
+
+def run_scale(
+    console: Console,
+    name: str,
+    *,
+    settle: float,
+    window: float,
+    workdir: str,
+    outdir: str,
+    phase_timeout: float | None,
+) -> dict[str, Any]:
+    """Load topology ``name`` (standby hosts dropped), run both daemons on it; returns its
+    entry for bench.json (figures, ratios, error)."""
+    from dmpath.lab import topology as topo
+
+    t = topo.get_topology(name)
+    bench = Bench(console, name, settle=settle, window=window, workdir=workdir)
+    entry: dict[str, Any] = {
+        "topology": name,
+        "luns": t.luns,
+        "paths": t.disks,
+        "daemons": {},
+        "ratios": {},
+        "error": None,
+    }
+    results: list[ScaleResult] = []
+    try:
+        bench.say(f"scale {name}: loading {t.disks} paths (standby hosts dropped)", "bold")
+        t0 = time.monotonic()
+        paths = topo.setup(t, drop_standby=True, say=bench.say)
+        entry["setup_s"] = time.monotonic() - t0
+        bench.say(f"scale {name}: {len(paths)} paths ready after {entry['setup_s']:.0f} s")
+        scale = ScaleBench(bench, t, paths, phase_timeout or scale_phase_timeout(t.disks))
+        factories: list[tuple[str, Callable[[str], Daemon]]] = [
+            ("dmpathd", lambda w: Dmpathd(w, defaults={"path_grouping_policy": SCALE_GROUPING})),
+            ("multipathd", lambda w: Multipathd(w, verbosity=2, grouping=SCALE_GROUPING)),
+        ]
+        for dname, factory in factories:
+            result = ScaleResult(dname, name, t.luns, t.disks)
+            results.append(result)
+            daemon: Daemon | None = None
+            try:
+                daemon = factory(os.path.join(workdir, f"{name}-{dname}"))
+                scale.run(daemon, result)
+            except (BenchError, DmpathError, OSError) as exc:
+                result.error = str(exc)
+                raise
+            finally:
+                problems = bench.cleanup(daemon)
+                if daemon is not None:
+                    with contextlib.suppress(OSError):
+                        src = daemon.log_file()
+                        if src and os.path.exists(src):
+                            shutil.copyfile(src, os.path.join(outdir, f"{name}-{dname}.log"))
+                result.notes += problems
+                entry["daemons"][dname] = result.to_dict()
+            if problems:
+                raise BenchError("; ".join(problems))
+    except (BenchError, DmpathError, OSError) as exc:
+        entry["error"] = str(exc)
+    by_name = {r.daemon: r for r in results}
+    if "dmpathd" in by_name and "multipathd" in by_name:
+        entry["ratios"] = scale_ratios(by_name["dmpathd"], by_name["multipathd"])
+    if results:
+        console.print()
+        console.print(scale_table(results))
+    return entry
+
+
 def write_json(path: str, doc: dict[str, Any]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
@@ -921,7 +1502,6 @@ def guest_main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     outdir = os.environ.get("DMPATH_LAB_OUTDIR") or args.workdir
-    from dmpath.lab import topology as topo
 
     bench = Bench(
         console,
@@ -954,51 +1534,43 @@ def guest_main(argv: Sequence[str] | None = None) -> int:
         "daemons": {},
         "ratios": {},
         "error": None,
+        "scale": [],
+        "scale_settle_s": args.scale_settle,
+        "scale_window_s": args.scale_window,
     }
     phases: list[PhaseResult] = []
     error = ""
     try:
-        paths = topo.discover()
-        if len(paths) < 2:
-            raise BenchError(
-                "no scsi_debug paths to measure on: run through 'python -m dmpath.lab bench', "
-                "which boots the lab VM and loads the topology"
-            )
-        console.print(
-            Text(
-                f"bench: {len(paths)} paths ({', '.join(p.name for p in paths)}), "
-                f"settle {bench.settle:g} s, idle window {bench.window:g} s, "
-                f"{bench.rounds} rounds",
-                style="bold",
-            )
-        )
-        # dmpathd first: multipathd's "1 alua" tables attach scsi_dh_alua to the paths
-        factories: list[tuple[str, Callable[[str], Daemon]]] = [
-            ("dmpathd", Dmpathd),
-            ("multipathd", Multipathd),
-        ]
-        for name, factory in factories:
-            result = PhaseResult(name)
-            phases.append(result)
-            daemon: Daemon | None = None
-            try:
-                daemon = factory(os.path.join(bench.workdir, name))
-                bench.run_phase(daemon, paths, result)
-            except (BenchError, DmpathError, OSError) as exc:
-                result.error = str(exc)
-                raise
-            finally:
-                problems = bench.cleanup(daemon)
-                if daemon is not None and bench.keep_log(daemon, outdir):
-                    result.notes.append(f"log: {name}.log next to {RESULT_FILE}")
-                result.notes += problems
-                doc["daemons"][name] = result.to_dict()
-            if problems:
-                raise BenchError("; ".join(problems))
+        if not args.scale_only:
+            run_rounds(console, bench, doc, outdir, phases)
     except (BenchError, DmpathError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc)
     except KeyboardInterrupt:
         error = "interrupted"
+    scale_names: list[str] = []
+    if not error:
+        try:
+            scale_names = parse_scale_list(args.scale or [])
+        except DmpathError as exc:
+            error = str(exc)
+    for name in scale_names:
+        try:
+            entry = run_scale(
+                console,
+                name,
+                settle=args.scale_settle,
+                window=args.scale_window,
+                workdir=args.workdir,
+                outdir=outdir,
+                phase_timeout=args.phase_timeout,
+            )
+        except KeyboardInterrupt:
+            error = "interrupted"
+            break
+        doc["scale"].append(entry)
+        if entry["error"]:
+            error = f"scale {name}: {entry['error']}"
+            break
     by_name = {p.daemon: p for p in phases}
     if "dmpathd" in by_name and "multipathd" in by_name:
         doc["ratios"] = ratios(by_name["dmpathd"], by_name["multipathd"])
@@ -1012,22 +1584,78 @@ def guest_main(argv: Sequence[str] | None = None) -> int:
     console.print()
     if phases:
         console.print(result_table(phases))
-    for p in phases:
-        console.print(Text(f"{p.daemon} {p.version}: {p.command}", style="dim"), soft_wrap=True)
-    console.print(
-        Text(
-            f"settle {bench.settle:g} s before an idle window of {bench.window:g} s; "
-            "detection/recovery = seconds from the sysfs state write until dmsetup status "
-            "showed the change (polled every "
-            f"{POLL_INTERVAL:g} s + one dmsetup run); ratios below 1 favour dmpathd.",
-            style="dim",
+        for p in phases:
+            console.print(Text(f"{p.daemon} {p.version}: {p.command}", style="dim"), soft_wrap=True)
+        console.print(
+            Text(
+                f"settle {bench.settle:g} s before an idle window of {bench.window:g} s; "
+                "detection/recovery = seconds from the sysfs state write until dmsetup status "
+                "showed the change (polled every "
+                f"{POLL_INTERVAL:g} s + one dmsetup run); ratios below 1 favour dmpathd.",
+                style="dim",
+            )
         )
-    )
+    if doc["scale"]:
+        console.print(
+            Text(
+                f"scale: settle {args.scale_settle:g} s, idle window {args.scale_window:g} s; "
+                "times from daemon start / the sysfs writes until one dmsetup status "
+                "--target multipath showed every map in the state (polled every "
+                f"{SCALE_POLL_INTERVAL:g} s + one dmsetup run); ratios below 1 favour dmpathd.",
+                style="dim",
+            )
+        )
     console.print(Text(f"results: {path}", style="dim"))
     if error:
         console.print(Text(f"the bench could not run to the end: {error}", style="bold red"))
         return 1
     return 0
+
+
+def run_rounds(
+    console: Console, bench: Bench, doc: dict[str, Any], outdir: str, phases: list[PhaseResult]
+) -> None:
+    """The one-path-at-a-time rows on the topology the lab loaded (2x2 by default); each
+    daemon's result is appended to ``phases`` as it starts, so a failed run still shows."""
+    from dmpath.lab import topology as topo
+
+    paths = topo.discover()
+    if len(paths) < 2:
+        raise BenchError(
+            "no scsi_debug paths to measure on: run through 'python -m dmpath.lab bench', "
+            "which boots the lab VM and loads the topology"
+        )
+    console.print(
+        Text(
+            f"bench: {len(paths)} paths ({', '.join(p.name for p in paths)}), "
+            f"settle {bench.settle:g} s, idle window {bench.window:g} s, "
+            f"{bench.rounds} rounds",
+            style="bold",
+        )
+    )
+    # dmpathd first: multipathd's "1 alua" tables attach scsi_dh_alua to the paths
+    factories: list[tuple[str, Callable[[str], Daemon]]] = [
+        ("dmpathd", Dmpathd),
+        ("multipathd", Multipathd),
+    ]
+    for name, factory in factories:
+        result = PhaseResult(name)
+        phases.append(result)
+        daemon: Daemon | None = None
+        try:
+            daemon = factory(os.path.join(bench.workdir, name))
+            bench.run_phase(daemon, paths, result)
+        except (BenchError, DmpathError, OSError) as exc:
+            result.error = str(exc)
+            raise
+        finally:
+            problems = bench.cleanup(daemon)
+            if daemon is not None and bench.keep_log(daemon, outdir):
+                result.notes.append(f"log: {name}.log next to {RESULT_FILE}")
+            result.notes += problems
+            doc["daemons"][name] = result.to_dict()
+        if problems:
+            raise BenchError("; ".join(problems))
 
 
 # ---------------------------------------------------------------------- host side
@@ -1046,6 +1674,41 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         "--window", type=float, default=DEFAULT_WINDOW, help="idle CPU window in seconds"
     )
     ap.add_argument("--gap", type=float, default=DEFAULT_GAP, help="seconds between rounds")
+    ap.add_argument(
+        "--scale",
+        action="append",
+        metavar="LUNSxPATHS",
+        help="add scale rows for this topology (repeatable or a comma list, e.g. 64x4,256x4)",
+    )
+    ap.add_argument("--scale-only", action="store_true", help="skip the one-path rounds (2x2 rows)")
+    ap.add_argument(
+        "--scale-settle",
+        type=float,
+        default=DEFAULT_SCALE_SETTLE,
+        help="idle seconds after coldplug before the idle window (scale)",
+    )
+    ap.add_argument(
+        "--scale-window",
+        type=float,
+        default=DEFAULT_SCALE_WINDOW,
+        help="idle CPU window in seconds (scale)",
+    )
+    ap.add_argument(
+        "--phase-timeout",
+        type=float,
+        default=None,
+        help="seconds one scale phase may take (default: 120 + 3 per path)",
+    )
+    ap.add_argument(
+        "--memory",
+        default=None,
+        help=f"guest memory (default 2G; {BIG_GUEST_MEMORY} from {BIG_GUEST_PATHS} paths on)",
+    )
+    ap.add_argument(
+        "--no-record",
+        action="store_true",
+        help=f"do not append the scale records to {RESULTS_JSON} (and {RESULTS_MD})",
+    )
 
 
 def guest_argv(args: argparse.Namespace, display: Sequence[str]) -> list[str]:
@@ -1065,7 +1728,88 @@ def guest_argv(args: argparse.Namespace, display: Sequence[str]) -> list[str]:
         f"{args.window:g}",
         "--gap",
         f"{args.gap:g}",
+        *scale_argv(args),
     ]
+
+
+def scale_argv(args: argparse.Namespace) -> list[str]:
+    """The scale options for the guest (none when no --scale was given)."""
+    names = parse_scale_list(args.scale or [])
+    if not names:
+        return []
+    out = ["--scale", ",".join(names)]
+    out += ["--scale-settle", f"{args.scale_settle:g}", "--scale-window", f"{args.scale_window:g}"]
+    if args.phase_timeout is not None:
+        out += ["--phase-timeout", f"{args.phase_timeout:g}"]
+    if args.scale_only:
+        out.append("--scale-only")
+    return out
+
+
+def run_timeout(args: argparse.Namespace) -> float:
+    """How long the whole guest run may take: the boot, the rounds, and per scale topology
+    its set-up (load and drop, both settle deadlines) and both daemons' three phases."""
+    from dmpath.lab.topology import get_topology, hosts_for_active, settle_deadline
+    from dmpath.lab.vm import BOOT_TIMEOUT
+
+    total = BOOT_TIMEOUT
+    if not args.scale_only:
+        per_daemon = START_TIMEOUT + MAPS_TIMEOUT + args.settle + args.window
+        per_daemon += args.rounds * (2 * CHANGE_TIMEOUT + args.gap)
+        total += 2 * per_daemon
+    for name in parse_scale_list(args.scale or []):
+        t = get_topology(name)
+        loaded = t.luns * hosts_for_active(t.paths)
+        phase = args.phase_timeout or scale_phase_timeout(t.disks)
+        total += 2 * settle_deadline(loaded)
+        total += 2 * (START_TIMEOUT + 3 * phase + args.scale_settle + args.scale_window)
+    return total
+
+
+def git_state(root: str) -> tuple[str, bool]:
+    """(short commit, whether the work tree has changes) of the checkout at ``root``."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "", False
+    return head.stdout.strip(), bool(dirty.stdout.strip())
+
+
+def record_results(root: str, guest_doc: dict[str, Any], memory: str) -> list[str]:
+    """Append the run's scale records to docs/bench/results.json and re-render
+    results.md; returns the files written (none when the run had no scale rows)."""
+    commit, dirty = git_state(root)
+    records = measured_records(guest_doc, commit=commit, dirty=dirty, memory=memory)
+    if not records:
+        return []
+    json_path = os.path.join(root, RESULTS_JSON)
+    md_path = os.path.join(root, RESULTS_MD)
+    try:
+        with open(json_path) as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        doc = empty_results()
+    doc = append_records(doc, records)
+    os.makedirs(os.path.dirname(json_path), exist_ok=True)
+    write_json(json_path, doc)
+    tmp = md_path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(render_results_md(doc["records"]))
+    os.replace(tmp, md_path)
+    return [json_path, md_path]
 
 
 def host_main(args: argparse.Namespace, display: Sequence[str]) -> int:
@@ -1079,16 +1823,36 @@ def host_main(args: argparse.Namespace, display: Sequence[str]) -> int:
     if args.rounds < 1 or args.window <= 0 or args.settle < 0 or args.gap < 0:
         print("lab: bench: --rounds >= 1, --window > 0, --settle and --gap >= 0", file=sys.stderr)
         return 2
+    if args.scale_window <= 0 or args.scale_settle < 0 or (args.phase_timeout or 1) <= 0:
+        print(
+            "lab: bench: --scale-window and --phase-timeout > 0, --scale-settle >= 0",
+            file=sys.stderr,
+        )
+        return 2
+    names = parse_scale_list(args.scale or [])
+    if args.scale_only and not names:
+        print("lab: bench: --scale-only needs --scale", file=sys.stderr)
+        return 2
+    memory = guest_memory_for(names, args.memory)
     ensure_multipath_tools(progress)
     res = run_in_lab(
         guest_argv(args, display),
-        topology=args.topology,
+        # scale-only: the guest loads each scale topology itself
+        topology=None if args.scale_only else args.topology,
         echo=print,
         progress=progress,
+        memory=memory,
+        timeout=run_timeout(args),
     )
     result = os.path.join(res.outdir, RESULT_FILE)
     if os.path.exists(result):
         progress(f"bench results: {result}")
+        if names and not args.no_record:
+            with open(result) as fh:
+                guest_doc = json.load(fh)
+            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            for written in record_results(root, guest_doc, memory):
+                progress(f"recorded: {written}")
     return res.returncode
 
 

@@ -27,6 +27,7 @@ from dmpath.lab.bench import (
     result_table,
     ticks_to_seconds,
 )
+from dmpath.lab.topology import TopologyError
 
 # a real line (multipathd in the lab VM): utime 25, stime 56, cutime 0, cstime 0
 MULTIPATHD_STAT = (
@@ -197,3 +198,204 @@ def test_guest_argv_carries_the_options() -> None:
     assert tail[tail.index("--window") + 1] == "90"
     assert tail[tail.index("--topology") + 1] == "1x2"
     assert tail[tail.index("--settle") + 1] == "30"
+
+
+# ---------------------------------------------------------------------- scale rows
+
+
+def test_scale_phase_timeout_grows_with_paths() -> None:
+    # 256 paths: today's engine needs ~5 minutes for a fabric back; 15 minutes allowed
+    assert bench.scale_phase_timeout(256) == pytest.approx(888.0)
+    assert bench.scale_phase_timeout(1024) > bench.scale_phase_timeout(256)
+    assert bench.scale_phase_timeout(0) == bench.SCALE_TIMEOUT_BASE_S
+
+
+def test_parse_scale_list_repeatable_and_comma_lists() -> None:
+    assert bench.parse_scale_list(["64x4", "256x4,64x4", " 8x4 ,"]) == ["64x4", "256x4", "8x4"]
+    assert bench.parse_scale_list([]) == []
+    with pytest.raises(TopologyError):
+        bench.parse_scale_list(["64by4"])
+    with pytest.raises(bench.BenchError, match="at least 2 paths"):
+        bench.parse_scale_list(["8x1"])
+
+
+def test_guest_memory_bigger_from_1024_paths_unless_told() -> None:
+    assert bench.guest_memory_for([], None) == "2G"
+    assert bench.guest_memory_for(["64x4"], None) == "2G"
+    assert bench.guest_memory_for(["64x4", "256x4"], None) == "4G"
+    assert bench.guest_memory_for(["256x4"], "6G") == "6G"
+
+
+PROC_STATUS = """\
+Name:\tpython3
+VmPeak:\t  260112 kB
+VmHWM:\t   61236 kB
+VmRSS:\t   52224 kB
+Threads:\t4
+"""
+
+
+def test_parse_vm_kb() -> None:
+    assert bench.parse_vm_kb(PROC_STATUS, "VmRSS") == 52224
+    assert bench.parse_vm_kb(PROC_STATUS, "VmHWM") == 61236
+    assert bench.parse_vm_kb("Name:\tkthreadd\n", "VmRSS") is None  # kernel threads have none
+    with pytest.raises(ValueError):
+        bench.parse_vm_kb("VmRSS:\tlots\n", "VmRSS")
+
+
+PROC_NET_UNIX = """\
+Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 17842 @/org/kernel/linux/storage/multipathd
+0000000000000000: 00000003 00000000 00000000 0001 03 17900
+0000000000000000: 00000002 00000000 00010000 0001 01 16001 /run/udev/control
+"""
+
+
+def test_unix_socket_listed() -> None:
+    assert bench.unix_socket_listed(PROC_NET_UNIX, bench.MULTIPATHD_SOCKET)
+    assert bench.unix_socket_listed(PROC_NET_UNIX, "/run/udev/control")
+    assert not bench.unix_socket_listed(PROC_NET_UNIX, "@/org/kernel/linux/storage/other")
+    assert not bench.unix_socket_listed(PROC_NET_UNIX.splitlines()[0], "Path")
+
+
+def scale_result(name: str, coldplug: float, ticks: int, rss_kb: int) -> bench.ScaleResult:
+    r = bench.ScaleResult(name, "64x4", 64, 256, window_s=120.0, clk_tck=100)
+    r.coldplug_s, r.fabric_down_s, r.fabric_up_s = coldplug, coldplug / 4, coldplug / 2
+    r.cpu_ticks, r.rss_kb, r.peak_rss_kb = ticks, rss_kb, rss_kb * 2
+    r.poll_seconds = [0.4, 0.6]
+    return r
+
+
+def test_scale_result_figures_and_ratios() -> None:
+    mine = scale_result("dmpathd", 180.0, ticks=1024, rss_kb=51200)
+    theirs = scale_result("multipathd", 60.0, ticks=512, rss_kb=20480)
+    # 10.24 s CPU over 2 minutes and 256 paths
+    assert mine.cpu_per_path_minute == pytest.approx(10.24 / 2 / 256)
+    assert mine.rss_mb == 50.0
+    r = bench.scale_ratios(mine, theirs)
+    assert r["coldplug_s"] == pytest.approx(3.0)
+    assert r["idle_cpu_s_per_path_minute"] == pytest.approx(2.0)
+    assert r["rss_mb"] == pytest.approx(2.5)
+    d = mine.to_dict()
+    assert d["coldplug_s"] == 180.0
+    assert d["peak_rss_mb"] == 100.0
+    assert d["polls"] == 2 and d["poll_seconds_mean"] == pytest.approx(0.5)
+    assert "poll_seconds" not in d
+    empty = bench.ScaleResult("dmpathd", "64x4", 64, 256)
+    assert empty.cpu_per_path_minute is None and empty.rss_mb is None
+
+
+def test_scale_table_renders_rows_and_ratio() -> None:
+    mine = scale_result("dmpathd", 180.0, ticks=1024, rss_kb=51200)
+    theirs = scale_result("multipathd", 60.0, ticks=512, rss_kb=20480)
+    out = io.StringIO()
+    Console(file=out, width=140, no_color=True).print(bench.scale_table([mine, theirs]))
+    text = out.getvalue()
+    assert "64 LUNs x 4 paths = 256 paths" in text
+    assert "coldplug s" in text and "180.0" in text and "3x" in text
+    assert "2.5x" in text  # RSS
+
+
+def guest_doc() -> dict[str, object]:
+    mine = scale_result("dmpathd", 180.0, ticks=1024, rss_kb=51200)
+    theirs = scale_result("multipathd", 60.0, ticks=512, rss_kb=20480)
+    return {
+        "started": "2024-05-01T10:00:00+00:00",
+        "kernel": "6.1.0-57-amd64",
+        "scale_settle_s": 60.0,
+        "scale_window_s": 120.0,
+        "scale": [
+            {
+                "topology": "64x4",
+                "luns": 64,
+                "paths": 256,
+                "daemons": {"dmpathd": mine.to_dict(), "multipathd": theirs.to_dict()},
+                "ratios": bench.scale_ratios(mine, theirs),
+                "error": None,
+            }
+        ],
+    }
+
+
+def test_measured_records_from_the_guest_document() -> None:
+    (rec,) = bench.measured_records(guest_doc(), commit="abc1234", dirty=True, memory="2G")
+    assert rec["kind"] == "measured"
+    assert (rec["topology"], rec["paths"], rec["git_commit"], rec["git_dirty"]) == (
+        "64x4",
+        256,
+        "abc1234",
+        True,
+    )
+    assert rec["daemons"]["dmpathd"]["coldplug_s"] == 180.0
+    assert rec["daemons"]["multipathd"]["rss_mb"] == 20.0
+    assert rec["ratios"]["coldplug_s"] == pytest.approx(3.0)
+    assert bench.measured_records({"scale": []}, commit="", dirty=False, memory="2G") == []
+
+
+def test_append_records_keeps_history_and_refuses_other_files() -> None:
+    doc = bench.append_records(bench.empty_results(), [{"kind": "measured", "n": 1}])
+    doc = bench.append_records(doc, [{"kind": "measured", "n": 2}])
+    assert [r["n"] for r in doc["records"]] == [1, 2]
+    with pytest.raises(bench.BenchError):
+        bench.append_records({"records": {}}, [])
+
+
+SIMULATED = {
+    "kind": "simulated",
+    "date": "2024-05-02T09:00:00+00:00",
+    "git_commit": "def5678",
+    "topology": "256x4",
+    "paths": 1024,
+    "phases": {
+        "coldplug": {"cpu_s": 12.5, "wall_s": 20.25, "rss_mb": 80.0},
+        "fabric_down": {"cpu_s": 1.5, "wall_s": 2.0},
+    },
+}
+
+
+def test_render_results_md_a_table_per_topology_newest_first() -> None:
+    old = bench.measured_records(guest_doc(), commit="aaa1111", dirty=False, memory="2G")[0]
+    new = {**old, "date": "2024-06-01T10:00:00+00:00", "git_commit": "bbb2222"}
+    text = bench.render_results_md([old, SIMULATED, new])
+    assert text.index("## 64x4 (256 paths)") < text.index("## 256x4 (1024 paths)")
+    assert text.index("bbb2222") < text.index("aaa1111")  # newest first
+    row = next(ln for ln in text.splitlines() if "bbb2222 | dmpathd" in ln)
+    assert (
+        row
+        == "| 2024-06-01T10:00:00+00:00 | bbb2222 | dmpathd | 180.0 | 45.0 | 90.0 | 0.0200 | 50.0 |"
+    )
+    assert "| bbb2222 | ratio | 3x | 3x | 3x | 2x | 2.5x |" in text
+    # simulated rows render with their phases; a missing figure is n/a
+    assert "| def5678 | dmpathd | coldplug | 12.50 | 20.25 | 80.0 |" in text
+    assert "| def5678 | dmpathd | fabric_down | 1.50 | 2.00 | n/a |" in text
+    assert bench.render_results_md([old, SIMULATED, new]) == text  # pure
+
+
+def test_render_results_md_without_records() -> None:
+    assert "No runs recorded yet." in bench.render_results_md([])
+
+
+def test_guest_argv_carries_scale_options_only_when_asked() -> None:
+    ap = argparse.ArgumentParser()
+    bench.add_arguments(ap)
+    plain = bench.guest_argv(ap.parse_args([]), [])
+    assert "--scale" not in plain
+    args = ap.parse_args(
+        ["--scale", "8x4", "--scale", "64x4", "--scale-only", "--scale-window", "30"]
+    )
+    argv = bench.guest_argv(args, [])
+    assert argv[argv.index("--scale") + 1] == "8x4,64x4"
+    assert argv[argv.index("--scale-window") + 1] == "30"
+    assert "--scale-only" in argv and "--phase-timeout" not in argv
+    # the guest parses what the host sends
+    back = ap.parse_args(argv[3:])
+    assert back.scale == ["8x4,64x4"] and back.scale_only and back.scale_window == 30.0
+
+
+def test_run_timeout_covers_the_scale_phases() -> None:
+    ap = argparse.ArgumentParser()
+    bench.add_arguments(ap)
+    small = bench.run_timeout(ap.parse_args(["--scale", "8x4", "--scale-only"]))
+    big = bench.run_timeout(ap.parse_args(["--scale", "256x4", "--scale-only"]))
+    assert big > small > 6 * bench.scale_phase_timeout(32)
+    assert big > 6 * bench.scale_phase_timeout(1024)
