@@ -8,6 +8,11 @@ within the time limit).
 The aim it measures (from the issue): notice a dead path on an idle map, and a returned
 path, each within 1 s, at no more CPU per check than multipathd.
 
+With ``--scale 64x4`` (repeatable, or ``64x4,256x4``) the same boot then measures each
+daemon on that many paths: coldplug, a whole fabric down and up, idle CPU per path-minute
+and RSS (see "scale rows" below); ``--scale-only`` skips the one-path rounds. The scale
+records are appended to docs/bench/results.json and rendered into docs/bench/results.md.
+
 In ONE VM boot (the host side boots it), each daemon in turn, dmpathd first:
 
 1. start it with its defaults (dmpathd through ``harness.DaemonUnderTest``; multipathd as
@@ -542,6 +547,8 @@ class ScaleResult:
     fabric_down_s: float | None = None
     fabric_up_s: float | None = None
     fabric_paths: int = 0  # paths offlined in "fabric down"
+    #: path groups per map after coldplug (multibus: [1]; anything else: not comparable)
+    groups_per_map: list[int] = field(default_factory=list)
     settle_s: float = 0.0
     window_s: float = 0.0
     clk_tck: int = 100
@@ -1362,9 +1369,15 @@ class ScaleBench:
         self.wait_state(daemon, result, "every map with all its paths active", lambda _d: True)
         result.coldplug_s = time.monotonic() - t0
         result.rss_kb = read_proc_status_kb(result.pid, "VmRSS")
+        from dmpath.lab import topology as topo
+
+        groups = {len(st.groups) for st in topo.multipath_statuses().values()}
+        result.groups_per_map = sorted(groups)
+        if groups != {1}:
+            result.notes.append(f"path groups per map: {sorted(groups)}, not one (multibus)")
         say(
-            f"{daemon.name}: coldplug {result.coldplug_s:.1f} s, RSS {result.rss_mb or 0:.1f} MB; "
-            f"settling {self.bench.settle:g} s"
+            f"{daemon.name}: coldplug {result.coldplug_s:.1f} s, RSS {result.rss_mb or 0:.1f} MB, "
+            f"path groups per map {result.groups_per_map}; settling {self.bench.settle:g} s"
         )
         time.sleep(self.bench.settle)
         self.bench._check_alive(daemon)
