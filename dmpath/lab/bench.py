@@ -797,23 +797,25 @@ def render_results_md(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _measured_table(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    head = ["date", "commit", "daemon", *(label for label, _k, _d in MEASURED_FIGURES)]
+    head = ["date", "commit", "window s", "daemon", *(label for label, _k, _d in MEASURED_FIGURES)]
     out = ["Measured (lab VM):", "", _md_row(head), _md_row(["---"] * len(head))]
     for rec in records:
+        # the idle window is shown: a short one (a smoke run) gives rough CPU figures
         date, commit = str(rec.get("date") or "?"), _commit_of(rec)
+        window = _cell(rec.get("window_s"), 0)
         daemons = rec.get("daemons") or {}
         for name in sorted(daemons, key=lambda n: (n != "dmpathd", n)):
             d = daemons[name]
             cells = [_cell(d.get(key), digits) for _l, key, digits in MEASURED_FIGURES]
             if d.get("error"):
                 cells[-1] += f" (error: {d['error'].splitlines()[0][:80]})"
-            out.append(_md_row([date, commit, name, *cells]))
+            out.append(_md_row([date, commit, window, name, *cells]))
         rr = rec.get("ratios") or {}
         if rr:
             cells = [format_ratio(rr.get(key)) for _l, key, _d in MEASURED_FIGURES]
-            out.append(_md_row([date, commit, "ratio", *cells]))
+            out.append(_md_row([date, commit, window, "ratio", *cells]))
         if rec.get("error"):
-            out.append(_md_row([date, commit, "error", str(rec["error"])[:120]]))
+            out.append(_md_row([date, commit, window, "error", str(rec["error"])[:120]]))
     return [*out, ""]
 
 

@@ -359,12 +359,12 @@ def test_render_results_md_a_table_per_topology_newest_first() -> None:
     text = bench.render_results_md([old, SIMULATED, new])
     assert text.index("## 64x4 (256 paths)") < text.index("## 256x4 (1024 paths)")
     assert text.index("bbb2222") < text.index("aaa1111")  # newest first
-    row = next(ln for ln in text.splitlines() if "bbb2222 | dmpathd" in ln)
+    row = next(ln for ln in text.splitlines() if "| dmpathd |" in ln and "bbb2222" in ln)
     assert (
-        row
-        == "| 2024-06-01T10:00:00+00:00 | bbb2222 | dmpathd | 180.0 | 45.0 | 90.0 | 0.0200 | 50.0 |"
+        row == "| 2024-06-01T10:00:00+00:00 | bbb2222 | 120 | dmpathd "
+        "| 180.0 | 45.0 | 90.0 | 0.0200 | 50.0 |"
     )
-    assert "| bbb2222 | ratio | 3x | 3x | 3x | 2x | 2.5x |" in text
+    assert "| bbb2222 | 120 | ratio | 3x | 3x | 3x | 2x | 2.5x |" in text
     # simulated rows render with their phases; a missing figure is n/a
     assert "| def5678 | dmpathd | coldplug | 12.50 | 20.25 | 80.0 |" in text
     assert "| def5678 | dmpathd | fabric_down | 1.50 | 2.00 | n/a |" in text
