@@ -1,0 +1,201 @@
+"""Threads for blocking path checks, where a hung check never takes a thread another
+path needs.
+
+A check (SG_IO TEST UNIT READY, a direct read) on a path whose device is stuck can sit in
+the kernel, in D state, for minutes: until the SCSI error handler gives up or the transport
+times the device out. No timeout in user space ends it. In a plain thread pool such checks
+pile up until every worker is stuck and no path is checked at all, healthy ones included.
+
+So, for ``CheckPool(size, hang_after)``:
+
+- At most one job per key (a path) is outstanding: submitting for a key whose job is still
+  queued or running returns *that* job's future and drops the new function. A stuck path
+  therefore holds one thread at most, however often it falls due, and the caller still
+  gets the verdict of the check in flight when it finally returns.
+- ``size`` workers pull jobs from one queue. A job running longer than ``hang_after``
+  seconds is written off: its thread is left to finish on its own (it exits when the job
+  returns, delivering the result to the future as usual) and a replacement worker is
+  started at once, so ``size`` workers keep serving the other paths.
+- Threads are daemon threads and ``shutdown()`` joins none of them: a process that stops
+  is never held up by a check stuck in the kernel.
+
+From asyncio: ``await asyncio.wrap_future(pool.submit(key, fn))``. Cancelling the
+awaiting task cancels a job still queued; a running job runs to its end.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from dmpath.errors import DmpathError
+
+T = TypeVar("T")
+
+
+class PoolClosed(DmpathError):
+    """A job submitted after ``shutdown()``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"check pool is shut down: cannot check {key}")
+        self.key = key
+
+
+@dataclass
+class _Job(Generic[T]):
+    key: str
+    fn: Callable[[], T]
+    future: Future[T] = field(default_factory=Future)
+
+
+@dataclass
+class _Worker(Generic[T]):
+    job: _Job[T] | None = None
+    started: float = 0.0  # monotonic time the current job started
+    hung: bool = False
+
+
+class CheckPool(Generic[T]):
+    """``size`` workers for blocking checks, one outstanding job per key, hung jobs
+    written off after ``hang_after`` seconds (see the module docstring)."""
+
+    def __init__(self, size: int, hang_after: float, name: str = "check") -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        if hang_after <= 0:
+            raise ValueError(f"hang_after must be > 0, got {hang_after}")
+        self.size = size
+        self.hang_after = hang_after
+        self.name = name
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # workers wait here for jobs
+        self._watch = threading.Condition(self._lock)  # the watchdog waits here
+        self._queue: collections.deque[_Job[T]] = collections.deque()
+        self._jobs: dict[str, _Job[T]] = {}  # key -> its outstanding job
+        self._workers: list[_Worker[T]] = []  # the ones that count towards ``size``
+        self._hung: list[_Worker[T]] = []  # written off, still running their job
+        self._closed = False
+        self._spawned = 0
+        with self._lock:
+            for _ in range(size):
+                self._spawn()
+        threading.Thread(target=self._watchdog, name=f"{name}-watchdog", daemon=True).start()
+
+    # ------------------------------------------------------------------ API
+
+    def submit(self, key: str, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn()`` in a worker; with a job for ``key`` still outstanding, return that
+        job's future instead (``fn`` is then not run)."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed(key)
+            job = self._jobs.get(key)
+            if job is not None and not job.future.cancelled():
+                return job.future
+            job = _Job(key, fn)
+            self._jobs[key] = job
+            self._queue.append(job)
+            self._work.notify()
+            return job.future
+
+    def hung(self) -> int:
+        """Jobs written off as hung that have not returned yet (each holds one thread)."""
+        with self._lock:
+            return len(self._hung)
+
+    def outstanding(self) -> int:
+        """Keys with a job queued or running (hung ones included)."""
+        with self._lock:
+            return len(self._jobs)
+
+    def shutdown(self) -> None:
+        """Stop: queued jobs are cancelled, idle workers exit, running ones exit when their
+        job returns. Waits for no thread."""
+        with self._lock:
+            self._closed = True
+            queued = list(self._queue)
+            self._queue.clear()
+            for job in queued:
+                if self._jobs.get(job.key) is job:
+                    del self._jobs[job.key]
+            self._work.notify_all()
+            self._watch.notify_all()
+        for job in queued:
+            job.future.cancel()  # outside the lock: it runs the future's callbacks
+
+    # ------------------------------------------------------------------ threads
+
+    def _spawn(self) -> None:
+        """Start one worker (called with the lock held)."""
+        w: _Worker[T] = _Worker()
+        self._workers.append(w)
+        self._spawned += 1
+        threading.Thread(
+            target=self._run, args=(w,), name=f"{self.name}-{self._spawned}", daemon=True
+        ).start()
+
+    def _run(self, me: _Worker[T]) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._work.wait()
+                if self._closed:
+                    if me in self._workers:
+                        self._workers.remove(me)
+                    return
+                job = self._queue.popleft()
+                if not job.future.set_running_or_notify_cancel():
+                    self._forget(job)  # cancelled while queued
+                    continue
+                me.job, me.started = job, time.monotonic()
+                self._watch.notify()  # a new deadline for the watchdog
+            try:
+                value = job.fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller via the future
+                with self._lock:
+                    retired = self._finish(me, job)
+                job.future.set_exception(exc)
+            else:
+                with self._lock:
+                    retired = self._finish(me, job)
+                job.future.set_result(value)
+            if retired:
+                return  # written off: a replacement serves in its place
+
+    def _finish(self, me: _Worker[T], job: _Job[T]) -> bool:
+        """Bookkeeping when a job returns, before its future is set, so a callback sees a
+        free key (called with the lock held). True if this worker was written off."""
+        me.job = None
+        self._forget(job)
+        if me.hung:
+            self._hung.remove(me)
+            return True
+        return False
+
+    def _forget(self, job: _Job[T]) -> None:
+        if self._jobs.get(job.key) is job:
+            del self._jobs[job.key]
+
+    def _watchdog(self) -> None:
+        """Write off jobs running past ``hang_after`` and replace their workers."""
+        with self._lock:
+            while not self._closed:
+                now = time.monotonic()
+                nearest: float | None = None
+                for w in list(self._workers):
+                    if w.job is None:
+                        continue
+                    deadline = w.started + self.hang_after
+                    if deadline <= now:
+                        w.hung = True
+                        self._workers.remove(w)
+                        self._hung.append(w)
+                        self._spawn()
+                    elif nearest is None or deadline < nearest:
+                        nearest = deadline
+                self._watch.wait(None if nearest is None else nearest - now)
