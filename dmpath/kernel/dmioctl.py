@@ -306,8 +306,7 @@ def reply_payload(buf: bytes | bytearray, header: DmHeader) -> bytes:
     if header.data_start < HEADER_SIZE or header.data_size > len(buf):
         raise ParseError(
             "dm_ioctl reply",
-            f"payload {header.data_start}..{header.data_size} outside the "
-            f"{len(buf)}-byte buffer",
+            f"payload {header.data_start}..{header.data_size} outside the {len(buf)}-byte buffer",
         )
     return bytes(buf[header.data_start : header.data_size])
 
@@ -382,9 +381,7 @@ def parse_target_specs(data: bytes, count: int) -> list[TargetSpec]:
     off = 0
     for i in range(count):
         if off + TARGET_SPEC.size > len(data):
-            raise ParseError(
-                "dm_target_spec", f"target {i} at {off} runs past {len(data)} bytes"
-            )
+            raise ParseError("dm_target_spec", f"target {i} at {off} runs past {len(data)} bytes")
         start, length, status, nxt, ttype = TARGET_SPEC.unpack_from(data, off)
         pstart = off + TARGET_SPEC.size
         end = data.find(b"\0", pstart)
@@ -503,9 +500,7 @@ class DmControl:
             raise DmpathError(f"{self.path} is closed")
         request = request_code(op)
         while True:
-            buf = pack_request(
-                name=name, uuid=uuid, flags=flags, payload=payload, buffer_size=size
-            )
+            buf = pack_request(name=name, uuid=uuid, flags=flags, payload=payload, buffer_size=size)
             started = time.monotonic()
             for attempt in range(EINTR_RETRIES + 1):
                 try:

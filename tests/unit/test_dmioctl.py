@@ -55,8 +55,18 @@ def header_bytes(
     version: tuple[int, int, int] = (4, 47, 0),
 ) -> bytes:
     return HDR.pack(
-        *version, data_size, data_start, target_count, open_count, flags, event_nr, 0,
-        dev, name, uuid, b"",
+        *version,
+        data_size,
+        data_start,
+        target_count,
+        open_count,
+        flags,
+        event_nr,
+        0,
+        dev,
+        name,
+        uuid,
+        b"",
     )
 
 
@@ -110,9 +120,18 @@ def test_struct_dm_ioctl_layout_is_the_kernels() -> None:
     assert dmioctl.HEADER_SIZE == 312 == HDR.size
     offsets = {n: getattr(s, n).offset for n, *_ in s._fields_}
     assert offsets == {
-        "version": 0, "data_size": 12, "data_start": 16, "target_count": 20,
-        "open_count": 24, "flags": 28, "event_nr": 32, "padding": 36, "dev": 40,
-        "name": 48, "uuid": 176, "data": 305,
+        "version": 0,
+        "data_size": 12,
+        "data_start": 16,
+        "target_count": 20,
+        "open_count": 24,
+        "flags": 28,
+        "event_nr": 32,
+        "padding": 36,
+        "dev": 40,
+        "name": 48,
+        "uuid": 176,
+        "data": 305,
     }
     assert dmioctl.TARGET_SPEC.size == 40
     assert dmioctl.NAME_LIST.size == 12  # the name starts right after next
@@ -135,7 +154,10 @@ def test_request_codes(op: DmOp, code: int) -> None:
 
 def test_flag_values() -> None:
     assert (DmFlag.SUSPEND, DmFlag.STATUS_TABLE, DmFlag.BUFFER_FULL, DmFlag.DATA_OUT) == (
-        2, 16, 256, 65536,
+        2,
+        16,
+        256,
+        65536,
     )
     assert (DmFlag.ACTIVE_PRESENT, DmFlag.INACTIVE_PRESENT, DmFlag.NOFLUSH) == (32, 64, 2048)
 
@@ -222,7 +244,11 @@ def test_parse_dev_status_reply_golden() -> None:
     h = dmioctl.parse_header(buf)
     assert h.version == (4, 47, 0)
     assert (h.major, h.minor, h.suspended, h.active_present, h.read_only) == (
-        253, 257, True, True, False,
+        253,
+        257,
+        True,
+        True,
+        False,
     )
     assert h.to_info() == DmInfo("mpatha", "dmpath-naa.3333", 253, 257, 2, 1, 5)
     assert dmioctl.reply_payload(buf, h) == b""  # DEV_STATUS answers with the header only
@@ -332,9 +358,7 @@ params = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20
 ttypes = st.text(st.characters(min_codepoint=97, max_codepoint=122), min_size=1, max_size=15)
 
 
-@given(
-    st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), ttypes, params))
-)
+@given(st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), ttypes, params)))
 def test_specs_round_trip(specs: list[tuple[int, int, str, str]]) -> None:
     buf = reply(kernel_specs(specs), target_count=len(specs))
     assert dmioctl.status_text(buf) == "\n".join(f"{a} {b} {t} {p}" for a, b, t, p in specs)
@@ -402,10 +426,17 @@ class FakeDm:
         if dev is None:
             raise OSError(errno.ENXIO, "No such device or address")
         struct.pack_into(
-            "=IiIIIQ128s129s", buf, 20, len(dev.table), dev.open_count,
+            "=IiIIIQ128s129s",
+            buf,
+            20,
+            len(dev.table),
+            dev.open_count,
             flags | DmFlag.ACTIVE_PRESENT | (DmFlag.SUSPEND if dev.suspended else 0),
-            dev.event_nr, 0, dmioctl.encode_dev(dev.major, dev.minor),
-            h.name.encode(), dev.uuid.encode(),
+            dev.event_nr,
+            0,
+            dmioctl.encode_dev(dev.major, dev.minor),
+            h.name.encode(),
+            dev.uuid.encode(),
         )
         flags = struct.unpack_from("=I", buf, 28)[0]
         if op is DmOp.DEV_STATUS:
@@ -441,8 +472,13 @@ def spec(line: str) -> tuple[int, int, str, str]:
 
 def mpath(minor: int, status: str = STATUS, table: str = TABLE) -> Dev:
     return Dev(
-        253, minor, f"dmpath-{minor}", table=[spec(table)], status=[spec(status)],
-        event_nr=3, open_count=1,
+        253,
+        minor,
+        f"dmpath-{minor}",
+        table=[spec(table)],
+        status=[spec(status)],
+        event_nr=3,
+        open_count=1,
     )
 
 
@@ -477,8 +513,14 @@ def test_reads(ctl: DmControl, fake: FakeDm) -> None:
     fake.devs["mpatha"].suspended = True
     assert ctl.dev_status("mpatha").suspended is True
     assert [op for op, _, _ in fake.calls] == [
-        DmOp.VERSION, DmOp.LIST_DEVICES, DmOp.DEV_STATUS, DmOp.TABLE_STATUS,
-        DmOp.TABLE_STATUS, DmOp.TABLE_STATUS, DmOp.TABLE_STATUS, DmOp.DEV_STATUS,
+        DmOp.VERSION,
+        DmOp.LIST_DEVICES,
+        DmOp.DEV_STATUS,
+        DmOp.TABLE_STATUS,
+        DmOp.TABLE_STATUS,
+        DmOp.TABLE_STATUS,
+        DmOp.TABLE_STATUS,
+        DmOp.DEV_STATUS,
         DmOp.DEV_STATUS,
     ]
 
@@ -520,8 +562,13 @@ def test_messages(ctl: DmControl, fake: FakeDm) -> None:
     assert ctl.message("mpatha", "@hello") == "hello"
     assert ctl.message("mpatha", "fail_path", "8:0") == ""
     assert [m for _, m in fake.messages] == [
-        "fail_path 8:16", "reinstate_path 8:16", "switch_group 2", "queue_if_no_path",
-        "fail_if_no_path", "@hello", "fail_path 8:0",
+        "fail_path 8:16",
+        "reinstate_path 8:16",
+        "switch_group 2",
+        "queue_if_no_path",
+        "fail_if_no_path",
+        "@hello",
+        "fail_path 8:0",
     ]
 
 
