@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dmpath.errors import DmpathError
-from dmpath.kernel import dmsetup, mdadm
+from dmpath.kernel import dmioctl, dmsetup, mdadm
 from dmpath.kernel.dmtable import DmDevice, DmInfo, MultipathStatus, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
@@ -172,6 +172,7 @@ class DmOps(Protocol):
     """
 
     def list_maps(self) -> list[DmDevice]: ...
+    def read_all(self) -> dict[str, tuple[DmInfo, MultipathTable, MultipathStatus]]: ...
     def info(self, name: str) -> DmInfo: ...
     def table(self, name: str) -> MultipathTable: ...
     def status(self, name: str) -> MultipathStatus: ...
@@ -186,6 +187,15 @@ class DmsetupOps:
 
     def list_maps(self) -> list[DmDevice]:
         return dmsetup.list_maps()
+
+    def read_all(self) -> dict[str, tuple[DmInfo, MultipathTable, MultipathStatus]]:
+        out: dict[str, tuple[DmInfo, MultipathTable, MultipathStatus]] = {}
+        for dev in self.list_maps():
+            try:
+                out[dev.name] = (self.info(dev.name), self.table(dev.name), self.status(dev.name))
+            except DmpathError as exc:
+                log.debug("%s vanished while being read: %s", dev.name, exc)
+        return out
 
     def info(self, name: str) -> DmInfo:
         return dmsetup.info(name)
@@ -207,6 +217,44 @@ class DmsetupOps:
 
     def remove(self, name: str, force: bool) -> None:
         dmsetup.remove(name, force=force)
+
+
+class KernelDmOps(DmsetupOps):
+    """Reads and target messages as ioctls on /dev/mapper/control (microseconds, where a
+    ``dmsetup`` process costs a fork and an exec: at a thousand paths a fabric failure is
+    hundreds of messages and reads); creating, reloading and removing maps stay with
+    ``dmsetup``, whose udev synchronisation makes /dev/mapper/NAME exist on return."""
+
+    def __init__(self, control: dmioctl.DmControl) -> None:
+        self.ctl = control
+
+    def list_maps(self) -> list[DmDevice]:
+        return self.ctl.list_devices()
+
+    def read_all(self) -> dict[str, tuple[DmInfo, MultipathTable, MultipathStatus]]:
+        return self.ctl.read_all()
+
+    def info(self, name: str) -> DmInfo:
+        return self.ctl.info(name)
+
+    def table(self, name: str) -> MultipathTable:
+        return self.ctl.table(name)
+
+    def status(self, name: str) -> MultipathStatus:
+        return self.ctl.status(name)
+
+    def message(self, name: str, *words: str) -> str:
+        return self.ctl.message(name, *words)
+
+
+def kernel_dm_ops() -> DmOps:
+    """The fastest DmOps this machine offers: ioctls where /dev/mapper/control opens,
+    else dmsetup (which then reports the missing device-mapper itself)."""
+    try:
+        return KernelDmOps(dmioctl.open_control())
+    except dmioctl.DmControlUnavailable as exc:
+        log.debug("dm ioctls unavailable (%s): using dmsetup", exc)
+        return DmsetupOps()
 
 
 class DmBackend:
@@ -235,15 +283,11 @@ class DmBackend:
     def read_ours(self) -> dict[str, KernelMap]:
         """Every map of ours now in the kernel, read: name -> KernelMap (a map that goes
         away while being read is left out)."""
-        out: dict[str, KernelMap] = {}
-        for dev in self.ops.list_maps():
-            try:
-                info = self.ops.info(dev.name)
-                if self.wwid_of(info.uuid):
-                    out[dev.name] = self._read(dev.name, info, self.ops.table(dev.name))
-            except DmpathError as exc:
-                log.debug("%s vanished while being read: %s", dev.name, exc)
-        return out
+        return {
+            name: self._read(name, info, table, status)
+            for name, (info, table, status) in self.ops.read_all().items()
+            if self.wwid_of(info.uuid)
+        }
 
     def read(self, name: str) -> KernelMap:
         return self._read(name, self.ops.info(name), self.ops.table(name))
@@ -255,8 +299,15 @@ class DmBackend:
             return self.read(name)
         return self._read(name, prev.info, prev.table)
 
-    def _read(self, name: str, info: DmInfo, table: MultipathTable) -> KernelMap:
-        status = self.ops.status(name)
+    def _read(
+        self,
+        name: str,
+        info: DmInfo,
+        table: MultipathTable,
+        status: MultipathStatus | None = None,
+    ) -> KernelMap:
+        if status is None:
+            status = self.ops.status(name)
         members: dict[str, KernelState] = {}
         groups: list[KernelGroup] = []
         for i, (tg, sg) in enumerate(zip(table.groups, status.groups, strict=False), start=1):

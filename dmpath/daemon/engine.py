@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,9 @@ from typing import Any, TypeVar
 
 from dmpath import config as cfgmod
 from dmpath.daemon import discovery
-from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend
+from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend, kernel_dm_ops
 from dmpath.daemon.checkers import Checker, PathChecker
+from dmpath.daemon.checkpool import CheckPool, PoolClosed
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
 from dmpath.kernel import dmsetup, udev
@@ -43,7 +45,7 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import files, healing
+from dmpath.policy import files, healing, polling
 from dmpath.policy import filter as pfilter
 from dmpath.policy.assembly import Member, build_table
 from dmpath.protocol import NotFound as NotFoundError
@@ -65,6 +67,8 @@ ASSEMBLY_WAIT = 60.0
 #: threads: a fabric event touches many maps at once, and each dmsetup call is mostly a
 #: wait (process start, udev); more threads than this only contend for the CPUs
 DM_WORKERS = 4
+#: threads for path checks; a hung check's thread is replaced, so these stay free
+CHECK_WORKERS = 8
 
 
 @dataclass
@@ -72,9 +76,6 @@ class PathRuntime:
     info: discovery.PathInfo
     model: Path
     checker: Checker
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    changes: list[float] = field(default_factory=list)
     map_name: str = ""
 
 
@@ -112,6 +113,12 @@ def _scan_records(
     return infos, holders
 
 
+ScanRecords = Callable[
+    [list[udev.UdevRecord], tuple[str, ...], list[str]],
+    tuple[dict[str, discovery.PathInfo | None], dict[str, list[str]]],
+]
+
+
 class Daemon:
     def __init__(
         self,
@@ -125,7 +132,7 @@ class Daemon:
         self.checking = checking
         self.config_path = config_path
         self.socket_path = socket_path or cfg.defaults.socket
-        self.dm = DmBackend(cfg.defaults.dm_uuid_prefix)
+        self.dm = DmBackend(cfg.defaults.dm_uuid_prefix, kernel_dm_ops())
         self.md = MdBackend()
         self.paths: dict[str, PathRuntime] = {}
         self.by_devnum: dict[str, PathRuntime] = {}
@@ -150,7 +157,15 @@ class Daemon:
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
         self.mdpool = ThreadPoolExecutor(1, thread_name_prefix="kernel-md")
         self.iopool = ThreadPoolExecutor(2, thread_name_prefix="io")
-        self.cpool = ThreadPoolExecutor(16, thread_name_prefix="check")
+        self.cpool = ThreadPoolExecutor(8, thread_name_prefix="prio")
+        d = cfg.defaults
+        self.sched = polling.CheckScheduler(d.polling_interval, d.max_polling_interval)
+        # a hung check holds its thread until the kernel lets go; the pool starts another
+        self.checks: CheckPool[tuple[Check, str, str]] = CheckPool(
+            CHECK_WORKERS, hang_after=d.checker_timeout + 1.0
+        )
+        self._sched_task: asyncio.Task[None] | None = None
+        self._sched_wake = asyncio.Event()  # (binds to the running loop at first use)
         self._op_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reeval_handle: asyncio.TimerHandle | None = None
         self._reeval_task: asyncio.Task[None] | None = None
@@ -160,8 +175,8 @@ class Daemon:
         self.monitor: udev.Monitor | None = None
         self.notify: Callable[[str], object] = lambda _s: None
         # how the engine sees the world: the simulation (dmpath.sim) swaps these three
-        self.scan_records = _scan_records
-        self.enumerate_disks = udev.enumerate_block_disks
+        self.scan_records: ScanRecords = _scan_records
+        self.enumerate_disks: Callable[[], list[udev.UdevRecord]] = udev.enumerate_block_disks
         self.make_checker: Callable[[discovery.PathInfo, str], Checker] = (
             lambda info, kind: PathChecker(info.devnode, kind, self.d.checker_timeout)
         )
@@ -260,14 +275,13 @@ class Daemon:
         for mr in self.maps.values():
             if mr.timer is not None:
                 mr.timer.cancel()
-        for pr in self.paths.values():
-            if pr.task:
-                pr.task.cancel()
-        for pr in self.paths.values():
-            if pr.task:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pr.task
-            pr.checker.close()
+        if self._sched_task is not None:
+            self._sched_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sched_task
+        # checkers are not closed one by one: a check hung on a dead device would hold
+        # the close (and the stop) up; the descriptors go with the process
+        self.checks.shutdown()
         self.cpool.shutdown(wait=False, cancel_futures=True)
         self.iopool.shutdown(wait=False, cancel_futures=True)
         # an md operation stuck in D state must not keep the daemon from stopping
@@ -825,16 +839,49 @@ class Daemon:
     # ------------------------------------------------------------------ checking
 
     def start_checking(self, pr: PathRuntime) -> None:
-        pr.task = asyncio.get_running_loop().create_task(self._check_loop(pr))
+        nexus = polling.nexus_of(pr.info.hctl, pr.info.name)
+        self.sched.add(pr.info.name, nexus, time.monotonic())
+        self._wake_scheduler()
 
     def stop_checking(self, pr: PathRuntime) -> None:
-        if pr.task:
-            pr.task.cancel()
-        pr.checker.close()
+        self.sched.remove(pr.info.name)
+        # closing waits for a check of the path still running (it may hang on a dead
+        # device): never on the loop
+        threading.Thread(target=pr.checker.close, name="check-close", daemon=True).start()
 
     def kick(self, pr: PathRuntime) -> None:
         """Check this path now (the kernel or udev said something changed)."""
-        pr.wake.set()
+        if self.checking:
+            self.sched.kick(pr.info.name, time.monotonic())
+            self._wake_scheduler()
+
+    def _wake_scheduler(self) -> None:
+        if self._sched_task is None:
+            self._sched_task = asyncio.get_running_loop().create_task(self._schedule_checks())
+        self._sched_wake.set()
+
+    async def _schedule_checks(self) -> None:
+        """The one timer of all checks: sleep until the scheduler has something due (or
+        is told of news), start those checks, repeat."""
+        while True:
+            self._sched_wake.clear()
+            for name in self.sched.due(time.monotonic()):
+                self._start_check(name)
+            wake = self.sched.next_wakeup()
+            timeout = None if wake is None else max(0.0, wake - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sched_wake.wait(), timeout)
+
+    def _start_check(self, name: str) -> None:
+        pr = self.paths.get(name)
+        if pr is None:
+            self.sched.remove(name)
+            return
+        try:
+            job = self.checks.submit(name, functools.partial(self._run_check, pr))
+        except PoolClosed:
+            return
+        self.spawn(self._finish_check(pr, asyncio.wrap_future(job)))
 
     def _run_check(self, pr: PathRuntime) -> tuple[Check, str, str]:
         """In a checker thread: the check, and the SCSI device state (a sysfs read, so
@@ -842,54 +889,47 @@ class Daemon:
         check, reason = pr.checker.check()
         return check, reason, _dev_state(pr.info.name)
 
-    async def _check_loop(self, pr: PathRuntime) -> None:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[Check, str, str]] | None = None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pr.wake.wait(), timeout=pr.model.interval)
-            pr.wake.clear()
-            if fut is None or fut.done():
-                # at most one check of a path at a time: a hung one is waited for again
-                fut = loop.run_in_executor(self.cpool, self._run_check, pr)
-            dev_state = ""
-            try:
-                check, reason, dev_state = await asyncio.wait_for(
-                    asyncio.shield(fut), timeout=self.d.checker_timeout + 1.0
-                )
-            except TimeoutError:
-                # no answer is the hung path's answer (a dead link, a blocked session)
-                check = Check.DOWN
-                reason = f"no answer within {self.d.checker_timeout:g} s"
-            except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
-                check, reason = Check.PENDING, f"check failed: {exc}"
-            await self._on_check(pr, check, reason, dev_state)
+    async def _finish_check(
+        self, pr: PathRuntime, job: asyncio.Future[tuple[Check, str, str]]
+    ) -> None:
+        dev_state = ""
+        try:
+            check, reason, dev_state = await asyncio.wait_for(
+                asyncio.shield(job), timeout=self.d.checker_timeout + 1.0
+            )
+        except TimeoutError:
+            # no answer is the hung path's answer (a dead link, a blocked session); the
+            # check goes on in its thread and is the one waited for next time
+            check = Check.DOWN
+            reason = f"no answer within {self.d.checker_timeout:g} s"
+        except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
+            check, reason = Check.PENDING, f"check failed: {exc}"
+        name = pr.info.name
+        if self.paths.get(name) is not pr:
+            return  # the path left while it was being checked
+        for sibling in self.sched.result(name, check, time.monotonic()):
+            self._start_check(sibling)  # its nexus likely changed with it: look now
+        pr.model.interval = self.sched.interval_of(name)
+        self._sched_wake.set()  # the next wake-up may be sooner now
+        await self._on_check(pr, check, reason, dev_state)
 
     async def _on_check(
         self, pr: PathRuntime, check: Check, reason: str, dev_state: str = ""
     ) -> None:
         p = pr.model
-        now = time.time()
         changed = p.check not in (check, Check.UNKNOWN)
         if check != p.check:
             p.check, p.check_reason = check, reason
-            p.last_change = now
-            pr.changes.append(now)
-            pr.changes[:] = pr.changes[-20:]
+            p.last_change = time.time()
             if changed:
                 self.event(
                     "check", pr.map_name, p.name, f"{p.name} checker: {check.value} ({reason})"
                 )
         p.dev_state = dev_state or p.dev_state
-        tight = self.d.polling_interval / 2
-        flapping = healing.is_flapping(pr.changes, now)
-        p.interval = healing.next_interval(
-            p.interval, check, changed or flapping, tight, self.d.max_polling_interval
-        )
         mr = self.maps.get(pr.map_name)
         if mr is None:
             return
-        if healing.plan_paths(mr.model) or changed:
+        if changed or healing.plan_paths(mr.model):
             await self.heal(mr)
 
     async def heal(self, mr: MapRuntime) -> None:

@@ -158,12 +158,13 @@ def has_usable_path(m: Map) -> bool:
 
 
 def plan_no_path(
-    m: Map, no_path_retry: str, checks_without_path: int, queueing_now: bool
+    m: Map, no_path_retry: str, intervals_without_path: int, queueing_now: bool
 ) -> list[Action]:
     """What to do with I/O while no path works: queue, fail, or queue for N checks.
 
-    ``checks_without_path`` counts check rounds since the map lost its last usable path
-    (0 while a path works). When a path is back, queueing is restored if configured.
+    ``intervals_without_path`` counts whole polling intervals since the map lost its last
+    usable path (0 while a path works): ``no_path_retry = N`` queues for N of them, as
+    multipath-tools counts it. When a path is back, queueing is restored if configured.
     """
     wants_queue = no_path_retry != "fail"
     if has_usable_path(m):
@@ -172,12 +173,13 @@ def plan_no_path(
         return []
     if no_path_retry == "queue" or not queueing_now:
         return []
-    if no_path_retry == "fail" or checks_without_path >= int(no_path_retry):
+    if no_path_retry == "fail" or intervals_without_path >= int(no_path_retry):
         return [
             SetQueueing(
                 m.name,
                 False,
-                f"no path for {checks_without_path} checks: failing queued I/O (no_path_retry)",
+                f"no path for {intervals_without_path} polling intervals: failing queued I/O "
+                "(no_path_retry)",
             )
         ]
     return []
@@ -206,19 +208,6 @@ def next_policy_deadline(
     if no_path_since is not None and queueing and no_path_retry not in ("queue", "fail"):
         due.append(no_path_since + int(no_path_retry) * polling_interval)
     return min(due) + _TIMER_SLACK if due else None
-
-
-def next_interval(
-    current: float, check: Check, changed: bool, tight: float, relaxed: float
-) -> float:
-    """Polling interval after a check: tight while failed, pending or just changed; else relax.
-
-    Relaxing doubles the interval up to ``relaxed``, so a path that recovered is watched
-    closely for a while (it may flap) before settling.
-    """
-    if changed or check in (Check.DOWN, Check.PENDING, Check.UNKNOWN):
-        return tight
-    return min(relaxed, max(tight, current * 2 if current > 0 else tight))
 
 
 def is_flapping(

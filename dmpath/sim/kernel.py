@@ -94,7 +94,8 @@ class SimSan:
                 devtype="disk",
                 subsystem="block",
                 action=None,
-                properties={"ID_SERIAL": p.wwid, "ID_VENDOR": "SIM", "ID_MODEL": "lun"},
+                properties={"ID_SERIAL": p.wwid, "ID_WWN": "0x" + p.wwid[1:17], "ID_VENDOR": "SIM",
+                            "ID_MODEL": "lun"},
                 sys_path=f"/sys/devices/sim/host{p.hctl.split(':')[0]}/{p.hctl}/block/{p.name}",
                 hctl=p.hctl,
             )
@@ -171,6 +172,10 @@ class SimDmOps:
         with self._lock:
             self._count("list")
             return [DmDevice(m.name, SIM_MAJOR, m.minor) for m in self.maps.values()]
+
+    def read_all(self) -> dict[str, tuple[DmInfo, MultipathTable, MultipathStatus]]:
+        return {d.name: (self.info(d.name), self.table(d.name), self.status(d.name))
+                for d in self.list_maps()}
 
     def info(self, name: str) -> DmInfo:
         with self._lock:

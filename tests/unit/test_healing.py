@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -17,7 +18,7 @@ from dmpath.policy.healing import (
     SwitchGroup,
     best_group,
     is_flapping,
-    next_interval,
+    next_policy_deadline,
     plan_failback,
     plan_no_path,
     plan_paths,
@@ -132,11 +133,22 @@ def test_no_path_retry_counts_checks_then_fails_io() -> None:
     assert plan_no_path(back, "fail", 0, False) == []
 
 
-def test_interval_tightens_on_trouble_and_relaxes_when_stable() -> None:
-    assert next_interval(1.0, Check.DOWN, False, 0.5, 1.0) == 0.5
-    assert next_interval(1.0, Check.UP, True, 0.5, 1.0) == 0.5
-    assert next_interval(0.5, Check.UP, False, 0.25, 1.0) == 1.0
-    assert next_interval(0.25, Check.UP, False, 0.25, 2.0) == 0.5
+def test_timed_policies_say_when_to_look_again() -> None:
+    # failback N: N seconds after the best group became usable; immediate/manual: never
+    assert next_policy_deadline("30", 100.0, "queue", None, polling_interval=1,
+                                queueing=True) == pytest.approx(130.0, abs=0.05)
+    assert next_policy_deadline("immediate", 100.0, "queue", None, polling_interval=1,
+                                queueing=True) is None
+    assert next_policy_deadline("manual", 100.0, "fail", None, polling_interval=1,
+                                queueing=False) is None
+    # no_path_retry N: N polling intervals after the last path went, while queueing
+    assert next_policy_deadline("manual", None, "12", 50.0, polling_interval=5,
+                                queueing=True) == pytest.approx(110.0, abs=0.05)
+    assert next_policy_deadline("manual", None, "12", 50.0, polling_interval=5,
+                                queueing=False) is None  # already failing I/O
+    # both running: the sooner one; never before the deadline itself
+    both = next_policy_deadline("30", 100.0, "2", 101.0, polling_interval=1, queueing=True)
+    assert both is not None and 103.0 <= both < 103.1
 
 
 def test_flapping() -> None:
