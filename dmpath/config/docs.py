@@ -124,10 +124,10 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "What happens to I/O once the last path of a map has failed: queue it until a path "
         "returns, however long that takes (processes doing I/O then hang and cannot be "
         "killed); fail it at once (a short blip becomes file system errors); or queue it "
-        "for that many checks (about N times polling_interval seconds), then fail it. The "
-        "default, 12 checks (about 12 s), rides out the seconds-long outages that fabric "
-        "events and controller failovers cause without ever hanging applications for "
-        "good. " + _OVERRIDE_NOTE,
+        "for N times polling_interval seconds from the moment the last path was lost, then "
+        "fail it (as multipath-tools counts it). The default, 12 (12 s), rides out the "
+        "seconds-long outages that fabric events and controller failovers cause without "
+        "ever hanging applications for good. " + _OVERRIDE_NOTE,
     ),
     OptionDoc(
         "defaults",
@@ -144,21 +144,28 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "polling_interval",
         "seconds (0.1 to 3600)",
         _toml_value(_D.polling_interval),
-        "Time between two checks of a path. Failed paths are always checked this often, "
-        "so a path that comes back is reinstated within about this time.",
+        "How soon a change is noticed. Paths share fate: every LUN behind one I_T nexus "
+        "(SCSI host:channel:target - one FC remote port, one iSCSI session) dies and "
+        "returns together when a cable, switch port or link does, so each nexus is probed "
+        "once per polling_interval, the probe rotating through its LUNs, and when one path "
+        "changes (down, or back) all its siblings are checked at once: a dead link is "
+        "noticed within about this time whatever the number of LUNs behind it. A path that "
+        "is down, pending, just changed or flapping is also checked this often itself, so "
+        "a path that comes back is reinstated within about this time.",
     ),
     OptionDoc(
         "defaults",
         "max_polling_interval",
         "seconds (polling_interval to 3600)",
-        "polling_interval",
-        "The longest time between two checks of a healthy path: after a run of good "
-        "checks a path's interval may grow up to this; any change brings it back to "
-        "polling_interval. By default it equals polling_interval (no growth), so that an "
-        "idle path that dies is noticed within one polling_interval too, not only one "
-        "carrying I/O (the kernel fails those at once). A check costs one small SCSI "
-        "command; on hosts with thousands of paths raise this to check healthy paths less "
-        "often.",
+        _toml_value(_D.max_polling_interval),
+        "The longest time between two checks of one healthy path: a stable path's interval "
+        "doubles after each good check, from polling_interval up to this. It bounds how "
+        "long one LUN failing alone on a healthy nexus, with no I/O on it, can go unseen "
+        "(with I/O the kernel fails the path at once and dmpathd checks it that moment). "
+        "Why 60 s: at 1,024 paths on 4 nexuses idle checking costs 4 probes plus 1024/60 "
+        "own checks per second, about 21 SCSI commands per second, where checking every "
+        "path every polling_interval would cost 1,024 (multipathd's defaults, 5 s growing "
+        "to 20 s, cost about 51). Defaults to the larger of 60 and polling_interval.",
     ),
     OptionDoc(
         "defaults",
@@ -166,9 +173,11 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "seconds (0.1 to 300)",
         _toml_value(_D.checker_timeout),
         "How long one check may take. A path answers TEST UNIT READY in well under a "
-        "millisecond; a check still unanswered after this time is abandoned and counts as "
-        "pending (neither up nor down). Far below the 30 s SCSI command timeout, so that a "
-        "hung path is reported while it hangs.",
+        "millisecond; a check still unanswered after this time counts as down: that is "
+        "how a hung path looks (a dead link or a blocked iSCSI session neither answers nor "
+        "fails its commands for tens of seconds). The check itself goes on in its own "
+        "thread, which the daemon replaces, so a hung path never holds up the others. Far "
+        "below the 30 s SCSI command timeout, so that a hung path is failed while it hangs.",
     ),
     OptionDoc(
         "defaults",

@@ -73,7 +73,7 @@ class Defaults:
     no_path_retry: NoPathRetry = 12
     checker: Checker = Checker.TUR
     polling_interval: float = 1.0
-    max_polling_interval: float = 1.0
+    max_polling_interval: float = 60.0
     checker_timeout: float = 5.0
     user_friendly_names: bool = True
     alias_prefix: str = "mpath"

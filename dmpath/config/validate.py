@@ -439,7 +439,8 @@ def _defaults(ctx: _Ctx, value: object) -> Defaults:
     _reject_unknown(ctx, path, table, _DEFAULTS_SCHEMA)
     values = {k: _DEFAULTS_SCHEMA[k](ctx, (*path, k), v) for k, v in table.items()}
     polling = values.get("polling_interval", _D.polling_interval)
-    values.setdefault("max_polling_interval", polling)
+    # a polling_interval above the default ceiling raises the ceiling with it
+    values.setdefault("max_polling_interval", max(polling, _D.max_polling_interval))
     if values["max_polling_interval"] < polling:
         ctx.fail(
             (*path, "max_polling_interval"),

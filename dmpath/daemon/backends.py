@@ -14,6 +14,7 @@ import glob
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -160,6 +161,26 @@ _GROUP_STATES = {
     DmGroupState.ENABLED: GroupState.ENABLED,
     DmGroupState.DISABLED: GroupState.DISABLED,
 }
+
+
+def apply_steps(
+    fail: Callable[[str, str], None],
+    reinstate: Callable[[str, str], None],
+    name: str,
+    steps: list[tuple[str, str]],
+) -> list[DmpathError | None]:
+    """Fail or reinstate several paths of map ``name`` in order (``("fail", dev)``,
+    ``("reinstate", dev)``), in one trip to the kernel worker: a fabric event is many
+    paths of each map at once. One failing step does not stop the others; each step's
+    error (or None) is returned in order."""
+    out: list[DmpathError | None] = []
+    for verb, dev in steps:
+        try:
+            (fail if verb == "fail" else reinstate)(name, dev)
+            out.append(None)
+        except DmpathError as exc:
+            out.append(exc)
+    return out
 
 
 class DmOps(Protocol):
@@ -343,6 +364,9 @@ class DmBackend:
 
     def reload(self, name: str, table: MultipathTable) -> None:
         self.ops.reload(name, table)
+
+    def apply(self, name: str, steps: list[tuple[str, str]]) -> list[DmpathError | None]:
+        return apply_steps(self.fail, self.reinstate, name, steps)
 
     def fail(self, name: str, devnum: str) -> None:
         self.ops.message(name, "fail_path", devnum)
@@ -529,6 +553,9 @@ class MdBackend:
         kname, _ = self._find(name)
         mdadm.add(f"/dev/{kname}", devnode)
         _activate_spare(kname, devnode)
+
+    def apply(self, name: str, steps: list[tuple[str, str]]) -> list[DmpathError | None]:
+        return apply_steps(self.fail, self.reinstate, name, steps)
 
     def fail(self, name: str, devnode: str) -> None:
         """Mark a path faulty through its md sysfs ``state`` (mdadm only as a fallback).

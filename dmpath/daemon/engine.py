@@ -13,13 +13,15 @@ import asyncio
 import collections
 import contextlib
 import functools
+import heapq
+import itertools
 import logging
 import os
 import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -94,6 +96,8 @@ class MapRuntime:
     timer: asyncio.TimerHandle | None = None
     timer_at: float = 0.0
     refreshing: bool = False  # a re-read is already on its way: a second one adds nothing
+    healing: bool = False  # a heal is running or on its way
+    heal_again: bool = False  # news arrived during it: heal once more after
 
 
 def _scan_records(
@@ -113,6 +117,7 @@ def _scan_records(
     return infos, holders
 
 
+CheckJob = Future[tuple[Check, str, str]]
 ScanRecords = Callable[
     [list[udev.UdevRecord], tuple[str, ...], list[str]],
     tuple[dict[str, discovery.PathInfo | None], dict[str, list[str]]],
@@ -165,6 +170,14 @@ class Daemon:
             CHECK_WORKERS, hang_after=d.checker_timeout + 1.0
         )
         self._sched_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: dict[str, CheckJob] = {}  # path -> its check now running
+        self._watched: set[CheckJob] = set()  # jobs whose end we will hear of
+        self._deadlines: list[tuple[float, int, str, CheckJob]] = []  # heap: time-outs
+        self._seq = itertools.count()
+        self._done: collections.deque[tuple[PathRuntime, CheckJob]] = collections.deque()
+        self._done_lock = threading.Lock()
+        self._done_signalled = False
         self._sched_wake = asyncio.Event()  # (binds to the running loop at first use)
         self._op_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._reeval_handle: asyncio.TimerHandle | None = None
@@ -845,6 +858,7 @@ class Daemon:
 
     def stop_checking(self, pr: PathRuntime) -> None:
         self.sched.remove(pr.info.name)
+        self._inflight.pop(pr.info.name, None)
         # closing waits for a check of the path still running (it may hang on a dead
         # device): never on the loop
         threading.Thread(target=pr.checker.close, name="check-close", daemon=True).start()
@@ -857,17 +871,23 @@ class Daemon:
 
     def _wake_scheduler(self) -> None:
         if self._sched_task is None:
-            self._sched_task = asyncio.get_running_loop().create_task(self._schedule_checks())
+            self._loop = asyncio.get_running_loop()
+            self._sched_task = self._loop.create_task(self._schedule_checks())
         self._sched_wake.set()
 
     async def _schedule_checks(self) -> None:
-        """The one timer of all checks: sleep until the scheduler has something due (or
-        is told of news), start those checks, repeat."""
+        """The one timer of all checks: sleep until a check falls due or one has been
+        out too long (or news arrives), start or time out those, repeat."""
         while True:
             self._sched_wake.clear()
-            for name in self.sched.due(time.monotonic()):
+            now = time.monotonic()
+            for name in self.sched.due(now):
                 self._start_check(name)
+            self._expire_checks(now)
             wake = self.sched.next_wakeup()
+            if self._deadlines:
+                first = self._deadlines[0][0]
+                wake = first if wake is None else min(wake, first)
             timeout = None if wake is None else max(0.0, wake - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sched_wake.wait(), timeout)
@@ -878,89 +898,142 @@ class Daemon:
             self.sched.remove(name)
             return
         try:
-            job = self.checks.submit(name, functools.partial(self._run_check, pr))
+            job = self.checks.submit(name, functools.partial(self._run_check, pr, pr.model.check))
         except PoolClosed:
             return
-        self.spawn(self._finish_check(pr, asyncio.wrap_future(job)))
+        self._inflight[name] = job
+        deadline = time.monotonic() + self.d.checker_timeout + 1.0
+        heapq.heappush(self._deadlines, (deadline, next(self._seq), name, job))
+        if job not in self._watched:
+            # the same job comes back while a hung check runs on: watch it once
+            self._watched.add(job)
+            job.add_done_callback(functools.partial(self._job_done, pr))
 
-    def _run_check(self, pr: PathRuntime) -> tuple[Check, str, str]:
-        """In a checker thread: the check, and the SCSI device state (a sysfs read, so
-        also off the loop)."""
+    def _run_check(self, pr: PathRuntime, before: Check) -> tuple[Check, str, str]:
+        """In a checker thread: the check, and the SCSI device state when the verdict
+        changed (a sysfs read: off the loop, and only when there is news)."""
         check, reason = pr.checker.check()
-        return check, reason, _dev_state(pr.info.name)
+        return check, reason, _dev_state(pr.info.name) if check != before else ""
 
-    async def _finish_check(
-        self, pr: PathRuntime, job: asyncio.Future[tuple[Check, str, str]]
-    ) -> None:
-        dev_state = ""
-        try:
-            check, reason, dev_state = await asyncio.wait_for(
-                asyncio.shield(job), timeout=self.d.checker_timeout + 1.0
-            )
-        except TimeoutError:
-            # no answer is the hung path's answer (a dead link, a blocked session); the
-            # check goes on in its thread and is the one waited for next time
-            check = Check.DOWN
-            reason = f"no answer within {self.d.checker_timeout:g} s"
-        except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
-            check, reason = Check.PENDING, f"check failed: {exc}"
+    def _job_done(self, pr: PathRuntime, job: Future[tuple[Check, str, str]]) -> None:
+        """In the checker thread that finished: hand the result to the loop. Results are
+        queued and the loop is woken once per batch, not once per check (at thousands of
+        paths the wake-ups were the cost)."""
+        with self._done_lock:
+            self._done.append((pr, job))
+            if self._done_signalled:
+                return
+            self._done_signalled = True
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nobody to tell
+                loop.call_soon_threadsafe(self._drain_checks)
+
+    def _drain_checks(self) -> None:
+        with self._done_lock:
+            batch = list(self._done)
+            self._done.clear()
+            self._done_signalled = False
+        for pr, job in batch:
+            self._watched.discard(job)
+            if self._inflight.get(pr.info.name) is not job:
+                continue  # timed out already (reported down), or the path left
+            del self._inflight[pr.info.name]
+            try:
+                check, reason, dev_state = job.result()
+            except CancelledError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
+                check, reason, dev_state = Check.PENDING, f"check failed: {exc}", ""
+            self._verdict(pr, check, reason, dev_state)
+        self._sched_wake.set()  # the next wake-up may be sooner now
+
+    def _expire_checks(self, now: float) -> None:
+        """Checks out longer than checker_timeout: no answer is the hung path's answer
+        (a dead link, a blocked session). The check goes on in its thread, written off
+        by the pool, and is the one waited for again at the path's next turn."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _when, _seq, name, job = heapq.heappop(self._deadlines)
+            pr = self.paths.get(name)
+            if pr is None or self._inflight.get(name) is not job or job.done():
+                continue
+            del self._inflight[name]
+            self._verdict(pr, Check.DOWN, f"no answer within {self.d.checker_timeout:g} s", "")
+
+    def _verdict(self, pr: PathRuntime, check: Check, reason: str, dev_state: str) -> None:
         name = pr.info.name
         if self.paths.get(name) is not pr:
             return  # the path left while it was being checked
         for sibling in self.sched.result(name, check, time.monotonic()):
             self._start_check(sibling)  # its nexus likely changed with it: look now
-        pr.model.interval = self.sched.interval_of(name)
-        self._sched_wake.set()  # the next wake-up may be sooner now
-        await self._on_check(pr, check, reason, dev_state)
-
-    async def _on_check(
-        self, pr: PathRuntime, check: Check, reason: str, dev_state: str = ""
-    ) -> None:
         p = pr.model
+        p.interval = self.sched.interval_of(name)
         changed = p.check not in (check, Check.UNKNOWN)
         if check != p.check:
             p.check, p.check_reason = check, reason
             p.last_change = time.time()
             if changed:
-                self.event(
-                    "check", pr.map_name, p.name, f"{p.name} checker: {check.value} ({reason})"
-                )
+                self.event("check", pr.map_name, name, f"{name} checker: {check.value} ({reason})")
         p.dev_state = dev_state or p.dev_state
         mr = self.maps.get(pr.map_name)
-        if mr is None:
+        if mr is not None and (changed or healing.plan_paths(mr.model)):
+            self.request_heal(mr)
+
+    def request_heal(self, mr: MapRuntime) -> None:
+        """Heal ``mr`` soon: many verdicts on one map (a fabric) become one or two heals,
+        not one per path."""
+        if mr.healing:
+            mr.heal_again = True
             return
-        if changed or healing.plan_paths(mr.model):
-            await self.heal(mr)
+        mr.healing = True
+        self.spawn(self._heal_until_quiet(mr))
+
+    async def _heal_until_quiet(self, mr: MapRuntime) -> None:
+        try:
+            while True:
+                mr.heal_again = False
+                await self.heal(mr)
+                if not mr.heal_again:
+                    return
+        finally:
+            mr.healing = False
 
     async def heal(self, mr: MapRuntime) -> None:
         async with mr.lock:
             m = mr.model
             be = self.backend(m.backend)
+            plan = healing.plan_paths(m)
+            steps: list[tuple[str, str]] = []
+            for a in plan:
+                if isinstance(a, healing.FailPath | healing.ReinstatePath):
+                    fail = isinstance(a, healing.FailPath)
+                    state = KernelState.FAILED if fail else KernelState.ACTIVE
+                    self._expect(m.name, a.devnum, state)
+                    dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
+                    steps.append(("fail" if fail else "reinstate", dev))
+            # every message for the map in one trip to the kernel worker, in plan order
+            outcomes = await self.k(be.apply, m.name, steps) if steps else []
             acted = False
-            for a in healing.plan_paths(m):
-                try:
-                    if isinstance(a, healing.FailPath):
-                        dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
-                        self._expect(m.name, a.devnum, KernelState.FAILED)
-                        await self.k(be.fail, m.name, dev)
-                        self.paths_fail_count(a.path)
-                        self.event("path_failed", m.name, a.path, a.message)
-                        acted = True
-                    elif isinstance(a, healing.ReinstatePath):
-                        dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
-                        self._expect(m.name, a.devnum, KernelState.ACTIVE)
-                        await self.k(be.reinstate, m.name, dev)
-                        self.event("path_reinstated", m.name, a.path, a.message)
-                        m.alerts[:] = [x for x in m.alerts if not x.startswith(f"{a.path}:")]
-                        acted = True
-                    elif isinstance(a, healing.Alert):
-                        m.alerts.append(a.message)
-                        self.event("alert", m.name, a.path, a.message)
-                except MemberBusy as exc:
-                    self.event("busy", m.name, getattr(a, "path", ""), f"{exc} (will retry)")
-                except DmpathError as exc:
-                    self.expected.pop((m.name, getattr(a, "devnum", "")), None)
-                    self.event("error", m.name, getattr(a, "path", ""), str(exc))
+            done = iter(outcomes)
+            for a in plan:
+                if isinstance(a, healing.Alert):
+                    m.alerts.append(a.message)
+                    self.event("alert", m.name, a.path, a.message)
+                    continue
+                error = next(done)
+                if isinstance(error, MemberBusy):
+                    self.event("busy", m.name, a.path, f"{error} (will retry)")
+                elif error is not None:
+                    self.expected.pop((m.name, a.devnum), None)
+                    self.event("error", m.name, a.path, str(error))
+                elif isinstance(a, healing.FailPath):
+                    self.paths_fail_count(a.path)
+                    self.event("path_failed", m.name, a.path, a.message)
+                    acted = True
+                else:
+                    self.event("path_reinstated", m.name, a.path, a.message)
+                    m.alerts[:] = [x for x in m.alerts if not x.startswith(f"{a.path}:")]
+                    acted = True
             if acted:
                 km = await self.k(be.read_states, m.name, mr.kernel)
                 self._apply_kernel(mr, km)

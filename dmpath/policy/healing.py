@@ -55,6 +55,8 @@ class Alert:
     message: str
 
 
+#: what ``plan_paths`` decides: the paths' states (and the last-path alert)
+PathAction = FailPath | ReinstatePath | Alert
 Action = FailPath | ReinstatePath | SwitchGroup | SetQueueing | Alert
 
 #: checker verdicts that make a failed path worth reinstating (a standby path still works)
@@ -72,9 +74,9 @@ def _usable(p: Path) -> bool:
     return p.kernel_state == KernelState.ACTIVE and p.check != Check.DOWN
 
 
-def plan_paths(m: Map) -> list[Action]:
+def plan_paths(m: Map) -> list[PathAction]:
     """Fail the dead, reinstate the living, never fail the last path that is active."""
-    actions: list[Action] = []
+    actions: list[PathAction] = []
     reinstate = [
         p
         for p in m.paths

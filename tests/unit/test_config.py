@@ -42,7 +42,7 @@ def test_empty_file_is_all_defaults() -> None:
     assert d.no_path_retry == 12
     assert d.checker is c.Checker.TUR
     assert d.polling_interval == 1.0
-    assert d.max_polling_interval == 1.0
+    assert d.max_polling_interval == 60.0
     assert d.find_multipaths is c.FindMultipaths.ON
     assert d.uid_attribute == ("ID_SERIAL", "ID_WWN")
     assert d.dm_uuid_prefix == "dmpath-"
@@ -79,10 +79,12 @@ def test_non_utf8_config_names_the_line(tmp_path: Path) -> None:
     assert "UTF-8" in str(ei.value)
 
 
-def test_max_polling_interval_follows_polling_interval() -> None:
+def test_max_polling_interval_is_at_least_polling_interval() -> None:
     cfg = c.parse_config("[defaults]\npolling_interval = 2\n")
     assert cfg.defaults.polling_interval == 2.0
-    assert cfg.defaults.max_polling_interval == 2.0
+    assert cfg.defaults.max_polling_interval == 60.0
+    cfg = c.parse_config("[defaults]\npolling_interval = 90\n")
+    assert cfg.defaults.max_polling_interval == 90.0
     assert isinstance(cfg.defaults.polling_interval, float)
     cfg = c.parse_config("[defaults]\nmax_polling_interval = 5\n")
     assert cfg.defaults.max_polling_interval == 5.0
@@ -90,7 +92,7 @@ def test_max_polling_interval_follows_polling_interval() -> None:
 
 def test_defaults_record_refuses_inconsistent_intervals() -> None:
     with pytest.raises(ValueError):
-        c.Defaults(polling_interval=3.0)
+        c.Defaults(polling_interval=90.0)
 
 
 def test_path_selector_bare_name_is_completed() -> None:
@@ -531,9 +533,6 @@ def test_every_default_option_is_documented_with_its_real_default() -> None:
     assert set(docs) == {f.name for f in dataclasses.fields(c.Defaults)}
     d = c.Defaults()
     for name, doc in docs.items():
-        if name == "max_polling_interval":
-            assert doc.default == "polling_interval"
-            continue
         value = getattr(d, name)
         assert c.parse_config(f"[defaults]\n{name} = {doc.default}\n").defaults == d, name
         assert doc.default == _toml_value(getattr(value, "value", value)), name
@@ -592,7 +591,7 @@ def test_example_file_shows_every_option() -> None:
 _GOOD = {
     o.name: f"{o.name} = {o.default}"
     for o in c.OPTIONS
-    if o.section == "defaults" and o.name != "max_polling_interval"
+    if o.section == "defaults"
 }
 _BAD = {
     "backend": '"lvm"',
