@@ -28,9 +28,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from dmpath.errors import DmpathError
@@ -46,11 +46,28 @@ class PoolClosed(DmpathError):
         self.key = key
 
 
-@dataclass
-class _Job(Generic[T]):
+@dataclass(eq=False)
+class CheckJob(Generic[T]):
+    """One outstanding check. ``future`` exists only for ``submit`` callers; ``call``
+    callers get ``on_done(job)`` from the worker thread instead: a concurrent Future (a
+    Condition and an RLock each) costs more than the check itself at a thousand paths."""
+
     key: str
     fn: Callable[[], T]
-    future: Future[T] = field(default_factory=Future)
+    future: Future[T] | None = None
+    on_done: Callable[[CheckJob[T]], None] | None = None
+    value: T | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def result(self) -> T:
+        """The check's value, or its exception raised (only once ``done``)."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set together with done
+
+
+_Job = CheckJob
 
 
 @dataclass
@@ -80,6 +97,7 @@ class CheckPool(Generic[T]):
         self._workers: list[_Worker[T]] = []  # the ones that count towards ``size``
         self._hung: list[_Worker[T]] = []  # written off, still running their job
         self._closed = False
+        self._watch_idle = True  # the watchdog waits with no deadline (no job running)
         self._spawned = 0
         with self._lock:
             for _ in range(size):
@@ -92,16 +110,45 @@ class CheckPool(Generic[T]):
         """Run ``fn()`` in a worker; with a job for ``key`` still outstanding, return that
         job's future instead (``fn`` is then not run)."""
         with self._lock:
-            if self._closed:
-                raise PoolClosed(key)
             job = self._jobs.get(key)
-            if job is not None and not job.future.cancelled():
+            if job is not None and job.future is not None and not job.future.cancelled():
                 return job.future
-            job = _Job(key, fn)
-            self._jobs[key] = job
-            self._queue.append(job)
-            self._work.notify()
-            return job.future
+            future: Future[T] = Future()
+            self._enqueue(_Job(key, fn, future=future))
+            return future
+
+    def call(
+        self, key: str, fn: Callable[[], T], on_done: Callable[[CheckJob[T]], None]
+    ) -> tuple[CheckJob[T], bool]:
+        """Run ``fn()`` in a worker and call ``on_done(job)`` from that worker when it
+        returns; with a job for ``key`` still outstanding, return that job and False
+        (``fn`` and this ``on_done`` are then dropped: the first caller hears of it)."""
+        return self.call_many([(key, fn, on_done)])[0]
+
+    def call_many(
+        self, calls: Sequence[tuple[str, Callable[[], T], Callable[[CheckJob[T]], None]]]
+    ) -> list[tuple[CheckJob[T], bool]]:
+        """``call`` for several keys under one acquisition of the lock (the checks that
+        fall due together are handed over together)."""
+        out: list[tuple[CheckJob[T], bool]] = []
+        with self._lock:
+            for key, fn, on_done in calls:
+                job = self._jobs.get(key)
+                if job is not None and (job.future is None or not job.future.cancelled()):
+                    out.append((job, False))
+                    continue
+                job = _Job(key, fn, on_done=on_done)
+                self._enqueue(job)
+                out.append((job, True))
+        return out
+
+    def _enqueue(self, job: CheckJob[T]) -> None:
+        """Queue ``job`` (called with the lock held)."""
+        if self._closed:
+            raise PoolClosed(job.key)
+        self._jobs[job.key] = job
+        self._queue.append(job)
+        self._work.notify()
 
     def hung(self) -> int:
         """Jobs written off as hung that have not returned yet (each holds one thread)."""
@@ -126,7 +173,8 @@ class CheckPool(Generic[T]):
             self._work.notify_all()
             self._watch.notify_all()
         for job in queued:
-            job.future.cancel()  # outside the lock: it runs the future's callbacks
+            if job.future is not None:
+                job.future.cancel()  # outside the lock: it runs the future's callbacks
 
     # ------------------------------------------------------------------ threads
 
@@ -149,21 +197,28 @@ class CheckPool(Generic[T]):
                         self._workers.remove(me)
                     return
                 job = self._queue.popleft()
-                if not job.future.set_running_or_notify_cancel():
+                if job.future is not None and not job.future.set_running_or_notify_cancel():
                     self._forget(job)  # cancelled while queued
                     continue
                 me.job, me.started = job, time.monotonic()
-                self._watch.notify()  # a new deadline for the watchdog
+                if self._watch_idle:
+                    # the watchdog sleeps with no deadline: this job gives it one (a job
+                    # started later never has an earlier deadline than the ones running)
+                    self._watch.notify()
             try:
-                value = job.fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller via the future
-                with self._lock:
-                    retired = self._finish(me, job)
-                job.future.set_exception(exc)
-            else:
-                with self._lock:
-                    retired = self._finish(me, job)
-                job.future.set_result(value)
+                job.value = job.fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                job.error = exc
+            with self._lock:
+                retired = self._finish(me, job)
+            job.done = True
+            if job.future is not None:
+                if job.error is not None:
+                    job.future.set_exception(job.error)
+                else:
+                    job.future.set_result(job.value)  # type: ignore[arg-type]
+            if job.on_done is not None:
+                job.on_done(job)
             if retired:
                 return  # written off: a replacement serves in its place
 
@@ -198,4 +253,5 @@ class CheckPool(Generic[T]):
                         self._spawn()
                     elif nearest is None or deadline < nearest:
                         nearest = deadline
+                self._watch_idle = nearest is None
                 self._watch.wait(None if nearest is None else nearest - now)

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from dmpath import config as cfgmod
 from dmpath.daemon import discovery
 from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend, kernel_dm_ops
 from dmpath.daemon.checkers import Checker, PathChecker
+from dmpath.daemon.checkpool import CheckJob as PoolJob
 from dmpath.daemon.checkpool import CheckPool, PoolClosed
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
@@ -69,6 +70,8 @@ ASSEMBLY_WAIT = 60.0
 #: threads: a fabric event touches many maps at once, and each dmsetup call is mostly a
 #: wait (process start, udev); more threads than this only contend for the CPUs
 DM_WORKERS = 4
+#: how late a timed check may start so that those due close together go out together
+CHECK_TICK = 0.05
 #: threads for path checks; a hung check's thread is replaced, so these stay free
 CHECK_WORKERS = 8
 
@@ -117,7 +120,7 @@ def _scan_records(
     return infos, holders
 
 
-CheckJob = Future[tuple[Check, str, str]]
+CheckJob = PoolJob[tuple[Check, str, str]]
 ScanRecords = Callable[
     [list[udev.UdevRecord], tuple[str, ...], list[str]],
     tuple[dict[str, discovery.PathInfo | None], dict[str, list[str]]],
@@ -172,7 +175,6 @@ class Daemon:
         self._sched_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inflight: dict[str, CheckJob] = {}  # path -> its check now running
-        self._watched: set[CheckJob] = set()  # jobs whose end we will hear of
         self._deadlines: list[tuple[float, int, str, CheckJob]] = []  # heap: time-outs
         self._seq = itertools.count()
         self._done: collections.deque[tuple[PathRuntime, CheckJob]] = collections.deque()
@@ -881,33 +883,39 @@ class Daemon:
         while True:
             self._sched_wake.clear()
             now = time.monotonic()
-            for name in self.sched.due(now):
-                self._start_check(name)
+            self._start_checks(self.sched.due(now))
             self._expire_checks(now)
             wake = self.sched.next_wakeup()
             if self._deadlines:
                 first = self._deadlines[0][0]
                 wake = first if wake is None else min(wake, first)
-            timeout = None if wake is None else max(0.0, wake - time.monotonic())
+            # timers are served in ticks, so checks that fall due close together go out
+            # together; news (a kick, a verdict) still wakes the loop at once
+            timeout = None if wake is None else max(0.0, wake - time.monotonic()) + CHECK_TICK
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sched_wake.wait(), timeout)
 
     def _start_check(self, name: str) -> None:
-        pr = self.paths.get(name)
-        if pr is None:
-            self.sched.remove(name)
-            return
+        self._start_checks([name])
+
+    def _start_checks(self, names: list[str]) -> None:
+        calls = []
+        for name in names:
+            pr = self.paths.get(name)
+            if pr is None:
+                self.sched.remove(name)
+                continue
+            run = functools.partial(self._run_check, pr, pr.model.check)
+            calls.append((name, run, functools.partial(self._job_done, pr)))
         try:
-            job = self.checks.submit(name, functools.partial(self._run_check, pr, pr.model.check))
+            jobs = self.checks.call_many(calls)
         except PoolClosed:
             return
-        self._inflight[name] = job
         deadline = time.monotonic() + self.d.checker_timeout + 1.0
-        heapq.heappush(self._deadlines, (deadline, next(self._seq), name, job))
-        if job not in self._watched:
-            # the same job comes back while a hung check runs on: watch it once
-            self._watched.add(job)
-            job.add_done_callback(functools.partial(self._job_done, pr))
+        for (name, _run, _done), (job, _new) in zip(calls, jobs, strict=True):
+            # a hung check still running is the job handed back: its end is heard of once
+            self._inflight[name] = job
+            heapq.heappush(self._deadlines, (deadline, next(self._seq), name, job))
 
     def _run_check(self, pr: PathRuntime, before: Check) -> tuple[Check, str, str]:
         """In a checker thread: the check, and the SCSI device state when the verdict
@@ -915,7 +923,7 @@ class Daemon:
         check, reason = pr.checker.check()
         return check, reason, _dev_state(pr.info.name) if check != before else ""
 
-    def _job_done(self, pr: PathRuntime, job: Future[tuple[Check, str, str]]) -> None:
+    def _job_done(self, pr: PathRuntime, job: CheckJob) -> None:
         """In the checker thread that finished: hand the result to the loop. Results are
         queued and the loop is woken once per batch, not once per check (at thousands of
         paths the wake-ups were the cost)."""
@@ -935,14 +943,11 @@ class Daemon:
             self._done.clear()
             self._done_signalled = False
         for pr, job in batch:
-            self._watched.discard(job)
             if self._inflight.get(pr.info.name) is not job:
                 continue  # timed out already (reported down), or the path left
             del self._inflight[pr.info.name]
             try:
                 check, reason, dev_state = job.result()
-            except CancelledError:
-                continue
             except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
                 check, reason, dev_state = Check.PENDING, f"check failed: {exc}", ""
             self._verdict(pr, check, reason, dev_state)
@@ -955,7 +960,7 @@ class Daemon:
         while self._deadlines and self._deadlines[0][0] <= now:
             _when, _seq, name, job = heapq.heappop(self._deadlines)
             pr = self.paths.get(name)
-            if pr is None or self._inflight.get(name) is not job or job.done():
+            if pr is None or self._inflight.get(name) is not job or job.done:
                 continue
             del self._inflight[name]
             self._verdict(pr, Check.DOWN, f"no answer within {self.d.checker_timeout:g} s", "")
@@ -964,8 +969,8 @@ class Daemon:
         name = pr.info.name
         if self.paths.get(name) is not pr:
             return  # the path left while it was being checked
-        for sibling in self.sched.result(name, check, time.monotonic()):
-            self._start_check(sibling)  # its nexus likely changed with it: look now
+        # its nexus likely changed with it: look at the siblings now
+        self._start_checks(self.sched.result(name, check, time.monotonic()))
         p = pr.model
         p.interval = self.sched.interval_of(name)
         changed = p.check not in (check, Check.UNKNOWN)
@@ -976,7 +981,7 @@ class Daemon:
                 self.event("check", pr.map_name, name, f"{name} checker: {check.value} ({reason})")
         p.dev_state = dev_state or p.dev_state
         mr = self.maps.get(pr.map_name)
-        if mr is not None and (changed or healing.plan_paths(mr.model)):
+        if mr is not None and (changed or healing.path_needs_action(p)):
             self.request_heal(mr)
 
     def request_heal(self, mr: MapRuntime) -> None:

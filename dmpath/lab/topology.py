@@ -23,6 +23,7 @@ host) before either daemon starts.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import math
 import os
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from dmpath.errors import DmpathError
+from dmpath.errors import CommandTimeout, DmpathError
 from dmpath.kernel.dmtable import MultipathStatus, parse_status
 from dmpath.runner import run
 
@@ -256,11 +257,26 @@ def discover(fabrics: int = 1) -> list[LabPath]:
     return sorted(out, key=lambda p: (p.host, p.lun))
 
 
+#: how long unload() keeps trying while scsi_debug is still in use (seconds)
+UNLOAD_WAIT = 120.0
+
+
 def unload() -> None:
     """Remove scsi_debug; fails (CommandError) if a map or array still holds a path."""
-    if os.path.isdir("/sys/module/scsi_debug"):
-        run("udevadm", ["settle", "-t", "20"], check=False, timeout=40)
-        run("modprobe", ["-r", "scsi_debug"], timeout=120)
+    if not os.path.isdir("/sys/module/scsi_debug"):
+        return
+    # udev's workers (blkid, our own rule) hold disks open for a while after a burst of
+    # hundreds of them: "in use" then means "not yet", so try again until a deadline
+    deadline = time.monotonic() + UNLOAD_WAIT
+    while True:
+        with contextlib.suppress(CommandTimeout):
+            run("udevadm", ["settle", "-t", "20"], check=False, timeout=40)
+        res = run("modprobe", ["-r", "scsi_debug"], check=False, timeout=120)
+        if res.ok or time.monotonic() > deadline:
+            break
+        time.sleep(2.0)
+    if not res.ok:
+        run("modprobe", ["-r", "scsi_debug"], timeout=120)  # raises, with the reason
 
 
 def wait_for_disks(
@@ -283,7 +299,12 @@ def wait_for_disks(
     missing: list[str] = []
     while True:
         step = settle_step(deadline - time.monotonic())
-        settled = run("udevadm", ["settle", "-t", str(step)], check=False, timeout=step + 30).ok
+        try:
+            settled = run("udevadm", ["settle", "-t", str(step)], check=False, timeout=step + 30).ok
+        except CommandTimeout:
+            # seen with hundreds of disks under emulation: settle outlives its own -t;
+            # what counts is the disks and their udev entries, looked at below
+            settled = False
         try:
             paths = discover(fabrics)
         except OSError:  # a disk vanished (or appeared) between glob and read: look again

@@ -74,6 +74,14 @@ def _usable(p: Path) -> bool:
     return p.kernel_state == KernelState.ACTIVE and p.check != Check.DOWN
 
 
+def path_needs_action(p: Path) -> bool:
+    """Could ``plan_paths`` act on this path now? The cheap test made on each check
+    before planning its whole map: the kernel and the checker disagree about it."""
+    if p.kernel_state == KernelState.FAILED:
+        return p.check in USABLE and not p.held
+    return p.kernel_state == KernelState.ACTIVE and p.check == Check.DOWN
+
+
 def plan_paths(m: Map) -> list[PathAction]:
     """Fail the dead, reinstate the living, never fail the last path that is active."""
     actions: list[PathAction] = []

@@ -14,6 +14,7 @@ import pytest
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, cleanup_maps, wait_for
+from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
 
@@ -119,6 +120,10 @@ def test_last_path_is_never_failed_by_the_daemon(scsi_paths: list[topo.LabPath],
     a, b = scsi_paths
     topo.set_state(a, "offline")
     d.wait_path(a.name, kernel_state="failed")
+    # udev answers the map's change uevent (a failed) by reading the map (blkid): let
+    # it finish first, or that read would meet b offline and the kernel, not the
+    # daemon, fails b (the kernel fails any path an I/O fails on, the last one too)
+    run("udevadm", ["settle", "-t", "60"], check=False, timeout=90)
     topo.set_state(b, "offline")
     d.wait_path(b.name, check="down")
     wait_for(lambda: d.maps()["mpatha"]["alerts"], 15, "the last-path alert")
