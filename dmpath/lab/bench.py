@@ -684,6 +684,7 @@ SIMULATED_FIGURES: tuple[tuple[str, str, int], ...] = (
     ("CPU s", "cpu_s", 2),
     ("wall s", "wall_s", 2),
     ("RSS MB", "rss_mb", 1),
+    ("% of a core", "cpu_pct_of_core", 2),
 )
 
 
@@ -1720,6 +1721,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         help=f"guest memory (default 2G; {BIG_GUEST_MEMORY} from {BIG_GUEST_PATHS} paths on)",
     )
     ap.add_argument(
+        "--simulate",
+        action="append",
+        metavar="LUNSxPATHS",
+        help="instead of booting the lab, drive the real engine against a simulated kernel "
+        "at these sizes (repeatable or a comma list, e.g. 64x4,1024x16)",
+    )
+    ap.add_argument(
         "--no-record",
         action="store_true",
         help=f"do not append the scale records to {RESULTS_JSON} (and {RESULTS_MD})",
@@ -1810,6 +1818,74 @@ def record_results(root: str, guest_doc: dict[str, Any], memory: str) -> list[st
     records = measured_records(guest_doc, commit=commit, dirty=dirty, memory=memory)
     if not records:
         return []
+    return append_results_file(root, records)
+
+
+def simulated_records(
+    results: Sequence[Mapping[str, Any]], *, commit: str, dirty: bool, date: str
+) -> list[dict[str, Any]]:
+    """Results of ``dmpath.sim.run`` as records of the results file: each phase's CPU,
+    wall time and RSS, and its share of a core where the phase reports one."""
+    out: list[dict[str, Any]] = []
+    for res in results:
+        phases: dict[str, dict[str, float]] = {}
+        for name, fig in (res.get("phases") or {}).items():
+            row = {k: float(fig[k]) for k in ("cpu_s", "wall_s", "rss_mb") if k in fig}
+            pct = (fig.get("detail") or {}).get("cpu_pct_of_core")
+            if pct is not None:
+                row["cpu_pct_of_core"] = float(pct)
+            phases[str(name)] = row
+        out.append(
+            {
+                "kind": "simulated",
+                "date": date,
+                "topology": res.get("topology"),
+                "paths": res.get("paths"),
+                "git_commit": commit + ("+dirty" if dirty else ""),
+                "daemon": "dmpathd",
+                "phases": phases,
+            }
+        )
+    return out
+
+
+def simulate_main(args: argparse.Namespace) -> int:
+    """``--simulate``: the engine against dmpath.sim at each size, on the host."""
+    from dmpath.lab.topology import parse_topology_name
+    from dmpath.sim import run as sim
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sizes: list[tuple[int, int]] = []
+    for value in args.simulate:
+        for name in filter(None, (v.strip() for v in value.split(","))):
+            size = parse_topology_name(name)
+            if size is None or min(size) < 1 or size[1] < 2:
+                print(f"lab: bench: --simulate {name}: use LUNSxPATHS with at least 2 paths "
+                      "(e.g. 1024x16)", file=sys.stderr)
+                return 2
+            sizes.append(size)
+    results = []
+    for luns, paths in sizes:
+        print(f"simulating {luns}x{paths} ({luns * paths} paths)...", file=sys.stderr, flush=True)
+        res = sim.run(luns, paths).to_dict()
+        results.append(res)
+        for phase, fig in res["phases"].items():
+            extra = fig.get("detail", {}).get("cpu_pct_of_core")
+            print(
+                f"  {phase:15} cpu {fig['cpu_s']:9.3f} s  wall {fig['wall_s']:9.3f} s  "
+                f"rss {fig['rss_mb']:7.1f} MB" + (f"  {extra:.2f} % of a core" if extra else ""),
+                flush=True,
+            )
+    if not args.no_record:
+        commit, dirty = git_state(root)
+        date = datetime.now(UTC).isoformat(timespec="seconds")
+        records = simulated_records(results, commit=commit, dirty=dirty, date=date)
+        append_results_file(root, records)
+    return 0
+
+
+def append_results_file(root: str, records: Sequence[dict[str, Any]]) -> list[str]:
+    """Append ``records`` to docs/bench/results.json and re-render results.md."""
     json_path = os.path.join(root, RESULTS_JSON)
     md_path = os.path.join(root, RESULTS_MD)
     try:
@@ -1829,6 +1905,8 @@ def record_results(root: str, guest_doc: dict[str, Any], memory: str) -> list[st
 
 def host_main(args: argparse.Namespace, display: Sequence[str]) -> int:
     """On the host: make sure multipath-tools is there, boot the lab once, run the bench."""
+    if args.simulate:
+        return simulate_main(args)
     from dmpath.lab.provision import ensure_multipath_tools
     from dmpath.lab.vm import run_in_lab
 

@@ -13,6 +13,7 @@ nexus, and the checkers see it at their next check.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -186,7 +187,11 @@ class SimDmOps:
     def table(self, name: str) -> MultipathTable:
         with self._lock:
             self._count("table")
-            return self._get(name).table
+            m = self._get(name)
+            # as the kernel does, the table shows queue_if_no_path as it is now, not as
+            # it was loaded (fail_if_no_path / queue_if_no_path messages change it)
+            features = dataclasses.replace(m.table.features, queue_if_no_path=m.queueing)
+            return dataclasses.replace(m.table, features=features)
 
     def status(self, name: str) -> MultipathStatus:
         with self._lock:
@@ -244,7 +249,10 @@ class SimDmOps:
                 raise DmpathError(f"{name}: map exists")
             self._minor += 1
             devs = [p.dev for g in table.groups for p in g.paths]
-            self.maps[name] = _SimMap(name, uuid, self._minor, table, dict.fromkeys(devs, True))
+            self.maps[name] = _SimMap(
+                name, uuid, self._minor, table, dict.fromkeys(devs, True),
+                queueing=table.features.queue_if_no_path,
+            )
 
     def reload(self, name: str, table: MultipathTable) -> None:
         with self._lock:
@@ -253,6 +261,7 @@ class SimDmOps:
             devs = [p.dev for g in table.groups for p in g.paths]
             m.active = {d: m.active.get(d, True) for d in devs}
             m.table = table
+            m.queueing = table.features.queue_if_no_path
             m.next_pg = min(m.next_pg, len(table.groups)) or 1
 
     def remove(self, name: str, force: bool) -> None:

@@ -96,24 +96,35 @@ def sim_scan(
     return infos, {}
 
 
-def sim_config(workdir: str, compress: float = 1.0) -> cfgmod.Config:
+def sim_config(workdir: str, compress: float = 1.0, extra: str = "") -> cfgmod.Config:
+    """The daemon's defaults but for private files, multibus, every LUN a map, and
+    intervals divided by ``compress``; ``extra`` lines (``key = value``) override them."""
     base = cfgmod.Defaults()
-    text = f"""
-[defaults]
-bindings_file = "{workdir}/bindings"
-wwids_file = "{workdir}/wwids"
-socket = "{workdir}/dmpathd.sock"
-prio = "const"
-path_grouping_policy = "multibus"
-find_multipaths = "greedy"
-polling_interval = {base.polling_interval / compress}
-max_polling_interval = {base.max_polling_interval / compress}
-"""
-    return cfgmod.parse_config(text)
+    values = {
+        "bindings_file": f'"{workdir}/bindings"',
+        "wwids_file": f'"{workdir}/wwids"',
+        "socket": f'"{workdir}/dmpathd.sock"',
+        "prio": '"const"',
+        "path_grouping_policy": '"multibus"',
+        "find_multipaths": '"greedy"',
+        "polling_interval": str(base.polling_interval / compress),
+        "max_polling_interval": str(base.max_polling_interval / compress),
+    }
+    for line in extra.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return cfgmod.parse_config(
+        "[defaults]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
+    )
 
 
-def make_daemon(san: SimSan, workdir: str, compress: float = 1.0) -> tuple[Daemon, SimDmOps]:
-    cfg = sim_config(workdir, compress)
+def make_daemon(
+    san: SimSan, workdir: str, compress: float = 1.0, extra: str = ""
+) -> tuple[Daemon, SimDmOps]:
+    """A real Daemon whose kernel, udev and checkers are the simulation's. Its dm path
+    uevents reach the daemon's loop as the kernel's would."""
+    cfg = sim_config(workdir, compress, extra)
     d = Daemon(cfg, os.path.join(workdir, "dmpath.toml"))
     ops = SimDmOps()
     d.dm = DmBackend(cfg.defaults.dm_uuid_prefix, ops)
@@ -121,6 +132,16 @@ def make_daemon(san: SimSan, workdir: str, compress: float = 1.0) -> tuple[Daemo
     d.enumerate_disks = san.records
     d.make_checker = lambda info, _kind: SimChecker(san, info.name)
     return d, ops
+
+
+def connect_uevents(d: Daemon, ops: SimDmOps) -> None:
+    """Deliver the simulated kernel's dm path uevents to ``d``'s running loop."""
+    loop = asyncio.get_running_loop()
+
+    def uevent(ev: udev.DmPathEvent) -> None:
+        loop.call_soon_threadsafe(d._on_dm_path_event, ev)
+
+    ops.uevent = uevent
 
 
 async def _wait(pred: Callable[[], bool], what: str, timeout: float = PHASE_TIMEOUT) -> None:
@@ -145,12 +166,7 @@ async def scenario(luns: int, paths: int, idle_s: float, flaps: int) -> SimResul
     total = luns * paths
     with tempfile.TemporaryDirectory(prefix="dmpath-sim-") as work:
         d, ops = make_daemon(san, work)
-        loop = asyncio.get_running_loop()
-
-        def uevent(ev: udev.DmPathEvent) -> None:
-            loop.call_soon_threadsafe(d._on_dm_path_event, ev)
-
-        ops.uevent = uevent
+        connect_uevents(d, ops)
         phases: list[Phase] = []
 
         async def coldplug() -> None:

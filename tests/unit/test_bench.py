@@ -399,3 +399,23 @@ def test_run_timeout_covers_the_scale_phases() -> None:
     big = bench.run_timeout(ap.parse_args(["--scale", "256x4", "--scale-only"]))
     assert big > small > 6 * bench.scale_phase_timeout(32)
     assert big > 6 * bench.scale_phase_timeout(1024)
+
+
+def test_simulated_results_become_records_with_each_phase_and_the_core_share() -> None:
+    from dmpath.lab import bench as b
+
+    res = {
+        "kind": "simulated", "topology": "1024x16", "paths": 16384,
+        "phases": {
+            "coldplug": {"cpu_s": 2.5, "wall_s": 3.0, "rss_mb": 120.0, "detail": {"create": 1}},
+            "idle_hour": {"cpu_s": 50.0, "wall_s": 3600.0, "rss_mb": 130.0,
+                          "detail": {"cpu_pct_of_core": 1.39}},
+        },
+    }
+    (rec,) = b.simulated_records([res], commit="abc1234", dirty=True, date="2026-12-02")
+    assert rec["kind"] == "simulated" and rec["paths"] == 16384
+    assert rec["git_commit"] == "abc1234+dirty"
+    assert rec["phases"]["coldplug"] == {"cpu_s": 2.5, "wall_s": 3.0, "rss_mb": 120.0}
+    assert rec["phases"]["idle_hour"]["cpu_pct_of_core"] == 1.39
+    md = b.render_results_md([rec])
+    assert "idle_hour" in md and "1.39" in md and "1024x16" in md

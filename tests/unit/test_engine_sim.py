@@ -1,0 +1,199 @@
+"""The real engine (executor, checker pool, scheduler, healing) on the simulated SAN and
+device-mapper of ``dmpath.sim``: behaviour at scale without a kernel.
+
+These assert what the engine does (which maps, which kernel operations, how many, which
+events), never how fast: the lab proves the same on a real kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import threading
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from dmpath.daemon.engine import Daemon
+from dmpath.kernel import udev
+from dmpath.model import Check
+from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
+from dmpath.sim.run import connect_uevents, make_daemon
+
+FAST = "polling_interval = 0.1\nmax_polling_interval = 0.4\ncoalesce_ms = 10\n"
+Scenario = Callable[[Daemon, SimDmOps, SimSan], Awaitable[None]]
+
+
+async def until(pred: Callable[[], object], what: str, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f"not reached within {timeout:g} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+def run_sim(
+    tmp_path: pathlib.Path, luns: int, paths: int, scenario: Scenario, extra: str = FAST
+) -> None:
+    async def main() -> None:
+        san = SimSan(luns, paths)
+        d, ops = make_daemon(san, str(tmp_path), extra=extra)
+        connect_uevents(d, ops)
+        try:
+            await d.adopt()
+            await d.scan()
+            await until(lambda: ops.active_paths() == luns * paths, "coldplug")
+            await scenario(d, ops, san)
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def kinds(d: Daemon, kind: str) -> list[str]:
+    return [e.path for e in d.events if e.kind == kind]
+
+
+def test_coldplug_makes_every_map_once_with_one_write_of_each_file(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        assert sorted(ops.maps) == sorted(f"mpath{c}" for c in "abcdefgh")
+        assert ops.calls["create"] == 8
+        # one read of each new map (info, table, status), no re-reads per path
+        assert ops.calls["info"] == ops.calls["table"] == 8
+        assert ops.calls.get("reload", 0) == 0
+        bindings = (tmp_path / "bindings").read_text().split("\n")
+        assert len([b for b in bindings if b.startswith("mpath")]) == 8
+        wwids = [w for w in (tmp_path / "wwids").read_text().split("\n") if w.startswith("/")]
+        assert len(wwids) == 8
+        assert {m.model.name for m in d.maps.values()} == set(ops.maps)
+
+    run_sim(tmp_path, 8, 4, check)
+
+
+def test_a_fabric_down_and_up_is_failed_and_reinstated_and_echoes_cost_nothing(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        lost = {p.devnum for p in san.set_fabric(0, False)}
+        await until(lambda: ops.failed(lost) == len(lost), "fabric 0 failed in the tables")
+        back = {p.devnum for p in san.paths if p.fabric == 1}
+        assert ops.failed(back) == 0  # the other fabric untouched
+        reads = ops.calls["status"]
+        san.set_fabric(0, True)
+        await until(lambda: ops.failed(lost) == 0, "fabric 0 reinstated")
+        failed = kinds(d, "path_failed")
+        assert sorted(failed) == sorted(p.name for p in san.paths if p.fabric == 0)
+        assert len(kinds(d, "path_reinstated")) == len(lost)
+        # the kernel sent a uevent for every one of them: all were our own echo
+        assert kinds(d, "kernel_path_failed") == []
+        # re-reads: at most one per map per heal, never one per uevent
+        assert ops.calls["status"] - reads <= 2 * len(ops.maps)
+
+    run_sim(tmp_path, 16, 4, check)
+
+
+def test_a_path_the_kernel_fails_on_its_own_is_news_and_is_reinstated(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        victim = san.paths[0]
+        name = next(m for m in ops.maps.values() if victim.devnum in m.active).name
+        # an I/O error: the kernel fails the path and says so; the path itself is fine
+        ops.maps[name].active[victim.devnum] = False
+        assert ops.uevent is not None
+        ops.uevent(udev.DmPathEvent(udev.DmAction.PATH_FAILED, victim.devnum, 3, name, "",
+                                    None))
+        await until(lambda: kinds(d, "kernel_path_failed") == [victim.name], "the news")
+        await until(lambda: ops.failed({victim.devnum}) == 0, "reinstated by the checker")
+
+    run_sim(tmp_path, 2, 4, check)
+
+
+def test_every_path_dead_keeps_one_per_map_and_no_path_retry_runs_out_on_time(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        san.set_fabric(0, False)
+        san.set_fabric(1, False)
+        await until(lambda: all(sum(m.active.values()) == 1 for m in ops.maps.values()),
+                    "all but the last path of each map failed")
+        await until(lambda: all(not m.queueing for m in ops.maps.values()),
+                    "queued I/O failed after no_path_retry intervals")
+        assert all("only one IO path left" in " ".join(mr.model.alerts)
+                   for mr in d.maps.values())
+        msgs = [e.message for e in d.events if e.kind == "queueing"]
+        assert msgs and all("no path for 3 polling intervals" in m for m in msgs)
+        san.set_fabric(0, True)
+        await until(lambda: all(m.queueing for m in ops.maps.values()), "queueing again")
+
+    run_sim(tmp_path, 3, 2, check, extra=FAST + "no_path_retry = 3\n")
+
+
+def test_a_hung_check_counts_as_down_and_holds_no_one_else_up(
+    tmp_path: pathlib.Path,
+) -> None:
+    release = threading.Event()
+
+    class Hung(SimChecker):
+        def check(self) -> tuple[Check, str]:
+            release.wait(30)
+            return super().check()
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        stuck = d.paths[san.paths[0].name]
+        stuck.checker = Hung(san, stuck.info.name)
+        d.kick(stuck)
+        try:
+            await until(lambda: ops.failed({stuck.info.devnum}) == 1, "the hung path failed")
+            assert "no answer within 0.3 s" in stuck.model.check_reason
+            before = san.checks
+            for pr in list(d.paths.values())[1:]:
+                d.kick(pr)
+            await until(lambda: san.checks >= before + len(d.paths) - 1, "others checked")
+            assert d.checks.outstanding() >= 1  # the hung one still runs in its thread
+        finally:
+            release.set()
+        await until(lambda: ops.failed({stuck.info.devnum}) == 0, "back once it answers")
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "checker_timeout = 0.3\n")
+
+
+def test_paths_leaving_one_map_together_are_one_reload(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        mr = next(iter(d.maps.values()))
+        gone = list(mr.devnums.values())[:2]
+        reloads = ops.calls.get("reload", 0)
+        for name in gone:
+            d.records.pop(name)
+            d.dirty.add(name)
+        await d.reevaluate()
+        assert ops.calls["reload"] == reloads + 1
+        m = ops.maps[mr.model.name]
+        assert len(m.active) == 2 and not {d.paths.get(n) for n in gone} - {None}
+        assert sorted(kinds(d, "path_removed")) == sorted(gone)
+
+    run_sim(tmp_path, 2, 4, check)
+
+
+@pytest.mark.parametrize("luns", [4, 64])
+def test_one_path_event_costs_the_same_kernel_work_whatever_the_number_of_maps(
+    tmp_path: pathlib.Path, luns: int
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        await asyncio.sleep(0.3)  # let coldplug's first checks pass
+        victim = san.paths[1]
+        before = dict(ops.calls)
+        san.set_path(victim.name, False)
+        d.kick(d.paths[victim.name])
+        await until(lambda: ops.failed({victim.devnum}) == 1, "failed")
+        san.set_path(victim.name, True)
+        d.kick(d.paths[victim.name])
+        await until(lambda: ops.failed({victim.devnum}) == 0, "reinstated")
+        spent = {k: v - before.get(k, 0) for k, v in ops.calls.items() if v != before.get(k, 0)}
+        # fail + reinstate: two messages and a status read after each, on one map only
+        assert spent == {"message": 2, "status": 2}
+
+    run_sim(tmp_path, luns, 2, check)
