@@ -1104,6 +1104,9 @@ class Daemon:
                 elif isinstance(a, healing.SetQueueing):
                     await self.k(self.dm.set_queueing, m.name, a.enabled)
                     m.queueing = a.enabled
+                    # the table's features say queue_if_no_path as it is now: the copy
+                    # kept for status-only re-reads is stale, read it afresh next time
+                    mr.kernel = None
                     self.event("queueing", m.name, message=a.message)
             except DmpathError as exc:
                 self.event("error", m.name, message=str(exc))
