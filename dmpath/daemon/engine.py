@@ -202,7 +202,18 @@ class Daemon:
         """Run ``coro`` in the background, keeping a reference until it is done."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A background task ended: a failure is an event (and the log), never a silent
+        "exception was never retrieved" while a map waits for a heal that died."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("background task failed", exc_info=exc)
+            self.event("error", message=f"internal: {type(exc).__name__}: {exc}")
 
     async def k(self, fn: Callable[..., T], *args: Any, key: str | None = None, **kw: Any) -> T:
         """Run a kernel operation in a kernel worker thread: in order per map (``key``,
@@ -1007,6 +1018,13 @@ class Daemon:
         async with mr.lock:
             m = mr.model
             be = self.backend(m.backend)
+            if mr.kernel is None and m.backend == Backend.DM:
+                # the last read failed or the table changed: plan from the kernel's word
+                try:
+                    self._apply_kernel(mr, await self.k(be.read, m.name))
+                except DmpathError as exc:
+                    self.event("error", m.name, message=f"cannot read map: {exc}")
+                    return
             plan = healing.plan_paths(m)
             steps: list[tuple[str, str]] = []
             for a in plan:
@@ -1040,8 +1058,15 @@ class Daemon:
                     m.alerts[:] = [x for x in m.alerts if not x.startswith(f"{a.path}:")]
                     acted = True
             if acted:
-                km = await self.k(be.read_states, m.name, mr.kernel)
-                self._apply_kernel(mr, km)
+                try:
+                    km = await self.k(be.read_states, m.name, mr.kernel)
+                except DmpathError as exc:
+                    # the messages went through; the model learns their effect at the
+                    # next read, which must then be a full one
+                    mr.kernel = None
+                    self.event("error", m.name, message=f"cannot read map: {exc}")
+                else:
+                    self._apply_kernel(mr, km)
             if healing.has_usable_path(m):
                 m.alerts[:] = [x for x in m.alerts if healing.LAST_PATH_ALERT not in x]
             if m.backend == Backend.DM:

@@ -198,3 +198,45 @@ def test_one_path_event_costs_the_same_kernel_work_whatever_the_number_of_maps(
         assert spent == {"message": 2, "status": 2}
 
     run_sim(tmp_path, luns, 2, check)
+
+
+def test_a_failing_read_after_a_heal_is_an_event_and_the_next_read_is_full(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        from dmpath.errors import DmpathError
+
+        victim = san.paths[0]
+        mr = d.maps[d.paths[victim.name].map_name]
+        real = ops.status
+
+        def broken(name: str):  # type: ignore[no-untyped-def]
+            raise DmpathError(f"{name}: status read refused")
+
+        ops.status = broken  # type: ignore[method-assign]
+        san.set_path(victim.name, False)
+        d.kick(d.paths[victim.name])
+        await until(lambda: ops.failed({victim.devnum}) == 1, "failed in the table")
+        await until(lambda: any("status read refused" in e.message for e in d.events
+                                if e.kind == "error"), "the error event")
+        assert mr.kernel is None  # the next read is a full one
+        ops.status = real  # type: ignore[method-assign]
+        san.set_path(victim.name, True)
+        d.kick(d.paths[victim.name])
+        await until(lambda: ops.failed({victim.devnum}) == 0, "reinstated")
+        await until(lambda: d.paths[victim.name].model.kernel_state.value == "active",
+                    "the model agrees")
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_background_task_that_fails_is_an_error_event(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        async def boom() -> None:
+            raise RuntimeError("kaput")
+
+        d.spawn(boom())
+        await until(lambda: any(e.kind == "error" and "kaput" in e.message for e in d.events),
+                    "the event")
+
+    run_sim(tmp_path, 1, 2, check)
