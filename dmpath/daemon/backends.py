@@ -231,7 +231,10 @@ class DmsetupOps:
         return dmsetup.message(name, *words)
 
     def create(self, name: str, table: MultipathTable, uuid: str) -> None:
-        dmsetup.create(name, table, uuid=uuid)
+        # without udev synchronisation: dmsetup returns once the map is live instead of
+        # waiting for udev to finish with it, so a coldplug of hundreds of maps is not
+        # one udev round after another; the daemon waits for /dev/mapper/NAME itself
+        dmsetup.create(name, table, uuid=uuid, udev_sync=False)
 
     def reload(self, name: str, table: MultipathTable) -> None:
         dmsetup.reload(name, table)

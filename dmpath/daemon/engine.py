@@ -62,6 +62,8 @@ SLOW_KERNEL_OP = 30.0
 #: how long the kernel's uevent for a message we sent counts as its echo (seconds):
 #: udev hands uevents on after its rules ran, which under load takes seconds
 ECHO_WINDOW = 30.0
+#: how long a new map's /dev/mapper node may take to appear (udev makes it)
+NODE_WAIT = 30.0
 #: how long an assembler waits for another one to finish before giving up (seconds)
 ASSEMBLY_WAIT = 60.0
 
@@ -189,7 +191,8 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self.monitor: udev.Monitor | None = None
         self.notify: Callable[[str], object] = lambda _s: None
-        # how the engine sees the world: the simulation (dmpath.sim) swaps these three
+        # how the engine sees the world: the simulation (dmpath.sim) swaps these
+        self.node_exists: Callable[[str], bool] = os.path.exists
         self.scan_records: ScanRecords = _scan_records
         self.enumerate_disks: Callable[[], list[udev.UdevRecord]] = udev.enumerate_block_disks
         self.make_checker: Callable[[discovery.PathInfo, str], Checker] = (
@@ -713,6 +716,8 @@ class Daemon:
             except DmpathError as exc:
                 self.event("error", m.name, message=str(exc))
                 return False
+            if m.backend == Backend.DM:
+                await self._wait_for_node(m.name)
             self._register_map(mr)
             for i in infos:
                 self.paths[i.name].map_name = m.name
@@ -724,6 +729,19 @@ class Daemon:
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
         return True
+
+    async def _wait_for_node(self, name: str) -> None:
+        """Until udev has made /dev/mapper/NAME for a new map (a map is shown, and so
+        used, only once it can be opened); an alert if udev never does."""
+        node = f"/dev/mapper/{name}"
+        loop = asyncio.get_running_loop()
+        end = loop.time() + NODE_WAIT
+        while not self.node_exists(node):
+            if loop.time() > end:
+                self.event("alert", name, message=f"udev has not made {node} after "
+                           f"{NODE_WAIT:g} s (is systemd-udevd running?)")
+                return
+            await asyncio.sleep(0.05)
 
     async def _add_members(
         self, mr: MapRuntime, infos: list[discovery.PathInfo], new: list[discovery.PathInfo]

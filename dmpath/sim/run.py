@@ -131,6 +131,7 @@ def make_daemon(
     d.scan_records = sim_scan
     d.enumerate_disks = san.records
     d.make_checker = lambda info, _kind: SimChecker(san, info.name)
+    d.node_exists = lambda _node: True  # the simulated maps have no /dev nodes
     return d, ops
 
 
