@@ -1357,9 +1357,18 @@ class Daemon:
         except DmpathError as exc:
             self.event("error", message=f"reconfigure refused: {exc}")
             raise
-        self.cfg = new
+        old, self.cfg = self.cfg.defaults, new
         for mr in self.maps.values():
             mr.opts = cfgmod.effective_options(new, mr.model.wwid, mr.model.vendor, mr.model.model)
+        d = new.defaults
+        if (d.polling_interval, d.max_polling_interval) != (
+            old.polling_interval,
+            old.max_polling_interval,
+        ):
+            # new intervals: a scheduler built on them, every path checked afresh
+            self.sched = polling.CheckScheduler(d.polling_interval, d.max_polling_interval)
+            for pr in self.paths.values() if self.checking else ():
+                self.start_checking(pr)
         self.event("reconfigured", message=f"configuration reloaded from {self.config_path}")
         await self.reevaluate(full=True)
         return {"reloaded": self.config_path}

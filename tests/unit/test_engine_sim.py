@@ -240,3 +240,23 @@ def test_a_background_task_that_fails_is_an_error_event(tmp_path: pathlib.Path) 
                     "the event")
 
     run_sim(tmp_path, 1, 2, check)
+
+
+def test_reconfigure_puts_new_polling_intervals_in_force(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        text = (tmp_path / "dmpath.toml")
+        text.write_text(
+            "[defaults]\n"
+            f'bindings_file = "{tmp_path}/bindings"\nwwids_file = "{tmp_path}/wwids"\n'
+            'prio = "const"\npath_grouping_policy = "multibus"\nfind_multipaths = "greedy"\n'
+            "polling_interval = 0.2\nmax_polling_interval = 0.8\n"
+        )
+        await d.reconfigure()
+        assert (d.sched.tight, d.sched.relaxed) == (0.2, 0.8)
+        assert d.sched.stats().paths == len(d.paths)
+        # and it still checks: a dead path is failed
+        victim = san.paths[0]
+        san.set_path(victim.name, False)
+        await until(lambda: ops.failed({victim.devnum}) == 1, "failed after reconfigure")
+
+    run_sim(tmp_path, 2, 2, check)
