@@ -115,6 +115,12 @@ def test_sighup_refuses_a_bad_config_and_keeps_the_old_one(
     wait_for(lambda: d.events("reconfigured"), 30, "the good config to be taken")
     shown = d.request("show_config")["defaults"]
     assert (shown["polling_interval"], shown["max_polling_interval"]) == (2.0, 4.0)
+    # and the checks run on them: every path's interval is now between the two
+    wait_for(
+        lambda: all(2.0 <= p["interval"] <= 4.0 for m in d.show()["maps"] for p in m["paths"]),
+        30,
+        "the paths to be checked on the new intervals",
+    )
 
 
 def test_a_second_daemon_on_the_same_socket_is_refused(
