@@ -294,16 +294,6 @@ class DmBackend:
     def wwid_of(self, uuid: str) -> str | None:
         return uuid[len(self.uuid_prefix) :] if uuid.startswith(self.uuid_prefix) else None
 
-    def list_ours(self) -> dict[str, str]:
-        """Our maps now in the kernel: name -> wwid."""
-        out: dict[str, str] = {}
-        for dev in self.ops.list_maps():
-            info = self.ops.info(dev.name)
-            wwid = self.wwid_of(info.uuid)
-            if wwid:
-                out[dev.name] = wwid
-        return out
-
     def read_ours(self) -> dict[str, KernelMap]:
         """Every map of ours now in the kernel, read: name -> KernelMap (a map that goes
         away while being read is left out)."""

@@ -67,12 +67,10 @@ class CheckJob(Generic[T]):
         return self.value  # type: ignore[return-value]  # set together with done
 
 
-_Job = CheckJob
-
 
 @dataclass
 class _Worker(Generic[T]):
-    job: _Job[T] | None = None
+    job: CheckJob[T] | None = None
     started: float = 0.0  # monotonic time the current job started
     hung: bool = False
 
@@ -92,8 +90,8 @@ class CheckPool(Generic[T]):
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for jobs
         self._watch = threading.Condition(self._lock)  # the watchdog waits here
-        self._queue: collections.deque[_Job[T]] = collections.deque()
-        self._jobs: dict[str, _Job[T]] = {}  # key -> its outstanding job
+        self._queue: collections.deque[CheckJob[T]] = collections.deque()
+        self._jobs: dict[str, CheckJob[T]] = {}  # key -> its outstanding job
         self._workers: list[_Worker[T]] = []  # the ones that count towards ``size``
         self._hung: list[_Worker[T]] = []  # written off, still running their job
         self._closed = False
@@ -114,22 +112,16 @@ class CheckPool(Generic[T]):
             if job is not None and job.future is not None and not job.future.cancelled():
                 return job.future
             future: Future[T] = Future()
-            self._enqueue(_Job(key, fn, future=future))
+            self._enqueue(CheckJob(key, fn, future=future))
             return future
-
-    def call(
-        self, key: str, fn: Callable[[], T], on_done: Callable[[CheckJob[T]], None]
-    ) -> tuple[CheckJob[T], bool]:
-        """Run ``fn()`` in a worker and call ``on_done(job)`` from that worker when it
-        returns; with a job for ``key`` still outstanding, return that job and False
-        (``fn`` and this ``on_done`` are then dropped: the first caller hears of it)."""
-        return self.call_many([(key, fn, on_done)])[0]
 
     def call_many(
         self, calls: Sequence[tuple[str, Callable[[], T], Callable[[CheckJob[T]], None]]]
     ) -> list[tuple[CheckJob[T], bool]]:
-        """``call`` for several keys under one acquisition of the lock (the checks that
-        fall due together are handed over together)."""
+        """Run each ``fn()`` in a worker and call its ``on_done(job)`` from that worker
+        when it returns; a key whose job is still outstanding gets that job and False
+        (its ``fn`` and ``on_done`` are dropped: the first caller hears of it). One
+        acquisition of the lock for all: checks that fall due together go together."""
         out: list[tuple[CheckJob[T], bool]] = []
         with self._lock:
             for key, fn, on_done in calls:
@@ -137,7 +129,7 @@ class CheckPool(Generic[T]):
                 if job is not None and (job.future is None or not job.future.cancelled()):
                     out.append((job, False))
                     continue
-                job = _Job(key, fn, on_done=on_done)
+                job = CheckJob(key, fn, on_done=on_done)
                 self._enqueue(job)
                 out.append((job, True))
         return out
@@ -222,7 +214,7 @@ class CheckPool(Generic[T]):
             if retired:
                 return  # written off: a replacement serves in its place
 
-    def _finish(self, me: _Worker[T], job: _Job[T]) -> bool:
+    def _finish(self, me: _Worker[T], job: CheckJob[T]) -> bool:
         """Bookkeeping when a job returns, before its future is set, so a callback sees a
         free key (called with the lock held). True if this worker was written off."""
         me.job = None
@@ -232,7 +224,7 @@ class CheckPool(Generic[T]):
             return True
         return False
 
-    def _forget(self, job: _Job[T]) -> None:
+    def _forget(self, job: CheckJob[T]) -> None:
         if self._jobs.get(job.key) is job:
             del self._jobs[job.key]
 

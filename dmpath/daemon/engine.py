@@ -924,9 +924,6 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sched_wake.wait(), timeout)
 
-    def _start_check(self, name: str) -> None:
-        self._start_checks([name])
-
     def _start_checks(self, names: list[str]) -> None:
         calls = []
         for name in names:
