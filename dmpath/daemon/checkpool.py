@@ -48,7 +48,7 @@ class PoolClosed(DmpathError):
 
 @dataclass(eq=False)
 class CheckJob(Generic[T]):
-    """One outstanding check. ``future`` exists only for ``submit`` callers; ``call``
+    """One outstanding check. ``future`` exists only for ``submit`` callers; ``call_many``
     callers get ``on_done(job)`` from the worker thread instead: a concurrent Future (a
     Condition and an RLock each) costs more than the check itself at a thousand paths."""
 
