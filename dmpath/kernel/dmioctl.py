@@ -1,11 +1,14 @@
 """device-mapper ioctls without a process: reads and target messages in microseconds.
 
-Every ``dmsetup`` call is one process (about 0.2 s under the lab's emulation); when a
+Every ``dmsetup`` call is one process (about 0.2 s under the lab's emulation, and more
+in the caller: starting a process from Python costs threads and a PATH search); when a
 fabric fails at 1,024 paths the daemon sends hundreds of ``fail_path`` messages and reads
-hundreds of statuses, so those go straight to ``/dev/mapper/control`` here. Only the
-operations that need no udev cookie are implemented: version, list, device status, table
-status and target messages. Create, load/reload, resume and remove stay on ``dmsetup``
-(:mod:`dmpath.kernel.dmsetup`), which synchronises with udev for us.
+hundreds of statuses, and a coldplug creates hundreds of maps, so those go straight to
+``/dev/mapper/control`` here: version, list, device status, table status, target messages,
+and create / table load / suspend / resume. Nothing here waits for udev: a created or
+resumed map is announced with the same udev flags ``dmsetup --noudevsync`` sends (see
+:data:`RESUME_EVENT_NR`), and whoever needs ``/dev/mapper/NAME`` waits for it. Remove
+stays on ``dmsetup`` (:mod:`dmpath.kernel.dmsetup`), for its ``--retry`` and ``--force``.
 
 The layout is interface version 4 of <linux/dm-ioctl.h>:
 
@@ -18,6 +21,11 @@ The layout is interface version 4 of <linux/dm-ioctl.h>:
   NUL-terminated parameter string; on output ``next`` is measured from ``data_start``.
 * ``TARGET_MSG`` takes ``struct dm_target_msg`` and, with ``DM_DATA_OUT`` set, answers
   with a NUL-terminated string at ``data_start``.
+* ``TABLE_LOAD`` takes ``struct dm_target_spec`` records as well, but on input ``next`` is
+  the offset of the next record from the record itself; each record is padded to 8 bytes.
+* ``DEV_CREATE`` names the new device by name *and* uuid (every other request by one of
+  them); ``DEV_SUSPEND`` suspends with ``DM_SUSPEND`` set and resumes without it, and the
+  resume's ``event_nr`` travels to udev as ``DM_COOKIE``.
 
 The first half of the module is pure (pack a request, parse a reply, format the text
 ``dmsetup status``/``table`` prints, so the parsers of :mod:`dmpath.kernel.dmtable` take it
@@ -47,6 +55,7 @@ from dmpath.kernel.dmtable import (
     DmInfo,
     MultipathStatus,
     MultipathTable,
+    format_table,
     parse_status,
     parse_table,
 )
@@ -86,7 +95,12 @@ class DmOp(enum.IntEnum):
 
     VERSION = 0
     LIST_DEVICES = 2
+    DEV_CREATE = 3
+    DEV_REMOVE = 4
+    DEV_SUSPEND = 6
     DEV_STATUS = 7
+    TABLE_LOAD = 9
+    TABLE_CLEAR = 10
     TABLE_STATUS = 12
     TARGET_MSG = 14
 
@@ -129,6 +143,17 @@ _FLAGS_AT: int = DmIoctlStruct.flags.offset
 _FLAGS = struct.Struct("=I")
 #: how often an ioctl interrupted by a signal is restarted
 EINTR_RETRIES = 20
+
+#: udev flags (<libdevmapper.h> DM_UDEV_*) in the upper half of a resume's ``event_nr``,
+#: which the kernel hands to udev as DM_COOKIE. They are what ``dmsetup --noudevsync``
+#: sends: "primary source" makes the rules treat the change as the map's activation
+#: (/dev/mapper/NAME, by-id links, blkid, whatever sits on top), and "library fallback
+#: disabled" says no library will make the nodes itself. The lower half (the semaphore
+#: dmsetup would wait on) is 0: nobody waits.
+UDEV_DISABLE_LIBRARY_FALLBACK = 0x0020
+UDEV_PRIMARY_SOURCE = 0x0040
+UDEV_FLAGS_SHIFT = 16
+RESUME_EVENT_NR = (UDEV_PRIMARY_SOURCE | UDEV_DISABLE_LIBRARY_FALLBACK) << UDEV_FLAGS_SHIFT
 
 
 def request_code(op: DmOp) -> int:
@@ -244,14 +269,18 @@ def pack_request(
     flags: int = 0,
     payload: bytes = b"",
     buffer_size: int = 0,
+    event_nr: int = 0,
+    target_count: int = 0,
+    create: bool = False,
 ) -> bytearray:
     """A request buffer: header, then ``payload`` at ``data_start``, then zeroed room for the
     answer, ``max(buffer_size, header + payload)`` bytes in all.
 
     The kernel refuses a request naming a device both by name and by uuid, so only one may
-    be given. ``data_size`` is the whole buffer: it tells the kernel how much it may write.
+    be given, except to ``create`` one, which gives both. ``data_size`` is the whole
+    buffer: it tells the kernel how much it may write.
     """
-    if name and uuid:
+    if name and uuid and not create:
         raise DmpathError("a device-mapper request names a map by name or by uuid, not both")
     raw_name = name.encode("utf-8", "surrogateescape")
     raw_uuid = uuid.encode("utf-8", "surrogateescape")
@@ -267,6 +296,8 @@ def pack_request(
     hdr.data_size = size
     hdr.data_start = HEADER_SIZE
     hdr.flags = flags
+    hdr.event_nr = event_nr
+    hdr.target_count = target_count
     hdr.name = raw_name
     hdr.uuid = raw_uuid
     buf = bytearray(size)
@@ -417,6 +448,44 @@ def table_text(buf: bytes | bytearray) -> str:
     return targets_text(parse_table_reply(buf)[1])
 
 
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def pack_target_specs(specs: Sequence[TargetSpec]) -> bytes:
+    """The payload of a TABLE_LOAD: each ``struct dm_target_spec`` followed by its parameter
+    string and a NUL, padded to 8 bytes, as libdevmapper lays it out.
+
+    On input ``next`` is the offset of the next record from this one (on output it counts
+    from the start of the payload: see :func:`parse_target_specs`); the last one's is 0.
+    """
+    out = bytearray()
+    for i, s in enumerate(specs):
+        raw_type = s.target_type.encode()
+        if not raw_type or len(raw_type) >= DM_MAX_TYPE_NAME:
+            raise DmpathError(
+                f"target type {s.target_type!r} is not 1 to {DM_MAX_TYPE_NAME - 1} bytes"
+            )
+        params = s.params.encode() + b"\0"
+        if b"\0" in params[:-1] or "\n" in s.params:
+            raise DmpathError("target parameters must be one line without NUL")
+        size = _align8(TARGET_SPEC.size + len(params))
+        nxt = size if i + 1 < len(specs) else 0
+        out += TARGET_SPEC.pack(s.start, s.length, 0, nxt, raw_type)
+        out += params + bytes(size - TARGET_SPEC.size - len(params))
+    return bytes(out)
+
+
+def table_specs(table: MultipathTable | str) -> list[TargetSpec]:
+    """The one target of a multipath table (a model, or one line of text as ``dmsetup
+    table`` prints it) as the spec a TABLE_LOAD takes."""
+    line = format_table(table) if isinstance(table, MultipathTable) else table.strip()
+    parts = line.split(" ", 3)
+    if "\n" in line or len(parts) != 4 or not (parts[0].isdigit() and parts[1].isdigit()):
+        raise DmpathError(f"not a one-line device-mapper table: {line!r}")
+    return [TargetSpec(int(parts[0]), int(parts[1]), parts[2], parts[3])]
+
+
 def check_message_words(words: Sequence[str]) -> tuple[str, ...]:
     """The rules of ``dmsetup.message``: at least one word, each one non-empty word."""
     if not words:
@@ -491,6 +560,8 @@ class DmControl:
         size: int = HEADER_SIZE,
         grow: bool = True,
         detail: str = "",
+        event_nr: int = 0,
+        target_count: int = 0,
     ) -> bytearray:
         """Issue ``op``; with ``grow``, retry with twice the buffer while the kernel says
         DM_BUFFER_FULL. Returns the buffer holding the answer."""
@@ -500,7 +571,16 @@ class DmControl:
             raise DmpathError(f"{self.path} is closed")
         request = request_code(op)
         while True:
-            buf = pack_request(name=name, uuid=uuid, flags=flags, payload=payload, buffer_size=size)
+            buf = pack_request(
+                name=name,
+                uuid=uuid,
+                flags=flags,
+                payload=payload,
+                buffer_size=size,
+                event_nr=event_nr,
+                target_count=target_count,
+                create=op is DmOp.DEV_CREATE,
+            )
             started = time.monotonic()
             for attempt in range(EINTR_RETRIES + 1):
                 try:
@@ -661,6 +741,87 @@ class DmControl:
     def fail_if_no_path(self, name: str) -> None:
         """Fail I/O when no path is usable, releasing any I/O queued now."""
         self.message(name, "fail_if_no_path")
+
+
+    # ---------------------------------------------------------------- map lifecycle
+
+    def create(self, name: str, table: MultipathTable | str, uuid: str) -> None:
+        """Create map ``name`` (dm uuid ``uuid``) with ``table`` and resume it, as
+        ``dmsetup create --noudevsync`` does: create, load, resume, and if the load or the
+        resume fails, remove the half-made device again so the name is free."""
+        validate_map_name(name)
+        validate_uuid(uuid)
+        specs = table_specs(table)
+        pack_target_specs(specs)  # a table that cannot be packed fails before any ioctl
+        self._call(DmOp.DEV_CREATE, name=name, uuid=uuid)
+        try:
+            self._load(name, specs)
+            self.resume(name)
+        except DmpathError as exc:
+            try:
+                self._call(DmOp.DEV_REMOVE, name=name)
+            except DmpathError as undo:
+                exc.add_note(f"{name}: the half-made map could not be removed: {undo}")
+            raise
+
+    def load(self, name: str, table: MultipathTable | str) -> None:
+        """Load ``table`` as the *inactive* table of ``name``; nothing changes until resume."""
+        validate_map_name(name)
+        self._load(name, table_specs(table))
+
+    def _load(self, name: str, specs: Sequence[TargetSpec]) -> None:
+        self._call(
+            DmOp.TABLE_LOAD,
+            name=name,
+            payload=pack_target_specs(specs),
+            target_count=len(specs),
+            detail="table load",
+        )
+
+    def clear(self, name: str) -> None:
+        """Drop the inactive table of ``name`` (undo a load that will not be resumed)."""
+        validate_map_name(name)
+        self._call(DmOp.TABLE_CLEAR, name=name)
+
+    def suspend(self, name: str, *, noflush: bool = False) -> None:
+        """Suspend ``name``; ``noflush`` keeps queued and in-flight I/O (see
+        :func:`dmpath.kernel.dmsetup.suspend` for why a multipath map wants that)."""
+        validate_map_name(name)
+        flags = DmFlag.SUSPEND | (DmFlag.NOFLUSH if noflush else 0)
+        self._call(DmOp.DEV_SUSPEND, name=name, flags=flags, detail="suspend")
+
+    def resume(self, name: str) -> None:
+        """Resume ``name``, switching to its inactive table if one was loaded; udev hears of
+        it with the flags of :data:`RESUME_EVENT_NR`."""
+        validate_map_name(name)
+        self._call(DmOp.DEV_SUSPEND, name=name, event_nr=RESUME_EVENT_NR, detail="resume")
+
+    def reload(self, name: str, table: MultipathTable | str) -> None:
+        """Replace the live table of ``name`` without losing I/O: load, suspend with
+        noflush, resume (the order and the flag are explained at
+        :func:`dmpath.kernel.dmsetup.reload`). A refused table leaves the map untouched; a
+        failed suspend clears the loaded table again; a failed resume is tried once more,
+        and if it fails again the error says the map is left suspended."""
+        validate_map_name(name)
+        self._load(name, table_specs(table))
+        try:
+            self.suspend(name, noflush=True)
+        except DmpathError as exc:
+            try:
+                self.clear(name)
+            except DmpathError as undo:
+                exc.add_note(f"{name}: could not clear the inactive table: {undo}")
+            raise
+        try:
+            self.resume(name)
+        except DmpathError:
+            try:
+                self.resume(name)
+            except DmpathError as again:
+                raise DmIoctlError(
+                    name, "resume", again.errno if isinstance(again, DmIoctlError) else 5,
+                    "the map is left SUSPENDED with its new table: resume it",
+                ) from again
 
 
 def _single(specs: Sequence[TargetSpec], target: str) -> bool:

@@ -2,7 +2,8 @@
 
 One map over scsi_debug's 1 LUN x 2 paths, created (and removed) with dmsetup, which keeps
 the udev-cookie lifecycle; everything read or sent in between goes through
-``/dev/mapper/control`` and is compared with what the dmsetup process reports. The map has
+``/dev/mapper/control`` and is compared with what the dmsetup process reports. Maps the
+ioctls create and reload themselves are compared with one ``dmsetup create`` made. The map has
 no ``queue_if_no_path`` at creation, and it is switched back off before the forced remove,
 so nothing can hang on it.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import pyudev
 
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmsetup
@@ -170,3 +173,71 @@ def test_ioctl_cost_against_dmsetup(
             f"ratio {t_proc / t_ioctl:.0f}x; info: ioctl {t_info * 1e6:.0f} us/call"
         )
     assert parse_table(ctl.table_text(name)).devs  # the map is still readable afterwards
+
+
+def change_event(monitor: pyudev.Monitor, name: str, timeout: float = 60.0) -> pyudev.Device:
+    """The first udev-processed change event of map ``name`` (its resume)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        dev = monitor.poll(timeout=max(0.1, end - time.monotonic()))
+        if dev is not None and dev.action == "change" and dev.get("DM_NAME") == name:
+            return dev
+    pytest.fail(f"no udev change event for {name} in {timeout:g} s")
+
+
+def wait_node(name: str, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not os.path.exists(f"/dev/mapper/{name}"):
+        assert time.monotonic() < end, f"udev made no /dev/mapper/{name} in {timeout:g} s"
+        time.sleep(0.05)
+
+
+def test_ioctl_create_and_reload_as_dmsetup_does(
+    ctl: DmControl, scsi_paths: list[LabPath]
+) -> None:
+    """A map made by ioctls is the map dmsetup --noudevsync makes: same table, resumed, the
+    same udev flags (so the rules activate it and make /dev/mapper/NAME); a reload swaps
+    the table and leaves it resumed; a refused table changes nothing."""
+    a, b = scsi_paths
+    with open(f"/sys/block/{a.name}/size") as fh:
+        size = int(fh.read())
+    both = f"0 {size} multipath 0 0 1 1 service-time 0 2 1 {a.devnum} 1 {b.devnum} 1"
+    only_a = f"0 {size} multipath 0 0 1 1 service-time 0 1 1 {a.devnum} 1"
+    ref, mine = "dmpathtest-ref", "dmpathtest-mine"
+    monitor = pyudev.Monitor.from_netlink(pyudev.Context())
+    monitor.filter_by("block")
+    monitor.start()
+    try:
+        dmsetup.create(ref, both, uuid="dmpath-lab-ref", udev_sync=False)
+        ref_ev = change_event(monitor, ref)
+        ctl.create(mine, both, "dmpath-lab-mine")
+        mine_ev = change_event(monitor, mine)
+        wait_node(mine)
+        assert dmsetup_out("table", mine) == dmsetup_out("table", ref)
+        info = dmsetup.info(mine)
+        assert info.uuid == "dmpath-lab-mine" and not ctl.suspended(mine)
+        for key in ("DM_COOKIE", "DM_UDEV_PRIMARY_SOURCE_FLAG", "DM_ACTIVATION"):
+            assert mine_ev.get(key) == ref_ev.get(key), key
+        assert mine_ev.get("DM_UDEV_PRIMARY_SOURCE_FLAG") == "1"
+        settle()
+
+        ctl.reload(mine, only_a)
+        assert [p.dev for _, p in dmsetup.status(mine).paths()] == [a.devnum]
+        assert not ctl.suspended(mine) and not ctl.dev_status(mine).inactive_present
+        change_event(monitor, mine)
+        settle()
+
+        with pytest.raises(DmIoctlError):
+            ctl.reload(mine, f"0 {size} multipath 0 0 1 1 service-time 0 1 1 0:0 1")
+        assert [p.dev for _, p in dmsetup.status(mine).paths()] == [a.devnum]
+        assert not ctl.suspended(mine) and not ctl.dev_status(mine).inactive_present
+
+        # a refused create leaves no half-made device behind
+        with pytest.raises(DmIoctlError):
+            ctl.create("dmpathtest-bad", f"0 {size} multipath 0 0 1 1 bogus 0 1 1 0:0 1", "x-y")
+        assert "dmpathtest-bad" not in {d.name for d in ctl.list_devices()}
+    finally:
+        settle()
+        for name in (mine, ref):
+            with contextlib.suppress(DmpathError):
+                dmsetup.remove(name, force=True)

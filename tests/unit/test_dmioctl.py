@@ -106,6 +106,20 @@ def kernel_specs(specs: list[tuple[int, int, str, str]]) -> bytes:
     return bytes(out)
 
 
+def kernel_read_load(buf: bytes, count: int) -> list[tuple[int, int, str, str]]:
+    """populate_table() of dm-ioctl.c: the first spec sits ``data_start`` from the header,
+    each next one ``next`` bytes after the one before; parameters end at a NUL."""
+    out = []
+    (data_start,) = struct.unpack_from("=I", buf, 16)
+    at, nxt = 0, data_start
+    for _ in range(count):
+        at += nxt
+        start, length, _status, nxt, ttype = struct.unpack_from("=QQiI16s", buf, at)
+        params = buf[at + 40 :].split(b"\0", 1)[0].decode()
+        out.append((start, length, ttype.split(b"\0", 1)[0].decode(), params))
+    return out
+
+
 def reply(payload: bytes, **hdr: int | bytes) -> bytes:
     """A whole answer buffer with ``payload`` at 312 and a stale tail after it."""
     head = header_bytes(data_size=312 + len(payload), **hdr)  # type: ignore[arg-type]
@@ -385,6 +399,9 @@ class Dev:
     event_nr: int = 0
     open_count: int = 0
     suspended: bool = False
+    inactive: list[tuple[int, int, str, str]] | None = None
+    #: the event_nr of every resume (what udev gets as DM_COOKIE)
+    cookies: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -397,6 +414,8 @@ class FakeDm:
     vanish_after_list: set[str] = field(default_factory=set)
     eintr: int = 0
     delay: float = 0.0
+    #: ops that fail with EINVAL (a refused table, a resume that does not go through)
+    refuse: set[DmOp] = field(default_factory=set)
 
     def __call__(self, fd: int, request: int, buf: bytearray) -> int:
         assert request & ~0xFF == 0xC138FD00
@@ -422,9 +441,35 @@ class FakeDm:
             for name in self.vanish_after_list:
                 self.devs.pop(name, None)
             return self._out(buf, flags, data, size)
+        if op in self.refuse:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if op is DmOp.DEV_CREATE:
+            if h.name in self.devs:
+                raise OSError(errno.EBUSY, "Device or resource busy")
+            self.devs[h.name] = Dev(253, 10 + len(self.devs), h.uuid, [], [])
+            return 0
         dev = self.devs.get(h.name)
         if dev is None:
             raise OSError(errno.ENXIO, "No such device or address")
+        if op is DmOp.TABLE_LOAD:
+            dev.inactive = kernel_read_load(bytes(buf), h.target_count)
+            return 0
+        if op is DmOp.TABLE_CLEAR:
+            dev.inactive = None
+            return 0
+        if op is DmOp.DEV_REMOVE:
+            del self.devs[h.name]
+            return 0
+        if op is DmOp.DEV_SUSPEND:
+            if h.flags & DmFlag.SUSPEND:
+                dev.suspended = True
+                return 0
+            dev.cookies.append(h.event_nr)
+            if dev.inactive is not None:
+                dev.table, dev.inactive = dev.inactive, None
+                dev.status = [(a, b, t, "status") for a, b, t, _p in dev.table]
+            dev.suspended = False
+            return 0
         struct.pack_into(
             "=IiIIIQ128s129s",
             buf,
@@ -679,3 +724,206 @@ def test_open_control_without_device_mapper(tmp_path: Path) -> None:
         dmioctl.open_control(str(tmp_path / "control"))
     with pytest.raises(DmControlUnavailable, match="cannot open"):
         DmControl(str(tmp_path / "control"))
+
+
+# --------------------------------------------------------------------------- map lifecycle
+
+
+def test_pack_target_specs_golden() -> None:
+    got = dmioctl.pack_target_specs(
+        [TargetSpec(0, 8, "linear", "8:0 0"), TargetSpec(8, 8, "linear", "8:16 0")]
+    )
+    # 40-byte spec + "8:0 0\0" = 46, padded to 48; next counts from the record itself
+    first = struct.pack("=QQiI16s", 0, 8, 0, 48, b"linear") + b"8:0 0\0" + b"\0\0"
+    second = struct.pack("=QQiI16s", 8, 8, 0, 0, b"linear") + b"8:16 0\0" + b"\0"
+    assert got == first + second
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**40),
+            st.integers(1, 2**40),
+            st.sampled_from(["multipath", "linear", "error"]),
+            st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=300),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_pack_target_specs_reads_back_as_the_kernel_reads_it(
+    specs: list[tuple[int, int, str, str]],
+) -> None:
+    payload = dmioctl.pack_target_specs([TargetSpec(*t) for t in specs])
+    buf = dmioctl.pack_request(name="m", payload=payload)
+    struct.pack_into("=I", buf, 20, len(specs))  # target_count, as the caller sets it
+    assert kernel_read_load(bytes(buf), len(specs)) == specs
+    assert len(payload) % 8 == 0
+
+
+@pytest.mark.parametrize(
+    ("spec_", "match"),
+    [
+        (TargetSpec(0, 1, "", "x"), "target type"),
+        (TargetSpec(0, 1, "a-very-long-target", "x"), "target type"),
+        (TargetSpec(0, 1, "linear", "a\0b"), "one line"),
+        (TargetSpec(0, 1, "linear", "a\nb"), "one line"),
+    ],
+)
+def test_pack_target_specs_refuses(spec_: TargetSpec, match: str) -> None:
+    with pytest.raises(DmpathError, match=match):
+        dmioctl.pack_target_specs([spec_])
+
+
+def test_table_specs_from_model_and_text() -> None:
+    (spec_,) = dmioctl.table_specs(parse_table(TABLE))
+    assert (spec_.start, spec_.length, spec_.target_type) == (0, 131072, "multipath")
+    assert parse_table(spec_.text()) == parse_table(TABLE)
+    assert dmioctl.table_specs(TABLE + "\n") == [
+        TargetSpec(0, 131072, "multipath", TABLE.split(" ", 3)[3].strip())
+    ]
+    for bad in ("", "0 1", "x 1 multipath 0", "0 1 multipath a\n0 1 multipath b"):
+        with pytest.raises(DmpathError, match="one-line"):
+            dmioctl.table_specs(bad)
+
+
+def test_create_is_create_load_resume_with_dmsetups_udev_flags(
+    ctl: DmControl, fake: FakeDm
+) -> None:
+    ctl.create("mpathb", TABLE, "dmpath-b")
+    assert [(op, n) for op, n, _ in fake.calls] == [
+        (DmOp.DEV_CREATE, "mpathb"),
+        (DmOp.TABLE_LOAD, "mpathb"),
+        (DmOp.DEV_SUSPEND, "mpathb"),
+    ]
+    dev = fake.devs["mpathb"]
+    assert dev.uuid == "dmpath-b" and not dev.suspended
+    assert ctl.table_text("mpathb") == TABLE.strip()
+    # DM_UDEV_PRIMARY_SOURCE_FLAG | DM_UDEV_DISABLE_LIBRARY_FALLBACK in the upper half
+    assert dev.cookies == [0x0060 << 16]
+
+
+def test_create_sends_name_and_uuid_together(fake: FakeDm) -> None:
+    seen: list[tuple[DmOp, str, str]] = []
+
+    def spy(fd: int, request: int, buf: bytearray) -> int:
+        h = dmioctl.parse_header(buf)
+        seen.append((DmOp(request & 0xFF), h.name, h.uuid))
+        return fake(fd, request, buf)
+
+    with DmControl("/dev/null", ioctl=spy) as c:
+        c.create("mpathb", TABLE, "dmpath-b")
+    assert seen[0] == (DmOp.DEV_CREATE, "mpathb", "dmpath-b")
+    assert all(uuid == "" for _op, _n, uuid in seen[1:])  # the rest name the map only
+
+
+@pytest.mark.parametrize("failing", [DmOp.TABLE_LOAD, DmOp.DEV_SUSPEND])
+def test_create_that_fails_removes_the_half_made_map(
+    ctl: DmControl, fake: FakeDm, failing: DmOp
+) -> None:
+    fake.refuse = {failing}
+    with pytest.raises(DmIoctlError, match="mpathb") as exc:
+        ctl.create("mpathb", TABLE, "dmpath-b")
+    assert exc.value.errno == errno.EINVAL
+    assert "mpathb" not in fake.devs
+    assert fake.calls[-1][:2] == (DmOp.DEV_REMOVE, "mpathb")
+
+
+def test_create_checks_name_uuid_and_table_before_any_ioctl(
+    ctl: DmControl, fake: FakeDm
+) -> None:
+    with pytest.raises(MapNameError):
+        ctl.create("a/b", TABLE, "dmpath-b")
+    with pytest.raises(MapNameError):
+        ctl.create("mpathb", TABLE, "")
+    with pytest.raises(DmpathError, match="one-line"):
+        ctl.create("mpathb", "garbage", "dmpath-b")
+    assert fake.calls == []
+
+
+def test_create_of_an_existing_name_is_refused_and_leaves_it(
+    ctl: DmControl, fake: FakeDm
+) -> None:
+    with pytest.raises(DmIoctlError) as exc:
+        ctl.create("mpatha", TABLE, "dmpath-x")
+    assert exc.value.errno == errno.EBUSY
+    assert fake.devs["mpatha"].uuid == "dmpath-0"
+    assert [op for op, _, _ in fake.calls] == [DmOp.DEV_CREATE]
+
+
+def test_reload_is_load_noflush_suspend_resume(ctl: DmControl, fake: FakeDm) -> None:
+    new = TABLE.replace("2 2 8:0 1 1 8:16 1 1", "1 2 8:0 1 1")
+    flags: list[int] = []
+
+    def spy(fd: int, request: int, buf: bytearray) -> int:
+        flags.append(dmioctl.parse_header(buf).flags)
+        return fake(fd, request, buf)
+
+    with DmControl("/dev/null", ioctl=spy) as c:
+        c.reload("mpatha", new)
+    assert [op for op, _, _ in fake.calls] == [
+        DmOp.TABLE_LOAD,
+        DmOp.DEV_SUSPEND,
+        DmOp.DEV_SUSPEND,
+    ]
+    assert flags[1] == DmFlag.SUSPEND | DmFlag.NOFLUSH
+    assert flags[2] == 0
+    dev = fake.devs["mpatha"]
+    assert not dev.suspended and dev.inactive is None
+    assert ctl.table_text("mpatha") == new.strip()
+    assert dev.cookies == [0x0060 << 16]
+
+
+def test_reload_with_a_refused_table_changes_nothing(ctl: DmControl, fake: FakeDm) -> None:
+    fake.refuse = {DmOp.TABLE_LOAD}
+    with pytest.raises(DmIoctlError):
+        ctl.reload("mpatha", TABLE)
+    assert [op for op, _, _ in fake.calls] == [DmOp.TABLE_LOAD]
+    assert not fake.devs["mpatha"].suspended
+
+
+def test_reload_whose_suspend_fails_clears_the_loaded_table(
+    ctl: DmControl, fake: FakeDm
+) -> None:
+    real = fake.__call__
+
+    def no_suspend(fd: int, request: int, buf: bytearray) -> int:
+        if request & 0xFF == DmOp.DEV_SUSPEND and dmioctl.parse_header(buf).flags & 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(fd, request, buf)
+
+    with DmControl("/dev/null", ioctl=no_suspend) as c, pytest.raises(DmIoctlError):
+        c.reload("mpatha", TABLE)
+    dev = fake.devs["mpatha"]
+    assert dev.inactive is None and not dev.suspended
+    assert [op for op, _, _ in fake.calls] == [DmOp.TABLE_LOAD, DmOp.TABLE_CLEAR]
+
+
+def test_reload_retries_a_failed_resume_once(fake: FakeDm) -> None:
+    failures = [1]
+
+    def flaky_resume(fd: int, request: int, buf: bytearray) -> int:
+        h = dmioctl.parse_header(buf)
+        if request & 0xFF == DmOp.DEV_SUSPEND and not h.flags & 2 and failures:
+            failures.pop()
+            raise OSError(errno.EIO, "Input/output error")
+        return fake(fd, request, buf)
+
+    with DmControl("/dev/null", ioctl=flaky_resume) as c:
+        c.reload("mpatha", TABLE)
+    assert not fake.devs["mpatha"].suspended
+
+
+def test_reload_says_when_the_map_is_left_suspended(fake: FakeDm) -> None:
+    def no_resume(fd: int, request: int, buf: bytearray) -> int:
+        h = dmioctl.parse_header(buf)
+        if request & 0xFF == DmOp.DEV_SUSPEND and not h.flags & 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return fake(fd, request, buf)
+
+    with (
+        DmControl("/dev/null", ioctl=no_resume) as c,
+        pytest.raises(DmIoctlError, match="left SUSPENDED") as exc,
+    ):
+        c.reload("mpatha", TABLE)
+    assert exc.value.errno == errno.EIO and exc.value.name == "mpatha"
