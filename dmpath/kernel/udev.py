@@ -168,11 +168,22 @@ class Monitor:
         return int(self._monitor.fileno())
 
     def receive(self) -> UdevRecord | None:
-        """The next queued event as a record, or None at once if there is none."""
-        dev = self._monitor.poll(timeout=0)
-        if dev is None:
-            return None
-        return record_from_device(dev, action=dev.action)
+        """The next queued event as a record, or None at once if there is none.
+
+        Events of dm devices other than path events (DM_ACTION PATH_FAILED/REINSTATED)
+        are dropped unread: every map dmpathd creates or reloads sends udev's add and
+        change events back, hundreds in a coldplug, and a full snapshot of each cost the
+        event loop seconds under emulation.
+        """
+        while True:
+            dev = self._monitor.poll(timeout=0)
+            if dev is None:
+                return None
+            if str(dev.sys_name).startswith("dm-") and dev.properties.get(
+                "DM_ACTION"
+            ) not in (DmAction.PATH_FAILED, DmAction.PATH_REINSTATED):
+                continue
+            return record_from_device(dev, action=dev.action)
 
     def drain(self) -> list[UdevRecord]:
         """All events queued now (coalescing starts here: one wake-up, many events)."""

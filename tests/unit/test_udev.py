@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -222,6 +223,31 @@ def test_monitor_wrapper_never_blocks() -> None:
     assert [(r.sys_name, r.action) for r in rest] == [("sdc", "remove")]
     assert mon.receive() is None
     assert set(fake.timeouts) == {0}
+
+
+def test_monitor_drops_dm_events_that_are_not_path_events() -> None:
+    dm = udev.record_from_export(export("dm/udev_dm_map.txt"))
+    failed = dataclasses.replace(
+        dm,
+        properties=udev._frozen(
+            {**dict(dm.properties), "DM_ACTION": "PATH_FAILED", "DM_PATH": "8:16"}
+        ),
+    )
+    fake = FakeMonitor(
+        [
+            fake_device(dm, "add"),
+            fake_device(dm, "change"),
+            fake_device(failed, "change"),
+            fake_device(sd("sda"), "change"),
+        ]
+    )
+    got = udev.Monitor(fake).drain()
+    assert [(r.sys_name, r.get("DM_ACTION")) for r in got] == [
+        (dm.sys_name, "PATH_FAILED"),
+        ("sda", None),
+    ]
+    ev = udev.dm_path_event(got[0])
+    assert ev is not None and ev.path == "8:16"
 
 
 @given(st.text(max_size=200))
