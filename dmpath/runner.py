@@ -18,8 +18,6 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import sh
-
 from dmpath.errors import CommandError, CommandTimeout
 
 log = logging.getLogger("dmpath.runner")
@@ -113,6 +111,10 @@ def run(
     if env:
         full_env.update(env)
     full_env["LC_ALL"] = "C"
+    # imported here, not at the top: sh brings some 40 modules (email, zipfile, pty...),
+    # and the daemon, which runs a process only to remove a map, starts without them
+    import sh
+
     started = time.monotonic()
     try:
         cmd = sh.Command(path)

@@ -54,6 +54,11 @@ from dmpath.policy.assembly import Member, build_table
 from dmpath.protocol import NotFound as NotFoundError
 
 log = logging.getLogger("dmpathd")
+
+#: events kept in the history but logged only at debug level: a coldplug of a thousand
+#: paths said "sdX is a path of WWID" a thousand times, and each map's "created ... over"
+#: line names its paths already
+QUIET_KINDS = frozenset({"path_added"})
 T = TypeVar("T")
 
 MAX_EVENTS = 1000
@@ -256,6 +261,8 @@ class Daemon:
     def event(self, kind: str, map_name: str = "", path: str = "", message: str = "") -> None:
         self.events.append(Event(time.time(), kind, map_name, path, message))
         level = logging.WARNING if kind in ("path_failed", "alert", "error") else logging.INFO
+        if kind in QUIET_KINDS:
+            level = logging.DEBUG
         log.log(level, "%s%s", f"{map_name}: " if map_name else "", message or kind)
 
     def backend(self, b: Backend) -> DmBackend | MdBackend:

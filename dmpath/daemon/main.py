@@ -71,13 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--version", action="version", version=f"dmpathd {__version__}")
     args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s"
-        if os.environ.get("INVOCATION_ID")
-        else "%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    from dmpath.daemon.logwriter import BatchedStreamHandler
+
+    handler = BatchedStreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(levelname)s %(name)s: %(message)s"
+            if os.environ.get("INVOCATION_ID")  # the journal stamps lines itself
+            else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     )
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, handlers=[handler])
     # sh logs every process start at INFO; the runner already logs what matters
     logging.getLogger("sh").setLevel(logging.WARNING)
     if args.verbose < 2:

@@ -180,7 +180,7 @@ def change_event(monitor: pyudev.Monitor, name: str, timeout: float = 60.0) -> p
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         dev = monitor.poll(timeout=max(0.1, end - time.monotonic()))
-        if dev is not None and dev.action == "change" and dev.get("DM_NAME") == name:
+        if dev is not None and dev.action == "change" and dev.properties.get("DM_NAME") == name:
             return dev
     pytest.fail(f"no udev change event for {name} in {timeout:g} s")
 
@@ -217,8 +217,8 @@ def test_ioctl_create_and_reload_as_dmsetup_does(
         info = dmsetup.info(mine)
         assert info.uuid == "dmpath-lab-mine" and not ctl.suspended(mine)
         for key in ("DM_COOKIE", "DM_UDEV_PRIMARY_SOURCE_FLAG", "DM_ACTIVATION"):
-            assert mine_ev.get(key) == ref_ev.get(key), key
-        assert mine_ev.get("DM_UDEV_PRIMARY_SOURCE_FLAG") == "1"
+            assert mine_ev.properties.get(key) == ref_ev.properties.get(key), key
+        assert mine_ev.properties.get("DM_UDEV_PRIMARY_SOURCE_FLAG") == "1"
         settle()
 
         ctl.reload(mine, only_a)
