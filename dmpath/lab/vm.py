@@ -87,6 +87,21 @@ def guest_command(argv: Sequence[str], outdir: str, topology: str | None) -> str
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def precompile_project() -> None:
+    """Write the bytecode of every dmpath module before the guest starts.
+
+    The guest sees this tree read-only, so a module without bytecode here is compiled
+    again by every Python process there: measured in the lab, 4 of the 11 s a daemon took
+    to import itself (the host may run with PYTHONDONTWRITEBYTECODE). An installed
+    package has its bytecode written at install time; this puts the lab on the same
+    footing. Only modules whose source changed are compiled.
+    """
+    import compileall
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    compileall.compile_dir(package, quiet=1)
+
+
 def run_in_lab(
     argv: Sequence[str],
     *,
@@ -105,6 +120,7 @@ def run_in_lab(
     """
     check_memory(memory)
     kernel = ensure_lab(progress or (lambda _m: None))
+    precompile_project()
     line = guest_command(argv, outdir or "/tmp/dmpath-lab-XXXXXXXX", topology)
     if len(line) > MAX_GUEST_COMMAND:
         raise LabCommandTooLong(
