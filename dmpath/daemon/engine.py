@@ -89,6 +89,11 @@ class PathRuntime:
     model: Path
     checker: Checker
     map_name: str = ""
+    #: monotonic time the kernel last failed the path on its own (0: never); a check
+    #: issued before it says nothing about the path now
+    kernel_failed_at: float = 0.0
+    #: monotonic time the check now out for the path was issued
+    check_issued_at: float = 0.0
 
 
 @dataclass
@@ -403,6 +408,8 @@ class Daemon:
         state = KernelState.FAILED if failed else KernelState.ACTIVE
         if self._is_echo(mr.model.name, ev.path, state):
             return
+        if failed:
+            self._kernel_failed(pr)
         self.kick(pr)
         if failed:
             if pr.model.kernel_state == KernelState.ACTIVE:
@@ -422,6 +429,15 @@ class Daemon:
         if not mr.refreshing:
             mr.refreshing = True
             self.spawn(self.refresh(mr))
+
+    def _kernel_failed(self, pr: PathRuntime) -> None:
+        """The kernel failed ``pr`` on its own (an I/O error): the checker's last verdict
+        predates that and must not reinstate it at the next heal; the path is PENDING
+        until a check issued from now on says UP or DOWN (the caller kicks one)."""
+        pr.kernel_failed_at = time.monotonic()
+        if pr.model.check in healing.USABLE and not pr.model.held:
+            pr.model.check = Check.PENDING
+            pr.model.check_reason = "failed by the kernel on I/O; checking"
 
     def schedule_reevaluate(self) -> None:
         """Coalesce a burst of udev events into one re-evaluation."""
@@ -842,6 +858,15 @@ class Daemon:
             pr = self.paths.get(name)
             if pr is not None:
                 pr.map_name = m.name
+                if (
+                    st == KernelState.FAILED
+                    and pr.model.kernel_state == KernelState.ACTIVE
+                    and (m.name, devnum) not in self.expected
+                    and pr.model.check in healing.USABLE
+                ):
+                    # failed by the kernel and its uevent not (yet) heard: as for the uevent
+                    self._kernel_failed(pr)
+                    self.kick(pr)
                 if pr.model.kernel_state != st or not pr.model.last_change:
                     pr.model.kernel_state = st
                     pr.model.last_change = now
@@ -944,10 +969,14 @@ class Daemon:
             jobs = self.checks.call_many(calls)
         except PoolClosed:
             return
-        deadline = time.monotonic() + self.d.checker_timeout + 1.0
+        issued = time.monotonic()
+        deadline = issued + self.d.checker_timeout + 1.0
         for (name, _run, _done), (job, _new) in zip(calls, jobs, strict=True):
             # a hung check still running is the job handed back: its end is heard of once
             self._inflight[name] = job
+            pr = self.paths.get(name)
+            if pr is not None and _new:
+                pr.check_issued_at = issued
             heapq.heappush(self._deadlines, (deadline, next(self._seq), name, job))
 
     def _run_check(self, pr: PathRuntime, before: Check) -> tuple[Check, str, str]:
@@ -1002,6 +1031,11 @@ class Daemon:
         name = pr.info.name
         if self.paths.get(name) is not pr:
             return  # the path left while it was being checked
+        if check in healing.USABLE and pr.check_issued_at < pr.kernel_failed_at:
+            # issued before the kernel failed the path: it answers for the past
+            self._start_checks(self.sched.result(name, Check.PENDING, time.monotonic()))
+            self.kick(pr)
+            return
         # its nexus likely changed with it: look at the siblings now
         self._start_checks(self.sched.result(name, check, time.monotonic()))
         p = pr.model

@@ -113,6 +113,47 @@ def test_a_path_the_kernel_fails_on_its_own_is_news_and_is_reinstated(
     run_sim(tmp_path, 2, 4, check)
 
 
+def test_a_path_the_kernel_fails_is_not_reinstated_on_a_check_older_than_the_failure(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The kernel fails a dead path on I/O before the checker has seen it die: its last
+    verdict (UP) predates the failure and must not reinstate it; the next check decides."""
+    release = threading.Event()
+
+    class Slow(SimChecker):
+        def check(self) -> tuple[Check, str]:
+            release.wait(30)
+            return super().check()
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        victim = san.paths[0]
+        pr = d.paths[victim.name]
+        assert pr.model.check == Check.UP
+        pr.checker = Slow(san, victim.name)
+        name = next(m for m in ops.maps.values() if victim.devnum in m.active).name
+        san.set_path(victim.name, False)  # the cable goes; I/O on it fails...
+        ops.maps[name].active[victim.devnum] = False  # ...and the kernel fails the path
+        assert ops.uevent is not None
+        ops.uevent(
+            udev.DmPathEvent(udev.DmAction.PATH_FAILED, victim.devnum, 3, name, "", None)
+        )
+        try:
+            await until(lambda: kinds(d, "kernel_path_failed") == [victim.name], "the news")
+            await asyncio.sleep(0.5)  # heals ran; the check of the path is still out
+            assert ops.failed({victim.devnum}) == 1, "reinstated on a stale verdict"
+            assert kinds(d, "path_reinstated") == []
+            assert pr.model.check == Check.PENDING
+        finally:
+            release.set()
+        await until(lambda: pr.model.check == Check.DOWN, "the check that decides")
+        await asyncio.sleep(0.3)
+        assert ops.failed({victim.devnum}) == 1 and kinds(d, "path_reinstated") == []
+        san.set_path(victim.name, True)
+        await until(lambda: ops.failed({victim.devnum}) == 0, "reinstated once it answers")
+
+    run_sim(tmp_path, 2, 4, check)
+
+
 def test_every_path_dead_keeps_one_per_map_and_no_path_retry_runs_out_on_time(
     tmp_path: pathlib.Path,
 ) -> None:
