@@ -154,6 +154,39 @@ def test_a_path_the_kernel_fails_is_not_reinstated_on_a_check_older_than_the_fai
     run_sim(tmp_path, 2, 4, check)
 
 
+def test_a_check_out_when_the_kernel_failed_the_path_answers_for_the_past(
+    tmp_path: pathlib.Path,
+) -> None:
+    release = threading.Event()
+
+    class Late(SimChecker):
+        def check(self) -> tuple[Check, str]:
+            verdict = super().check()  # the path as it was when the check went out
+            release.wait(30)
+            return verdict
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        victim = san.paths[0]
+        pr = d.paths[victim.name]
+        pr.checker = Late(san, victim.name)
+        d.kick(pr)
+        await until(lambda: victim.name in d._inflight, "a check of the path is out")
+        await asyncio.sleep(0.05)
+        san.set_path(victim.name, False)
+        name = next(m for m in ops.maps.values() if victim.devnum in m.active).name
+        ops.maps[name].active[victim.devnum] = False
+        assert ops.uevent is not None
+        ops.uevent(
+            udev.DmPathEvent(udev.DmAction.PATH_FAILED, victim.devnum, 3, name, "", None)
+        )
+        await until(lambda: kinds(d, "kernel_path_failed") == [victim.name], "the news")
+        release.set()  # the old check answers UP: it must not count
+        await until(lambda: pr.model.check == Check.DOWN, "a check issued after the failure")
+        assert kinds(d, "path_reinstated") == [] and ops.failed({victim.devnum}) == 1
+
+    run_sim(tmp_path, 2, 4, check)
+
+
 def test_every_path_dead_keeps_one_per_map_and_no_path_retry_runs_out_on_time(
     tmp_path: pathlib.Path,
 ) -> None:
