@@ -971,11 +971,11 @@ class Daemon:
             return
         issued = time.monotonic()
         deadline = issued + self.d.checker_timeout + 1.0
-        for (name, _run, _done), (job, _new) in zip(calls, jobs, strict=True):
+        for (name, _run, _done), (job, new) in zip(calls, jobs, strict=True):
             # a hung check still running is the job handed back: its end is heard of once
             self._inflight[name] = job
             pr = self.paths.get(name)
-            if pr is not None and _new:
+            if pr is not None and new:
                 pr.check_issued_at = issued
             heapq.heappush(self._deadlines, (deadline, next(self._seq), name, job))
 

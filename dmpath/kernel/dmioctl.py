@@ -752,10 +752,10 @@ class DmControl:
         validate_map_name(name)
         validate_uuid(uuid)
         specs = table_specs(table)
-        pack_target_specs(specs)  # a table that cannot be packed fails before any ioctl
+        payload = pack_target_specs(specs)  # a table that cannot be packed: no ioctl at all
         self._call(DmOp.DEV_CREATE, name=name, uuid=uuid)
         try:
-            self._load(name, specs)
+            self._load(name, payload, len(specs))
             self.resume(name)
         except DmpathError as exc:
             try:
@@ -764,17 +764,14 @@ class DmControl:
                 exc.add_note(f"{name}: the half-made map could not be removed: {undo}")
             raise
 
-    def load(self, name: str, table: MultipathTable | str) -> None:
-        """Load ``table`` as the *inactive* table of ``name``; nothing changes until resume."""
-        validate_map_name(name)
-        self._load(name, table_specs(table))
-
-    def _load(self, name: str, specs: Sequence[TargetSpec]) -> None:
+    def _load(self, name: str, payload: bytes, target_count: int) -> None:
+        """Load a packed table as the *inactive* table of ``name`` (nothing changes until
+        resume)."""
         self._call(
             DmOp.TABLE_LOAD,
             name=name,
-            payload=pack_target_specs(specs),
-            target_count=len(specs),
+            payload=payload,
+            target_count=target_count,
             detail="table load",
         )
 
@@ -803,7 +800,8 @@ class DmControl:
         failed suspend clears the loaded table again; a failed resume is tried once more,
         and if it fails again the error says the map is left suspended."""
         validate_map_name(name)
-        self._load(name, table_specs(table))
+        specs = table_specs(table)
+        self._load(name, pack_target_specs(specs), len(specs))
         try:
             self.suspend(name, noflush=True)
         except DmpathError as exc:
@@ -819,7 +817,7 @@ class DmControl:
                 self.resume(name)
             except DmpathError as again:
                 raise DmIoctlError(
-                    name, "resume", again.errno if isinstance(again, DmIoctlError) else 5,
+                    name, "resume", again.errno if isinstance(again, DmIoctlError) else errno.EIO,
                     "the map is left SUSPENDED with its new table: resume it",
                 ) from again
 
