@@ -270,6 +270,20 @@ class SimDmOps:
             self._get(name)
             del self.maps[name]
 
+    def fail_on_io(self, dev: str) -> str:
+        """The kernel fails path ``dev`` on its own, as on an I/O error, and says so with
+        a PATH_FAILED uevent (the daemon sent no message); returns the map's name."""
+        with self._lock:
+            m = next(m for m in self.maps.values() if dev in m.active)
+            m.active[dev] = False
+            m.fails[dev] = m.fails.get(dev, 0) + 1
+            event = udev.DmPathEvent(
+                udev.DmAction.PATH_FAILED, dev, sum(m.active.values()), m.name, m.uuid, None
+            )
+        if self.uevent is not None:
+            self.uevent(event)
+        return m.name
+
     def failed(self, devnums: set[str]) -> int:
         """How many of ``devnums`` are failed in some map's table now."""
         with self._lock:

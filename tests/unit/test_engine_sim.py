@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from dmpath.daemon.engine import Daemon
-from dmpath.kernel import udev
 from dmpath.model import Check
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
 from dmpath.sim.run import connect_uevents, make_daemon
@@ -49,6 +48,23 @@ def run_sim(
             await d.stop()
 
     asyncio.run(main())
+
+
+class Held(SimChecker):
+    """A check that answers only once ``release`` is set: a hung or slow path. With
+    ``looks_first`` it looks at the path before waiting, so its answer is out of date."""
+
+    def __init__(
+        self, san: SimSan, name: str, release: threading.Event, looks_first: bool = False
+    ) -> None:
+        super().__init__(san, name)
+        self.release = release
+        self.looks_first = looks_first
+
+    def check(self) -> tuple[Check, str]:
+        early = super().check() if self.looks_first else None
+        self.release.wait(30)
+        return early if early is not None else super().check()
 
 
 def kinds(d: Daemon, kind: str) -> list[str]:
@@ -101,12 +117,8 @@ def test_a_path_the_kernel_fails_on_its_own_is_news_and_is_reinstated(
 ) -> None:
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         victim = san.paths[0]
-        name = next(m for m in ops.maps.values() if victim.devnum in m.active).name
         # an I/O error: the kernel fails the path and says so; the path itself is fine
-        ops.maps[name].active[victim.devnum] = False
-        assert ops.uevent is not None
-        ops.uevent(udev.DmPathEvent(udev.DmAction.PATH_FAILED, victim.devnum, 3, name, "",
-                                    None))
+        ops.fail_on_io(victim.devnum)
         await until(lambda: kinds(d, "kernel_path_failed") == [victim.name], "the news")
         await until(lambda: ops.failed({victim.devnum}) == 0, "reinstated by the checker")
 
@@ -120,23 +132,13 @@ def test_a_path_the_kernel_fails_is_not_reinstated_on_a_check_older_than_the_fai
     verdict (UP) predates the failure and must not reinstate it; the next check decides."""
     release = threading.Event()
 
-    class Slow(SimChecker):
-        def check(self) -> tuple[Check, str]:
-            release.wait(30)
-            return super().check()
-
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         victim = san.paths[0]
         pr = d.paths[victim.name]
         assert pr.model.check == Check.UP
-        pr.checker = Slow(san, victim.name)
-        name = next(m for m in ops.maps.values() if victim.devnum in m.active).name
+        pr.checker = Held(san, victim.name, release)
         san.set_path(victim.name, False)  # the cable goes; I/O on it fails...
-        ops.maps[name].active[victim.devnum] = False  # ...and the kernel fails the path
-        assert ops.uevent is not None
-        ops.uevent(
-            udev.DmPathEvent(udev.DmAction.PATH_FAILED, victim.devnum, 3, name, "", None)
-        )
+        ops.fail_on_io(victim.devnum)  # ...and the kernel fails the path
         try:
             await until(lambda: kinds(d, "kernel_path_failed") == [victim.name], "the news")
             await asyncio.sleep(0.5)  # heals ran; the check of the path is still out
@@ -159,26 +161,16 @@ def test_a_check_out_when_the_kernel_failed_the_path_answers_for_the_past(
 ) -> None:
     release = threading.Event()
 
-    class Late(SimChecker):
-        def check(self) -> tuple[Check, str]:
-            verdict = super().check()  # the path as it was when the check went out
-            release.wait(30)
-            return verdict
-
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         victim = san.paths[0]
         pr = d.paths[victim.name]
-        pr.checker = Late(san, victim.name)
+        # the answer is the path as it was when the check went out
+        pr.checker = Held(san, victim.name, release, looks_first=True)
         d.kick(pr)
         await until(lambda: victim.name in d._inflight, "a check of the path is out")
         await asyncio.sleep(0.05)
         san.set_path(victim.name, False)
-        name = next(m for m in ops.maps.values() if victim.devnum in m.active).name
-        ops.maps[name].active[victim.devnum] = False
-        assert ops.uevent is not None
-        ops.uevent(
-            udev.DmPathEvent(udev.DmAction.PATH_FAILED, victim.devnum, 3, name, "", None)
-        )
+        ops.fail_on_io(victim.devnum)
         await until(lambda: kinds(d, "kernel_path_failed") == [victim.name], "the news")
         release.set()  # the old check answers UP: it must not count
         await until(lambda: pr.model.check == Check.DOWN, "a check issued after the failure")
@@ -212,14 +204,9 @@ def test_a_hung_check_counts_as_down_and_holds_no_one_else_up(
 ) -> None:
     release = threading.Event()
 
-    class Hung(SimChecker):
-        def check(self) -> tuple[Check, str]:
-            release.wait(30)
-            return super().check()
-
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         stuck = d.paths[san.paths[0].name]
-        stuck.checker = Hung(san, stuck.info.name)
+        stuck.checker = Held(san, stuck.info.name, release)
         d.kick(stuck)
         try:
             await until(lambda: ops.failed({stuck.info.devnum}) == 1, "the hung path failed")
