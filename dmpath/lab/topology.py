@@ -17,8 +17,10 @@ scsi_debug also reports each host's ALUA state as ``host_no % 3`` (0 active/opti
 1 active/non-optimized, 2 standby). multipathd attaches ``scsi_dh_alua``, which fails every
 I/O sent to a standby port while TEST UNIT READY still succeeds, so such paths flap for
 multipathd and not for dmpathd. For side-by-side figures, ``setup(..., drop_standby=True)``
-loads more hosts than needed and deletes the disks of the standby hosts (and of any surplus
-host) before either daemon starts.
+loads more hosts than needed with the SCSI midlayer's automatic scan turned off
+(``scsi_mod.scan=manual``), then scans only the hosts to keep: the standby and surplus hosts
+stay registered with scsi_debug but never get disks, so udev never sees them (at 256 x 4
+that is 512 disks udev does not have to add and then remove).
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 from dmpath.errors import CommandTimeout, DmpathError
 from dmpath.kernel.dmtable import MultipathStatus, parse_status
 from dmpath.runner import run
 
 SCSI_DEBUG_SYSFS = "/sys/bus/pseudo/drivers/scsi_debug"
+#: the midlayer's scan mode (sync, async, manual, none); writable at run time
+SCSI_SCAN_MODE = "/sys/module/scsi_mod/parameters/scan"
 UDEV_DB = "/run/udev/data"
 
 #: settle deadline: a fixed part plus a part per disk. 256 disks needed up to 225 s (about
@@ -157,8 +161,8 @@ def settle_step(remaining: float) -> int:
 def fabric_of(host: int, path_hosts: Sequence[int], fabrics: int) -> int:
     """The fabric of ``host``: its index among the hosts that have disks, mod ``fabrics``.
 
-    Counting only hosts with disks keeps the fabrics even after ``drop_standby_hosts``
-    emptied some hosts (which stay registered with scsi_debug).
+    Counting only hosts with disks keeps the fabrics even when ``setup(drop_standby=True)``
+    left some hosts without disks (they stay registered with scsi_debug).
     """
     ordered = sorted(set(path_hosts))
     if host not in ordered:
@@ -333,27 +337,6 @@ def wait_for_disks(
             )
 
 
-def delete_disks_of(hosts: Iterable[int]) -> list[str]:
-    """Delete every SCSI device of ``hosts`` (H:C:T:L), as a hot-unplug; returns them."""
-    drop = set(hosts) & set(scsi_debug_hosts())  # never another driver's disks
-    gone: list[str] = []
-    for dev in sorted(glob.glob("/sys/class/scsi_device/*")):
-        hctl = os.path.basename(dev)
-        if int(hctl.split(":", 1)[0]) in drop:
-            with open(os.path.join(dev, "device", "delete"), "w") as fh:
-                fh.write("1\n")
-            gone.append(hctl)
-    return gone
-
-
-def drop_standby_hosts(keep: int | None = None) -> list[str]:
-    """Delete the disks of the standby hosts (``host_no % 3 == 2``) and, with ``keep``, of
-    the surplus hosts after the first ``keep`` others, so ``keep`` paths per LUN remain;
-    returns the deleted H:C:T:L. Call ``wait_for_disks`` afterwards."""
-    hosts = sorted({p.host for p in discover()})
-    return delete_disks_of(hosts_to_drop(hosts, len(hosts) if keep is None else keep))
-
-
 def setup(
     topology: Topology,
     *,
@@ -362,32 +345,51 @@ def setup(
 ) -> list[LabPath]:
     """(Re)load scsi_debug with ``topology`` and wait for udev to finish with the disks.
 
-    ``drop_standby``: load ``hosts_for_active(paths)`` hosts, then delete the disks of the
-    standby and surplus ones (see the module docstring), leaving ``paths`` paths per LUN.
+    ``drop_standby``: load ``hosts_for_active(paths)`` hosts without scanning them, then
+    scan only the first ``paths`` hosts that are not standby (see the module docstring).
     """
     unload()
     if topology.paths == 0:
         return []
-    hosts = hosts_for_active(topology.paths) if drop_standby else topology.paths
-    loaded = replace(topology, paths=hosts)
-    run("modprobe", ["scsi_debug", *topology.module_params(hosts)], timeout=600)
-    paths = wait_for_disks(
-        loaded.disks,
+    if not drop_standby:
+        run("modprobe", ["scsi_debug", *topology.module_params()], timeout=600)
+    else:
+        with manual_scan():
+            hosts = hosts_for_active(topology.paths)
+            run("modprobe", ["scsi_debug", *topology.module_params(hosts)], timeout=600)
+        loaded = scsi_debug_hosts()
+        drop = set(hosts_to_drop(loaded, topology.paths))
+        for host in loaded:
+            if host not in drop:
+                scan_host(host)
+    return wait_for_disks(
+        topology.disks,
         topology.fabrics,
-        settle_deadline(loaded.disks),
+        settle_deadline(topology.disks),
         what=f"topology {topology.name}",
         say=say,
     )
-    if drop_standby:
-        drop_standby_hosts(topology.paths)
-        paths = wait_for_disks(
-            topology.disks,
-            topology.fabrics,
-            settle_deadline(loaded.disks - topology.disks),
-            what=f"topology {topology.name} without standby hosts",
-            say=say,
-        )
-    return paths
+
+
+@contextlib.contextmanager
+def manual_scan() -> Iterator[None]:
+    """Hosts added inside the block get no disks until ``scan_host``; the previous scan
+    mode is put back on the way out, whatever happens."""
+    with open(SCSI_SCAN_MODE) as fh:
+        before = fh.read().strip()
+    with open(SCSI_SCAN_MODE, "w") as fh:
+        fh.write("manual")
+    try:
+        yield
+    finally:
+        with open(SCSI_SCAN_MODE, "w") as fh:
+            fh.write(before)
+
+
+def scan_host(host: int) -> None:
+    """Scan every channel, target and LUN of SCSI host ``host`` (its disks appear)."""
+    with open(f"/sys/class/scsi_host/host{host}/scan", "w") as fh:
+        fh.write("- - -\n")
 
 
 def add_host() -> None:

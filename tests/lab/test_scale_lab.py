@@ -8,7 +8,7 @@ fabric back, under emulation), and the phase times are printed, not asserted.
 The topology is loaded with ``drop_standby=True``: once any earlier test of the session
 attached ``scsi_dh_alua`` (test_dm_lab does), every newly scanned scsi_debug path gets it,
 and the handler fails all I/O to scsi_debug's standby hosts (``host_no % 3 == 2``) while
-TEST UNIT READY succeeds, so those paths would flap. Deleting the standby hosts' disks keeps
+TEST UNIT READY succeeds, so those paths would flap. Scanning only the other hosts keeps
 4 usable paths per LUN whatever the session ran before.
 """
 
