@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dmpath.kernel.dmtable import DmInfo, MultipathTable
+
 SNAPSHOT_VERSION = 1
 
 
@@ -77,6 +79,35 @@ class Path:
     last_change: float = 0.0  # epoch seconds of the last state change
     interval: float = 0.0  # current polling interval in seconds
     held: bool = False  # failed by the administrator: the checker does not reinstate it
+
+
+@dataclass
+class KernelGroup:
+    number: int
+    selector: str
+    state: GroupState
+    devnums: list[str]
+
+
+@dataclass
+class KernelMap:
+    """What the kernel says about one of our maps."""
+
+    name: str
+    backend: Backend
+    uuid: str
+    sysfs: str
+    devnode: str
+    size_sectors: int
+    open_count: int
+    members: dict[str, KernelState]  # devnum -> state, in table/slot order
+    groups: list[KernelGroup] = field(default_factory=list)
+    next_group: int = 0
+    queueing: bool = False
+    features: str = ""
+    hwhandler: str = ""
+    table: MultipathTable | None = None
+    info: DmInfo | None = None
 
 
 @dataclass

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from dmpath.errors import DmpathError
@@ -25,7 +25,14 @@ from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.kernel.mdstat import MdExamine, MdStat
-from dmpath.model import Backend, GroupState, KernelState, md_member_state
+from dmpath.model import (
+    Backend,
+    GroupState,
+    KernelGroup,
+    KernelMap,
+    KernelState,
+    md_member_state,
+)
 from dmpath.runner import CommandResult
 
 log = logging.getLogger("dmpathd")
@@ -93,35 +100,6 @@ class Unsupported(DmpathError):
     """The operation has no meaning on this backend (e.g. path groups on md)."""
 
     exit_code = 7
-
-
-@dataclass
-class KernelGroup:
-    number: int
-    selector: str
-    state: GroupState
-    devnums: list[str]
-
-
-@dataclass
-class KernelMap:
-    """What the kernel says about one of our maps."""
-
-    name: str
-    backend: Backend
-    uuid: str
-    sysfs: str
-    devnode: str
-    size_sectors: int
-    open_count: int
-    members: dict[str, KernelState]  # devnum -> state, in table/slot order
-    groups: list[KernelGroup] = field(default_factory=list)
-    next_group: int = 0
-    queueing: bool = False
-    features: str = ""
-    hwhandler: str = ""
-    table: MultipathTable | None = None
-    info: DmInfo | None = None
 
 
 def _read(path: str) -> str:

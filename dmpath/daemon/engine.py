@@ -1,10 +1,15 @@
-"""dmpathd's event loop: the one owner of the daemon's state.
+"""dmpathd's event loop: the one owner of the daemon's state, and the executor of what
+the reconciler decides.
 
 Everything arrives as an event on one asyncio loop: udev events (coalesced into one
 re-evaluation per burst), checker results (checks run in worker threads with a timeout),
-dm path uevents from the kernel (an immediate re-check), control-socket requests and
-signals. Kernel operations run one at a time in a dedicated worker thread, so the loop
-never blocks and the kernel sees our operations in the order we decided them.
+dm path uevents from the kernel, control-socket requests and signals. What a map's paths
+need (fail, reinstate, failback, queueing, timers) is decided by the pure reconciler
+(``dmpath.policy.reconcile``): every event about a map goes through ``_feed``, and the
+effects it returns are carried out here, kernel work in worker threads (in order per map,
+side by side across maps), their results fed back as events. Assembly (maps made, paths
+joining and leaving) and admin requests claim a map from the reconciler while they change
+it, so nothing it planned reaches a table that was replaced meanwhile.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, TypeVar
 
 from dmpath import config as cfgmod
 from dmpath.daemon import discovery
-from dmpath.daemon.backends import DmBackend, KernelMap, MdBackend, kernel_dm_ops
+from dmpath.daemon.backends import DmBackend, MdBackend, kernel_dm_ops
 from dmpath.daemon.checkers import Checker, PathChecker
 from dmpath.daemon.checkpool import CheckJob as PoolJob
 from dmpath.daemon.checkpool import CheckPool, PoolClosed
@@ -40,15 +45,14 @@ from dmpath.model import (
     Backend,
     Check,
     Event,
-    GroupState,
+    KernelMap,
     KernelState,
     Map,
     Path,
-    PathGroup,
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import files, healing, polling
+from dmpath.policy import files, healing, polling, reconcile
 from dmpath.policy import filter as pfilter
 from dmpath.policy.assembly import Member, build_table
 from dmpath.protocol import NotFound as NotFoundError
@@ -64,9 +68,6 @@ T = TypeVar("T")
 MAX_EVENTS = 1000
 #: a kernel operation slower than this (seconds) raises an alert; it is still awaited
 SLOW_KERNEL_OP = 30.0
-#: how long the kernel's uevent for a message we sent counts as its echo (seconds):
-#: udev hands uevents on after its rules ran, which under load takes seconds
-ECHO_WINDOW = 30.0
 #: how long a new map's /dev/mapper node may take to appear (udev makes it)
 NODE_WAIT = 30.0
 #: how long an assembler waits for another one to finish before giving up (seconds)
@@ -89,9 +90,6 @@ class PathRuntime:
     model: Path
     checker: Checker
     map_name: str = ""
-    #: monotonic time the kernel last failed the path on its own (0: never); a check
-    #: issued before it says nothing about the path now
-    kernel_failed_at: float = 0.0
     #: monotonic time the check now out for the path was issued
     check_issued_at: float = 0.0
 
@@ -100,19 +98,34 @@ class PathRuntime:
 class MapRuntime:
     model: Map
     opts: cfgmod.MapOptions
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: when the map last lost its last usable path (None while one works): no_path_retry
-    no_path_since: float | None = None
-    best_usable_since: float | None = None
-    next_group: int = 0
-    kernel: KernelMap | None = None  # the last full read, for status-only re-reads
-    devnums: dict[str, str] = field(default_factory=dict)  # devnum -> path name (members)
+    #: the reconciler's state of the map (healing, timed policies, echoes)
+    health: reconcile.MapHealth
+    #: set while the reconciler holds no work for the map: claims wait for it
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
     #: a heal due later (deferred failback, no_path_retry running out) on a quiet map
     timer: asyncio.TimerHandle | None = None
     timer_at: float = 0.0
-    refreshing: bool = False  # a re-read is already on its way: a second one adds nothing
-    healing: bool = False  # a heal is running or on its way
-    heal_again: bool = False  # news arrived during it: heal once more after
+
+    @classmethod
+    def new(cls, model: Map, opts: cfgmod.MapOptions) -> MapRuntime:
+        mr = cls(model, opts, reconcile.MapHealth(model.name, model.backend))
+        mr.set_opts(opts)
+        mr.idle.set()
+        return mr
+
+    def set_opts(self, opts: cfgmod.MapOptions) -> None:
+        self.opts = opts
+        self.health.failback = str(opts.failback)
+        self.health.no_path_retry = str(opts.no_path_retry)
+
+    @property
+    def devnums(self) -> dict[str, str]:
+        """devnum -> path name of the map's members, as the kernel last said."""
+        return self.health.members
+
+    @property
+    def kernel(self) -> KernelMap | None:
+        return self.health.kernel
 
 
 def _scan_records(
@@ -169,9 +182,6 @@ class Daemon:
         self.excluded: set[str] = set()  # path names removed by the admin
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
-        #: (map, devnum) -> the state our own message puts the path in: the kernel's
-        #: uevent saying so is our echo, not news (see _on_dm_path_event)
-        self.expected: dict[tuple[str, str], tuple[KernelState, float]] = {}
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
@@ -205,8 +215,8 @@ class Daemon:
         self.node_exists: Callable[[str], bool] = os.path.exists
         self.scan_records: ScanRecords = _scan_records
         self.enumerate_disks: Callable[[], list[udev.UdevRecord]] = udev.enumerate_block_disks
-        self.make_checker: Callable[[discovery.PathInfo, str], Checker] = (
-            lambda info, kind: PathChecker(info.devnode, kind, self.d.checker_timeout)
+        self.make_checker: Callable[[discovery.PathInfo, str], Checker] = lambda info, kind: (
+            PathChecker(info.devnode, kind, self.d.checker_timeout)
         )
 
     # ------------------------------------------------------------------ helpers
@@ -349,10 +359,9 @@ class Daemon:
 
     def _install_map(self, name: str, wwid: str, backend: Backend, km: KernelMap) -> MapRuntime:
         opts = cfgmod.effective_options(self.cfg, wwid, "", "")
-        m = Map(name=name, wwid=wwid, backend=backend)
-        mr = MapRuntime(model=m, opts=opts)
+        mr = MapRuntime.new(Map(name=name, wwid=wwid, backend=backend), opts)
         self._register_map(mr)
-        self._apply_kernel(mr, km)
+        self._absorb(mr, km)
         return mr
 
     # ------------------------------------------------------------------ udev
@@ -381,23 +390,9 @@ class Daemon:
         if relevant:
             self.schedule_reevaluate()
 
-    def _expect(self, map_name: str, devnum: str, state: KernelState) -> None:
-        """Note that our own message is about to put a path in ``state``."""
-        self.expected[(map_name, devnum)] = (state, time.monotonic())
-
-    def _is_echo(self, map_name: str, devnum: str, state: KernelState) -> bool:
-        """Is this kernel path event the echo of our own fail/reinstate? Each expectation
-        answers one event, and only for a while: a stale one must not hide a real failure."""
-        want = self.expected.pop((map_name, devnum), None)
-        return want is not None and want[0] == state and time.monotonic() - want[1] < ECHO_WINDOW
-
     def _on_dm_path_event(self, ev: udev.DmPathEvent) -> None:
-        """The kernel failed or reinstated a path: believe it at once, re-check, re-read.
-
-        The uevent is the kernel's own word, so the model takes it before any re-read (a
-        plan made from older state would count paths that are already gone). The echo of
-        a message we sent ourselves costs nothing: the model already has it.
-        """
+        """The kernel failed or reinstated a path: the map's reconciler takes it (the
+        echo of our own message costs nothing there)."""
         pr = self.by_devnum.get(ev.path)
         if pr is None:
             return
@@ -405,39 +400,114 @@ class Daemon:
         if mr is None or (ev.map_name and ev.map_name != mr.model.name):
             return
         failed = ev.action == udev.DmAction.PATH_FAILED
-        state = KernelState.FAILED if failed else KernelState.ACTIVE
-        if self._is_echo(mr.model.name, ev.path, state):
-            return
-        if failed:
-            self._kernel_failed(pr)
-        self.kick(pr)
-        if failed:
-            if pr.model.kernel_state == KernelState.ACTIVE:
-                pr.model.kernel_state = KernelState.FAILED
-                pr.model.last_change = time.time()
-                pr.model.fail_count += 1
-                left = ev.nr_valid_paths if ev.nr_valid_paths is not None else "?"
-                self.event(
-                    "kernel_path_failed",
-                    mr.model.name,
-                    pr.info.name,
-                    f"IO failure on {pr.info.name}: the kernel disabled the path and "
-                    f"redirects I/O to another IO path ({left} left)",
-                )
-        else:
-            pr.model.kernel_state = KernelState.ACTIVE
-        if not mr.refreshing:
-            mr.refreshing = True
-            self.spawn(self.refresh(mr))
+        self._feed(mr, reconcile.PathUevent(ev.path, failed, ev.nr_valid_paths))
 
-    def _kernel_failed(self, pr: PathRuntime) -> None:
-        """The kernel failed ``pr`` on its own (an I/O error): the checker's last verdict
-        predates that and must not reinstate it at the next heal; the path is PENDING
-        until a check issued from now on says UP or DOWN (the caller kicks one)."""
-        pr.kernel_failed_at = time.monotonic()
-        if pr.model.check in healing.USABLE and not pr.model.held:
-            pr.model.check = Check.PENDING
-            pr.model.check_reason = "failed by the kernel on I/O; checking"
+    # ------------------------------------------------------------------ the reconciler
+
+    def _path_model(self, devnum: str) -> Path | None:
+        pr = self.by_devnum.get(devnum)
+        return pr.model if pr is not None else None
+
+    def _feed(self, mr: MapRuntime, ev: reconcile.Event) -> list[reconcile.Effect]:
+        """Hand one event about ``mr`` to its reconciler and carry out what it says."""
+        ctx = reconcile.Context(
+            time.monotonic(), time.time(), self.d.polling_interval, self._path_model
+        )
+        effects = reconcile.step(mr.health, mr.model, ev, ctx)
+        name = mr.model.name
+        for e in effects:
+            if isinstance(e, reconcile.Note):
+                self.event(e.kind, name, e.path, e.message)
+            elif isinstance(e, reconcile.Kick):
+                pr = self.paths.get(e.path)
+                if pr is not None:
+                    self.kick(pr)
+            elif isinstance(e, reconcile.Recheck):
+                self._start_checks(self.sched.result(e.path, Check.PENDING, ctx.now))
+                pr = self.paths.get(e.path)
+                if pr is not None:
+                    self.kick(pr)
+            elif isinstance(e, reconcile.Read):
+                self.spawn(self._exec_read(mr, e.full))
+            elif isinstance(e, reconcile.Send):
+                self.spawn(self._exec_send(mr, e.messages))
+            elif isinstance(e, reconcile.ApplyPolicies):
+                self.spawn(self._exec_policies(mr, e.actions))
+            else:
+                self._heal_at(mr, e.when)
+        if mr.health.busy:
+            mr.idle.clear()
+        else:
+            mr.idle.set()
+        return effects
+
+    def _absorb(self, mr: MapRuntime, km: KernelMap, mine: bool = False) -> None:
+        """A read of ``mr`` into the model (through its reconciler); its members are
+        claimed for the map."""
+        unknown = {d: self._name_of(d) for d in km.members if d not in self.by_devnum}
+        self._feed(mr, reconcile.KernelRead(km, mine, unknown))
+        for devnum in km.members:
+            pr = self.by_devnum.get(devnum)
+            if pr is not None:
+                pr.map_name = mr.model.name
+        if mr.model.wwid and self.maps.get(mr.model.name) is mr:
+            self.by_wwid.setdefault(mr.model.wwid, mr)
+
+    async def _exec_read(self, mr: MapRuntime, full: bool) -> None:
+        be = self.backend(mr.model.backend)
+        try:
+            if full:
+                km = await self.k(be.read, mr.model.name)
+            else:
+                km = await self.k(be.read_states, mr.model.name, mr.health.kernel)
+        except DmpathError as exc:
+            self._feed(mr, reconcile.ReadFailed(str(exc)))
+            return
+        self._absorb(mr, km, mine=True)
+
+    async def _exec_send(self, mr: MapRuntime, messages: tuple[reconcile.Message, ...]) -> None:
+        """Every message for the map in one trip to the kernel worker, in plan order."""
+        m = mr.model
+        steps = [
+            (
+                "fail" if isinstance(a, healing.FailPath) else "reinstate",
+                a.devnum if m.backend == Backend.DM else f"/dev/{a.path}",
+            )
+            for a in messages
+        ]
+        try:
+            errors = await self.k(self.backend(m.backend).apply, m.name, steps)
+        except DmpathError as exc:
+            errors = [exc] * len(steps)
+        self._feed(mr, reconcile.Sent(tuple(_outcome(e) for e in errors)))
+
+    async def _exec_policies(
+        self, mr: MapRuntime, actions: tuple[reconcile.PolicyAction, ...]
+    ) -> None:
+        outcomes: list[reconcile.Outcome | None] = []
+        for a in actions:
+            try:
+                if isinstance(a, healing.SwitchGroup):
+                    await self.k(self.dm.switch_group, mr.model.name, a.group)
+                else:
+                    await self.k(self.dm.set_queueing, mr.model.name, a.enabled)
+            except DmpathError as exc:
+                outcomes.append(_outcome(exc))
+            else:
+                outcomes.append(None)
+        self._feed(mr, reconcile.PoliciesDone(tuple(outcomes)))
+
+    @contextlib.asynccontextmanager
+    async def _claimed(self, mr: MapRuntime) -> AsyncIterator[None]:
+        """Hold ``mr`` for an assembly change or an admin request: wait for the heal under
+        way to finish; the reconciler plans again afterwards if news came meanwhile."""
+        while not reconcile.claim(mr.health):
+            await mr.idle.wait()
+        mr.idle.clear()
+        try:
+            yield
+        finally:
+            self._feed(mr, reconcile.Released())
 
     def schedule_reevaluate(self) -> None:
         """Coalesce a burst of udev events into one re-evaluation."""
@@ -609,8 +679,8 @@ class Daemon:
 
     async def _grow(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
         """An existing map and its paths now: one reload for all that joined."""
-        async with mr.lock:
-            mr.opts = self._opts_for(mr.model.wwid, infos[0])
+        async with self._claimed(mr):
+            mr.set_opts(self._opts_for(mr.model.wwid, infos[0]))
             for info in infos:
                 self.paths[info.name].map_name = mr.model.name
             missing = [i for i in infos if i.devnum not in mr.devnums]
@@ -620,9 +690,9 @@ class Daemon:
                     await self._add_members(mr, infos, missing)
                 elif unseen:
                     # paths of an adopted map: only the kernel knows their states
-                    await self.refresh(mr, heal=False)
+                    await self.refresh(mr)
                 else:
-                    self._sync_model(mr)
+                    reconcile.relink(mr.health, mr.model, self._path_model)
             except DmpathError as exc:
                 self.event("error", mr.model.name, message=str(exc))
 
@@ -667,7 +737,7 @@ class Daemon:
             if name in self.maps:
                 self.event("error", wwid, message=f"name {name} is taken by another map")
                 continue
-            mr = MapRuntime(model=Map(name=name, wwid=wwid, backend=Backend(o.backend)), opts=o)
+            mr = MapRuntime.new(Map(name=name, wwid=wwid, backend=Backend(o.backend)), o)
             runtimes.append((mr, infos))
         made = await asyncio.gather(*(self._create(mr, infos) for mr, infos in runtimes))
         wwids = [mr.model.wwid for (mr, _i), ok in zip(runtimes, made, strict=True) if ok]
@@ -730,7 +800,7 @@ class Daemon:
 
     async def _create(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> bool:
         m = mr.model
-        async with mr.lock:
+        async with self._claimed(mr):
             try:
                 if m.backend == Backend.DM:
                     how = await self.k(self.dm.create, m.name, m.wwid, self._table(mr, infos))
@@ -744,7 +814,7 @@ class Daemon:
             self._register_map(mr)
             for i in infos:
                 self.paths[i.name].map_name = m.name
-            await self.refresh(mr, heal=False)
+            await self.refresh(mr)
         self.event(
             "map_created",
             m.name,
@@ -761,8 +831,12 @@ class Daemon:
         end = loop.time() + NODE_WAIT
         while not self.node_exists(node):
             if loop.time() > end:
-                self.event("alert", name, message=f"udev has not made {node} after "
-                           f"{NODE_WAIT:g} s (is systemd-udevd running?)")
+                self.event(
+                    "alert",
+                    name,
+                    message=f"udev has not made {node} after "
+                    f"{NODE_WAIT:g} s (is systemd-udevd running?)",
+                )
                 return
             await asyncio.sleep(0.05)
 
@@ -778,7 +852,7 @@ class Daemon:
                 await self.k(self.md.add, m.name, i.devnode)
         for i in new:
             self.event("path_joined", m.name, i.name, f"{i.name} joined {m.name}")
-        await self.refresh(mr, heal=False)
+        await self.refresh(mr)
 
     async def _drop_paths(self, names: list[str]) -> None:
         """Paths that are gone leave the model, and their maps with one reload per map."""
@@ -800,10 +874,8 @@ class Daemon:
         return pr
 
     async def _shrink(self, mr: MapRuntime, gone: list[PathRuntime]) -> None:
-        async with mr.lock:
-            rest = [
-                self.paths[n].info for n in mr.devnums.values() if n in self.paths
-            ]
+        async with self._claimed(mr):
+            rest = [self.paths[n].info for n in mr.devnums.values() if n in self.paths]
             names = ", ".join(pr.info.name for pr in gone)
             if not rest:
                 # the last path is gone: leave the map, queueing or failing as configured
@@ -822,64 +894,22 @@ class Daemon:
                     # md keeps a vanished member as a (faulty) slot until it is removed
                     for pr in gone:
                         await self.k(self.md.forget_member, mr.model.name, pr.info.devnode)
-                await self.refresh(mr, heal=False)
+                await self.refresh(mr)
             except DmpathError as exc:
                 what = f"cannot drop {names}: {exc}"
                 self.event("error", mr.model.name, gone[-1].info.name, what)
 
     # ------------------------------------------------------------------ kernel state
 
-    async def refresh(self, mr: MapRuntime, heal: bool = True) -> None:
-        """Re-read the map from the kernel (the truth) and heal if asked."""
-        mr.refreshing = False
+    async def refresh(self, mr: MapRuntime) -> None:
+        """Re-read the map from the kernel (the truth) into the model; the caller has
+        claimed the map."""
         try:
             km = await self.k(self.backend(mr.model.backend).read, mr.model.name)
         except DmpathError as exc:
             self.event("error", mr.model.name, message=f"cannot read map: {exc}")
             return
-        self._apply_kernel(mr, km)
-        if heal:
-            await self.heal(mr)
-
-    def _apply_kernel(self, mr: MapRuntime, km: KernelMap) -> None:
-        mr.kernel = km
-        m = mr.model
-        m.sysfs, m.devnode, m.uuid = km.sysfs, km.devnode, km.uuid
-        m.size_sectors, m.open_count = km.size_sectors, km.open_count
-        m.features, m.hwhandler, m.queueing = km.features, km.hwhandler, km.queueing
-        m.no_path_retry = str(mr.opts.no_path_retry)
-        m.failback = str(mr.opts.failback)
-        mr.next_group = km.next_group
-        mr.devnums = {}
-        now = time.time()
-        for devnum, st in km.members.items():
-            name = self._name_of(devnum)
-            mr.devnums[devnum] = name
-            pr = self.paths.get(name)
-            if pr is not None:
-                pr.map_name = m.name
-                if (
-                    st == KernelState.FAILED
-                    and pr.model.kernel_state == KernelState.ACTIVE
-                    and (m.name, devnum) not in self.expected
-                    and pr.model.check in healing.USABLE
-                ):
-                    # failed by the kernel and its uevent not (yet) heard: as for the uevent
-                    self._kernel_failed(pr)
-                    self.kick(pr)
-                if pr.model.kernel_state != st or not pr.model.last_change:
-                    pr.model.kernel_state = st
-                    pr.model.last_change = now
-        m.groups = []
-        for g in km.groups:
-            names = [self._name_of(d) for d in g.devnums]
-            prio = max((self.paths[n].model.priority for n in names if n in self.paths), default=0)
-            m.groups.append(PathGroup(g.number, g.selector, prio, g.state, names))
-            for n in names:
-                pr = self.paths.get(n)
-                if pr:
-                    pr.model.group = g.number
-        self._sync_model(mr)
+        self._absorb(mr, km)
 
     def _name_of(self, devnum: str) -> str:
         pr = self.by_devnum.get(devnum)
@@ -887,30 +917,6 @@ class Daemon:
             return pr.info.name
         name = os.path.basename(os.path.realpath(f"/sys/dev/block/{devnum}"))
         return name if name and name != devnum else devnum
-
-    def _sync_model(self, mr: MapRuntime) -> None:
-        m = mr.model
-        members = []
-        for devnum, name in mr.devnums.items():
-            pr = self.paths.get(name)
-            if pr is not None:
-                members.append(pr.model)
-            else:
-                members.append(
-                    Path(
-                        name=name,
-                        devnum=devnum,
-                        wwid=m.wwid,
-                        kernel_state=KernelState.ACTIVE,
-                        check=Check.UNKNOWN,
-                    )
-                )
-        m.paths = members
-        if members and not m.vendor:
-            m.vendor, m.model, m.rev = members[0].vendor, members[0].model, members[0].rev
-        if not m.wwid and members:
-            m.wwid = members[0].wwid
-            self.by_wwid.setdefault(m.wwid, mr)
 
     # ------------------------------------------------------------------ checking
 
@@ -1031,111 +1037,21 @@ class Daemon:
         name = pr.info.name
         if self.paths.get(name) is not pr:
             return  # the path left while it was being checked
-        if check in healing.USABLE and pr.check_issued_at < pr.kernel_failed_at:
-            # issued before the kernel failed the path: it answers for the past
-            self._start_checks(self.sched.result(name, Check.PENDING, time.monotonic()))
-            self.kick(pr)
-            return
+        mr = self.maps.get(pr.map_name)
+        if mr is not None and pr.info.devnum in mr.health.members:
+            verdict = reconcile.Verdict(name, check, reason, dev_state, pr.check_issued_at)
+            if any(isinstance(e, reconcile.Recheck) for e in self._feed(mr, verdict)):
+                return  # it answered for the past: checked again already
+        elif reconcile.record_check(pr.model, check, reason, dev_state, time.time()):
+            self.event("check", pr.map_name, name, f"{name} checker: {check.value} ({reason})")
         # its nexus likely changed with it: look at the siblings now
         self._start_checks(self.sched.result(name, check, time.monotonic()))
-        p = pr.model
-        p.interval = self.sched.interval_of(name)
-        changed = p.check not in (check, Check.UNKNOWN)
-        if check != p.check:
-            p.check, p.check_reason = check, reason
-            p.last_change = time.time()
-            if changed:
-                self.event("check", pr.map_name, name, f"{name} checker: {check.value} ({reason})")
-        p.dev_state = dev_state or p.dev_state
-        mr = self.maps.get(pr.map_name)
-        if mr is not None and (changed or healing.path_needs_action(p)):
-            self.request_heal(mr)
-
-    def request_heal(self, mr: MapRuntime) -> None:
-        """Heal ``mr`` soon: many verdicts on one map (a fabric) become one or two heals,
-        not one per path."""
-        if mr.healing:
-            mr.heal_again = True
-            return
-        mr.healing = True
-        self.spawn(self._heal_until_quiet(mr))
-
-    async def _heal_until_quiet(self, mr: MapRuntime) -> None:
-        try:
-            while True:
-                mr.heal_again = False
-                await self.heal(mr)
-                if not mr.heal_again:
-                    return
-        finally:
-            mr.healing = False
-
-    async def heal(self, mr: MapRuntime) -> None:
-        async with mr.lock:
-            m = mr.model
-            be = self.backend(m.backend)
-            if mr.kernel is None and m.backend == Backend.DM:
-                # the last read failed or the table changed: plan from the kernel's word
-                try:
-                    self._apply_kernel(mr, await self.k(be.read, m.name))
-                except DmpathError as exc:
-                    self.event("error", m.name, message=f"cannot read map: {exc}")
-                    return
-            plan = healing.plan_paths(m)
-            steps: list[tuple[str, str]] = []
-            for a in plan:
-                if isinstance(a, healing.FailPath | healing.ReinstatePath):
-                    fail = isinstance(a, healing.FailPath)
-                    state = KernelState.FAILED if fail else KernelState.ACTIVE
-                    self._expect(m.name, a.devnum, state)
-                    dev = a.devnum if m.backend == Backend.DM else f"/dev/{a.path}"
-                    steps.append(("fail" if fail else "reinstate", dev))
-            # every message for the map in one trip to the kernel worker, in plan order
-            outcomes = await self.k(be.apply, m.name, steps) if steps else []
-            acted = False
-            done = iter(outcomes)
-            for a in plan:
-                if isinstance(a, healing.Alert):
-                    m.alerts.append(a.message)
-                    self.event("alert", m.name, a.path, a.message)
-                    continue
-                error = next(done)
-                if isinstance(error, MemberBusy):
-                    self.event("busy", m.name, a.path, f"{error} (will retry)")
-                elif error is not None:
-                    self.expected.pop((m.name, a.devnum), None)
-                    self.event("error", m.name, a.path, str(error))
-                elif isinstance(a, healing.FailPath):
-                    self.paths_fail_count(a.path)
-                    self.event("path_failed", m.name, a.path, a.message)
-                    acted = True
-                else:
-                    self.event("path_reinstated", m.name, a.path, a.message)
-                    m.alerts[:] = [x for x in m.alerts if not x.startswith(f"{a.path}:")]
-                    acted = True
-            if acted:
-                try:
-                    km = await self.k(be.read_states, m.name, mr.kernel)
-                except DmpathError as exc:
-                    # the messages went through; the model learns their effect at the
-                    # next read, which must then be a full one
-                    mr.kernel = None
-                    self.event("error", m.name, message=f"cannot read map: {exc}")
-                else:
-                    self._apply_kernel(mr, km)
-            if healing.has_usable_path(m):
-                m.alerts[:] = [x for x in m.alerts if healing.LAST_PATH_ALERT not in x]
-            if m.backend == Backend.DM:
-                await self._dm_policies(mr)
-
-    def paths_fail_count(self, name: str) -> None:
-        pr = self.paths.get(name)
-        if pr:
-            pr.model.fail_count += 1
+        pr.model.interval = self.sched.interval_of(name)
 
     def _heal_at(self, mr: MapRuntime, when: float) -> None:
-        """Heal ``mr`` again at ``when`` (monotonic) even if nothing else happens to it:
-        a deferred failback or a running-out no_path_retry must act on a quiet map."""
+        """Tell ``mr``'s reconciler the time at ``when`` (monotonic) even if nothing else
+        happens to it: a deferred failback or a running-out no_path_retry must act on a
+        quiet map."""
         if mr.timer is not None and mr.timer_at <= when:
             return
         if mr.timer is not None:
@@ -1145,62 +1061,10 @@ class Daemon:
         def fire() -> None:
             mr.timer = None
             if self.maps.get(mr.model.name) is mr:
-                self.spawn(self.heal(mr))
+                self._feed(mr, reconcile.Timer())
 
         mr.timer_at = when
         mr.timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), fire)
-
-    async def _dm_policies(self, mr: MapRuntime) -> None:
-        m = mr.model
-        now = time.monotonic()
-        best = healing.best_group(m)
-        if best and best != mr.next_group:
-            if mr.best_usable_since is None:
-                mr.best_usable_since = now
-        else:
-            mr.best_usable_since = None
-        if healing.has_usable_path(m):
-            mr.no_path_since = None
-        elif mr.no_path_since is None:
-            mr.no_path_since = now
-        current = mr.next_group or next(
-            (g.number for g in m.groups if g.state == GroupState.ACTIVE), 0
-        )
-        failback = str(mr.opts.failback)
-        no_path_retry = str(mr.opts.no_path_retry)
-        # no_path_retry N means N polling intervals of queueing, as multipath-tools counts
-        # it, measured from when the last path was lost, however often paths are checked
-        waited = 0 if mr.no_path_since is None else now - mr.no_path_since
-        rounds = int(waited / self.d.polling_interval + 1e-6)
-        actions: list[healing.Action] = []
-        actions += healing.plan_failback(m, current, failback, mr.best_usable_since, now)
-        actions += healing.plan_no_path(m, no_path_retry, rounds, m.queueing)
-        for a in actions:
-            try:
-                if isinstance(a, healing.SwitchGroup):
-                    await self.k(self.dm.switch_group, m.name, a.group)
-                    mr.next_group = a.group
-                    mr.best_usable_since = None
-                    self.event("switch_group", m.name, message=a.message)
-                elif isinstance(a, healing.SetQueueing):
-                    await self.k(self.dm.set_queueing, m.name, a.enabled)
-                    m.queueing = a.enabled
-                    # the table's features say queue_if_no_path as it is now: the copy
-                    # kept for status-only re-reads is stale, read it afresh next time
-                    mr.kernel = None
-                    self.event("queueing", m.name, message=a.message)
-            except DmpathError as exc:
-                self.event("error", m.name, message=str(exc))
-        due = healing.next_policy_deadline(
-            failback,
-            mr.best_usable_since,
-            no_path_retry,
-            mr.no_path_since,
-            polling_interval=self.d.polling_interval,
-            queueing=m.queueing,
-        )
-        if due is not None:
-            self._heal_at(mr, due)
 
     # ------------------------------------------------------------------ snapshot
 
@@ -1256,15 +1120,17 @@ class Daemon:
         mr = self.find_map(map)
         if not any(g.number == group for g in mr.model.groups):
             raise NotFoundError(f"{mr.model.name} has no path group {group}")
-        await self.k(self.backend(mr.model.backend).switch_group, mr.model.name, group)
-        mr.next_group = group
+        async with self._claimed(mr):
+            await self.k(self.backend(mr.model.backend).switch_group, mr.model.name, group)
+            mr.health.next_group = group
         self.event("switch_group", mr.model.name, message=f"admin: switch to group {group}")
         return {"map": mr.model.name, "group": group}
 
     async def op_queueing(self, map: str, enabled: bool) -> dict[str, Any]:
         mr = self.find_map(map)
-        await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, enabled)
-        await self.refresh(mr, heal=False)
+        async with self._claimed(mr):
+            await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, enabled)
+            await self.refresh(mr)
         state = "on" if enabled else "off"
         self.event("queueing", mr.model.name, message=f"admin: queueing {state}")
         return {"map": mr.model.name, "queueing": enabled}
@@ -1277,7 +1143,7 @@ class Daemon:
         mr = self.maps.get(pr.map_name)
         if mr is not None and mr.model.backend == Backend.MD:
             # md keeps members until told: fail and hot-remove (EBUSY while in use)
-            async with mr.lock:
+            async with self._claimed(mr):
                 await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
         self.excluded.add(pr.info.name)
         self._set_candidate(pr.info.name, None)
@@ -1339,16 +1205,16 @@ class Daemon:
                 f"{pr.info.name} is the last working path of {mr.model.name}: "
                 "failing it stops all I/O (use --force)"
             )
-        async with mr.lock:
+        async with self._claimed(mr):
             be = self.backend(mr.model.backend)
             dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
-            self._expect(mr.model.name, pr.info.devnum, KernelState.FAILED)
+            now = time.monotonic()
+            reconcile.expect(mr.health, pr.info.devnum, KernelState.FAILED, now)
             await self.k(be.fail, mr.model.name, dev)
             pr.model.fail_count += 1
             pr.model.held = True  # the admin's word stands until they reinstate it
             self.event("path_failed", mr.model.name, pr.info.name, f"admin: failed {pr.info.name}")
-            km = await self.k(be.read_states, mr.model.name, mr.kernel)
-            self._apply_kernel(mr, km)
+            self._absorb(mr, await self.k(be.read_states, mr.model.name, mr.health.kernel))
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
 
     async def op_reinstate_path(self, path: str) -> dict[str, Any]:
@@ -1356,25 +1222,25 @@ class Daemon:
         mr = self.maps.get(pr.map_name)
         if mr is None:
             raise NotFoundError(f"{pr.info.name} is in no map")
-        async with mr.lock:
+        async with self._claimed(mr):
             be = self.backend(mr.model.backend)
             dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
-            self._expect(mr.model.name, pr.info.devnum, KernelState.ACTIVE)
+            now = time.monotonic()
+            reconcile.expect(mr.health, pr.info.devnum, KernelState.ACTIVE, now)
             await self.k(be.reinstate, mr.model.name, dev)
             pr.model.held = False
             self.event(
                 "path_reinstated", mr.model.name, pr.info.name, f"admin: reinstated {pr.info.name}"
             )
-            km = await self.k(be.read_states, mr.model.name, mr.kernel)
-            self._apply_kernel(mr, km)
+            self._absorb(mr, await self.k(be.read_states, mr.model.name, mr.health.kernel))
         self.kick(pr)  # if it is really dead the checker fails it again
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
 
     async def op_flush_map(self, map: str, force: bool = False) -> dict[str, Any]:
         name = map
         mr = self.find_map(name)
-        async with mr.lock:
-            await self.refresh(mr, heal=False)
+        async with self._claimed(mr):
+            await self.refresh(mr)
             if mr.model.open_count and not force:
                 raise PolicyRefusal(
                     f"{name} is open ({mr.model.open_count} holders): not flushing (use --force)"
@@ -1397,7 +1263,9 @@ class Daemon:
             raise
         old, self.cfg = self.cfg.defaults, new
         for mr in self.maps.values():
-            mr.opts = cfgmod.effective_options(new, mr.model.wwid, mr.model.vendor, mr.model.model)
+            mr.set_opts(
+                cfgmod.effective_options(new, mr.model.wwid, mr.model.vendor, mr.model.model)
+            )
         d = new.defaults
         if (d.polling_interval, d.max_polling_interval) != (
             old.polling_interval,
@@ -1410,6 +1278,13 @@ class Daemon:
         self.event("reconfigured", message=f"configuration reloaded from {self.config_path}")
         await self.reevaluate(full=True)
         return {"reloaded": self.config_path}
+
+
+def _outcome(error: DmpathError | None) -> reconcile.Outcome | None:
+    """A kernel operation's error as the reconciler takes it (md's EBUSY is "not now")."""
+    if error is None:
+        return None
+    return reconcile.Outcome(str(error), busy=isinstance(error, MemberBusy))
 
 
 def _dev_state(name: str) -> str:
