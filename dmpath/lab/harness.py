@@ -12,6 +12,7 @@ import contextlib
 import json
 import mmap
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +174,17 @@ class DaemonUnderTest:
                 return fh.read()[-6000:]
         except OSError:
             return ""
+
+    def keep_log(self, name: str) -> str:
+        """Copy the daemon's whole log into the lab's output directory (the host keeps
+        it after the VM is gone) as ``name``; returns the copy's path, '' outside the lab
+        or when there is no log."""
+        outdir = os.environ.get("DMPATH_LAB_OUTDIR", "")
+        if not outdir or not self.log_path or not os.path.exists(self.log_path):
+            return ""
+        dst = os.path.join(outdir, name)
+        shutil.copyfile(self.log_path, dst)
+        return dst
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:

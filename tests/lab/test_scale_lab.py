@@ -124,6 +124,7 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
     finally:
         for io in ios:
             io.stop()
+        kept = d.keep_log("scale-64x4-dmpathd.log")
     for io in ios:
         assert io.errors == [], io.errors[:5]
         assert io.mismatches == 0
@@ -132,3 +133,5 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
     with capsys.disabled():  # figures for the reader, never a verdict
         shown = ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
         print(f"\n[scale 64x4, {len(paths)} paths] {shown}; I/O writes {[io.writes for io in ios]}")
+        if kept:
+            print(f"[scale 64x4] daemon log: {kept}")
