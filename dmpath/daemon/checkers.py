@@ -28,6 +28,9 @@ _TO_CHECK = {
     PathState.UNSUPPORTED: Check.UNSUPPORTED,
 }
 
+#: errors of an open that say the daemon is short of something, not that the path is down
+_DAEMON_SHORT_OF = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
 #: O_DIRECT needs an aligned buffer; one logical block up to 4 KiB covers every disk
 _DIRECTIO_SIZE = 4096
 
@@ -70,7 +73,12 @@ class PathChecker:
             try:
                 fd = self._open()
             except OSError as exc:
-                return Check.DOWN, f"cannot open {self.devnode}: {os.strerror(exc.errno or 0)}"
+                why = os.strerror(exc.errno or 0)
+                if exc.errno in _DAEMON_SHORT_OF:
+                    # the daemon is out of descriptors or memory, not the path out of
+                    # service: failing it would take a healthy path out of its map
+                    return Check.PENDING, f"dmpathd cannot open {self.devnode}: {why}"
+                return Check.DOWN, f"cannot open {self.devnode}: {why}"
             if self.kind == "tur":
                 out = sgio.test_unit_ready(fd, timeout_s=self.timeout)
                 state = _TO_CHECK[out.state]

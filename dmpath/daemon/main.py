@@ -104,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if os.geteuid() != 0:
             raise DmpathError("dmpathd must run as root (it drives device-mapper and SG_IO)")
         from dmpath.daemon.engine import Daemon, assemble_once, serve
+        from dmpath.daemon.limits import raise_nofile_limit
         from dmpath.daemon.notify import sd_notify
+
+        # one open descriptor per path: a thousand paths outgrow the default 1,024
+        raise_nofile_limit()
 
         if args.once:
             once = Daemon(cfg, args.config, socket_path=args.socket, checking=False)

@@ -235,6 +235,29 @@ def healthy(d: DaemonUnderTest, name: str, n: int) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------------------
 
 
+def open_file_limits(pid: int) -> tuple[int, int]:
+    """(soft, hard) RLIMIT_NOFILE of a running process, as /proc shows them."""
+    with open(f"/proc/{pid}/limits") as fh:
+        for line in fh:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError(f"no open-file limit in /proc/{pid}/limits")
+
+
+def test_the_daemon_can_hold_a_descriptor_for_every_path_of_a_big_san(
+    scsi_paths: list[LabPath], dmpathd: StartDaemon
+) -> None:
+    """Each path's checker keeps its device open: at a thousand paths the default limit
+    of 1,024 descriptors made checks fail with EMFILE and healthy paths were failed."""
+    d = dmpathd()
+    d.wait_maps({"mpatha": 2})
+    assert d.proc is not None
+    with open("/proc/sys/fs/nr_open") as fh:
+        nr_open = int(fh.read())
+    assert open_file_limits(d.proc.pid) == (nr_open, nr_open)
+
+
 def test_hotplugged_path_joins_the_map_and_a_deleted_one_leaves(
     scsi_paths: list[LabPath], dmpathd: StartDaemon
 ) -> None:
