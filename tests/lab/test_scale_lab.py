@@ -98,8 +98,13 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
 
         wait_for(fabric_failed, PHASE_TIMEOUT, "every fabric-0 path failed in dm", POLL_STEP)
         times["fabric down (dm)"] = time.monotonic() - t0
+
+        def model_failed() -> bool:
+            states = model_states()  # one request per poll, not one per path
+            return all(states.get(p.name) == "failed" for p in fabric0)
+
         wait_for(
-            lambda: all(model_states().get(p.name) == "failed" for p in fabric0),
+            model_failed,
             PHASE_TIMEOUT,
             "dmpathd's model to show every fabric-0 path failed",
             POLL_STEP,
