@@ -457,6 +457,8 @@ def result_table(phases: Sequence[PhaseResult]) -> Table:
 # maps, one run per map would cost a minute per poll under emulation); a change is known to
 # within one poll, whose mean duration is kept with the figures.
 
+#: how long ``multipath -F`` may take to flush multipathd's maps after a scale run
+FLUSH_TIMEOUT = 600.0
 #: seconds between the end of one all-maps poll and the start of the next
 SCALE_POLL_INTERVAL = 0.5
 #: a scale phase may take this long plus SCALE_TIMEOUT_PER_PATH_S per path: 256 paths get
@@ -1081,7 +1083,9 @@ class Multipathd:
     def remove_maps(self) -> None:
         from dmpath.runner import run
 
-        run("multipath", ["-F"], check=False, timeout=60)
+        # flushing 256 maps took multipath longer than a minute under emulation: this
+        # is a clean-up, not a measurement, so it gets all the time it needs
+        run("multipath", ["-F"], check=False, timeout=FLUSH_TIMEOUT)
         remove_all_multipath_maps()
 
     def log_tail(self) -> str:
