@@ -123,10 +123,6 @@ class MapRuntime:
         """devnum -> path name of the map's members, as the kernel last said."""
         return self.health.members
 
-    @property
-    def kernel(self) -> KernelMap | None:
-        return self.health.kernel
-
 
 def _scan_records(
     recs: list[udev.UdevRecord], uid_attributes: tuple[str, ...], recheck: list[str]
@@ -418,12 +414,9 @@ class Daemon:
         for e in effects:
             if isinstance(e, reconcile.Note):
                 self.event(e.kind, name, e.path, e.message)
-            elif isinstance(e, reconcile.Kick):
-                pr = self.paths.get(e.path)
-                if pr is not None:
-                    self.kick(pr)
-            elif isinstance(e, reconcile.Recheck):
-                self._start_checks(self.sched.result(e.path, Check.PENDING, ctx.now))
+            elif isinstance(e, reconcile.Kick | reconcile.Recheck):
+                if isinstance(e, reconcile.Recheck):
+                    self._start_checks(self.sched.result(e.path, Check.PENDING, ctx.now))
                 pr = self.paths.get(e.path)
                 if pr is not None:
                     self.kick(pr)
@@ -453,13 +446,16 @@ class Daemon:
         if mr.model.wwid and self.maps.get(mr.model.name) is mr:
             self.by_wwid.setdefault(mr.model.wwid, mr)
 
-    async def _exec_read(self, mr: MapRuntime, full: bool) -> None:
+    async def _read(self, mr: MapRuntime, full: bool) -> KernelMap:
+        """Read ``mr``: everything, or only its paths' states (the table as last read)."""
         be = self.backend(mr.model.backend)
+        if full:
+            return await self.k(be.read, mr.model.name)
+        return await self.k(be.read_states, mr.model.name, mr.health.kernel)
+
+    async def _exec_read(self, mr: MapRuntime, full: bool) -> None:
         try:
-            if full:
-                km = await self.k(be.read, mr.model.name)
-            else:
-                km = await self.k(be.read_states, mr.model.name, mr.health.kernel)
+            km = await self._read(mr, full)
         except DmpathError as exc:
             self._feed(mr, reconcile.ReadFailed(str(exc)))
             return
@@ -905,7 +901,7 @@ class Daemon:
         """Re-read the map from the kernel (the truth) into the model; the caller has
         claimed the map."""
         try:
-            km = await self.k(self.backend(mr.model.backend).read, mr.model.name)
+            km = await self._read(mr, full=True)
         except DmpathError as exc:
             self.event("error", mr.model.name, message=f"cannot read map: {exc}")
             return
@@ -1206,16 +1202,21 @@ class Daemon:
                 "failing it stops all I/O (use --force)"
             )
         async with self._claimed(mr):
-            be = self.backend(mr.model.backend)
-            dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
-            now = time.monotonic()
-            reconcile.expect(mr.health, pr.info.devnum, KernelState.FAILED, now)
-            await self.k(be.fail, mr.model.name, dev)
+            await self._admin_message(mr, pr, KernelState.FAILED)
             pr.model.fail_count += 1
             pr.model.held = True  # the admin's word stands until they reinstate it
             self.event("path_failed", mr.model.name, pr.info.name, f"admin: failed {pr.info.name}")
-            self._absorb(mr, await self.k(be.read_states, mr.model.name, mr.health.kernel))
+            self._absorb(mr, await self._read(mr, full=False))
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
+
+    async def _admin_message(self, mr: MapRuntime, pr: PathRuntime, state: KernelState) -> None:
+        """Fail (``state`` FAILED) or reinstate ``pr`` in ``mr`` for the admin; the kernel's
+        uevent for it is our echo."""
+        be = self.backend(mr.model.backend)
+        dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
+        reconcile.expect(mr.health, pr.info.devnum, state, time.monotonic())
+        send = be.fail if state == KernelState.FAILED else be.reinstate
+        await self.k(send, mr.model.name, dev)
 
     async def op_reinstate_path(self, path: str) -> dict[str, Any]:
         pr = self.find_path(path)
@@ -1223,16 +1224,12 @@ class Daemon:
         if mr is None:
             raise NotFoundError(f"{pr.info.name} is in no map")
         async with self._claimed(mr):
-            be = self.backend(mr.model.backend)
-            dev = pr.info.devnum if mr.model.backend == Backend.DM else pr.info.devnode
-            now = time.monotonic()
-            reconcile.expect(mr.health, pr.info.devnum, KernelState.ACTIVE, now)
-            await self.k(be.reinstate, mr.model.name, dev)
+            await self._admin_message(mr, pr, KernelState.ACTIVE)
             pr.model.held = False
             self.event(
                 "path_reinstated", mr.model.name, pr.info.name, f"admin: reinstated {pr.info.name}"
             )
-            self._absorb(mr, await self.k(be.read_states, mr.model.name, mr.health.kernel))
+            self._absorb(mr, await self._read(mr, full=False))
         self.kick(pr)  # if it is really dead the checker fails it again
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
 

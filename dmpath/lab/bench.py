@@ -1413,30 +1413,39 @@ class ScaleBench:
         fabric0 = [p for p in self.paths if p.fabric == 0]
         down = {p.devnum for p in fabric0}
         result.fabric_paths = len(fabric0)
-        w0 = time.monotonic()
-        for p in fabric0:
-            self.bench._set(p.name, "offline")
-        t0 = time.monotonic()
-        result.fabric_down_writes_s = t0 - w0
-        self.wait_state(daemon, result, "fabric 0 failed", lambda d: d not in down)
-        result.fabric_down_s = time.monotonic() - t0
-        say(
-            f"{daemon.name}: fabric down ({len(fabric0)} paths) {result.fabric_down_s:.1f} s "
-            f"after the last of {result.fabric_down_writes_s:.1f} s of writes"
+        writes, took = self.set_fabric(
+            daemon, result, fabric0, "offline", what="fabric 0 failed", want=lambda d: d not in down
         )
-
-        w0 = time.monotonic()
-        for p in fabric0:
-            self.bench._set(p.name, "running")
-        t0 = time.monotonic()
-        result.fabric_up_writes_s = t0 - w0
-        self.wait_state(daemon, result, "every path active again", lambda _d: True)
-        result.fabric_up_s = time.monotonic() - t0
+        result.fabric_down_writes_s, result.fabric_down_s = writes, took
+        say(
+            f"{daemon.name}: fabric down ({len(fabric0)} paths) {took:.1f} s "
+            f"after the last of {writes:.1f} s of writes"
+        )
+        writes, took = self.set_fabric(
+            daemon, result, fabric0, "running", what="every path active again", want=lambda _d: True
+        )
+        result.fabric_up_writes_s, result.fabric_up_s = writes, took
         result.peak_rss_kb = read_proc_status_kb(result.pid, "VmHWM")
-        say(
-            f"{daemon.name}: fabric up {result.fabric_up_s:.1f} s after the last of "
-            f"{result.fabric_up_writes_s:.1f} s of writes"
-        )
+        say(f"{daemon.name}: fabric up {took:.1f} s after the last of {writes:.1f} s of writes")
+
+    def set_fabric(
+        self,
+        daemon: Daemon,
+        result: ScaleResult,
+        paths: Sequence[Any],
+        state: str,
+        *,
+        what: str,
+        want: Callable[[str], bool],
+    ) -> tuple[float, float]:
+        """Set ``paths`` to ``state`` and wait until the tables show ``want``; returns the
+        seconds the writes took and the seconds from the last write to the tables."""
+        w0 = time.monotonic()
+        for p in paths:
+            self.bench._set(p.name, state)
+        t0 = time.monotonic()
+        self.wait_state(daemon, result, what, want)
+        return t0 - w0, time.monotonic() - t0
 
 
 def run_scale(

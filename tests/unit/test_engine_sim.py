@@ -280,7 +280,7 @@ def test_a_failing_read_after_a_heal_is_an_event_and_the_next_read_is_full(
         await until(lambda: ops.failed({victim.devnum}) == 1, "failed in the table")
         await until(lambda: any("status read refused" in e.message for e in d.events
                                 if e.kind == "error"), "the error event")
-        assert mr.kernel is None  # the next read is a full one
+        assert mr.health.kernel is None  # the next read is a full one
         ops.status = real  # type: ignore[method-assign]
         san.set_path(victim.name, True)
         d.kick(d.paths[victim.name])
