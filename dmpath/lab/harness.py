@@ -215,9 +215,8 @@ class VerifiedIO:
         head = f"dmpath-lab block {i} gen {gen} ".encode()
         return (head * (BLOCK // len(head) + 1))[:BLOCK]
 
-    def _loop(self) -> None:
+    def _loop(self, fd: int) -> None:
         buf = mmap.mmap(-1, BLOCK)
-        fd = os.open(self.devnode, os.O_RDWR | os.O_DIRECT)
         try:
             i = 0
             while not self._stop.is_set():
@@ -243,9 +242,39 @@ class VerifiedIO:
             buf.close()
 
     def start(self) -> VerifiedIO:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        # opened here, not in the thread: a missing node (udev has not made it yet) is
+        # the caller's error, not a thread that dies unseen while the caller waits
+        fd = os.open(self.devnode, os.O_RDWR | os.O_DIRECT)
+        self._thread = threading.Thread(target=self._loop, args=(fd,), daemon=True)
         self._thread.start()
         return self
+
+    def wait_writes(self, goal: int, timeout: float, what: str) -> None:
+        """Until more than ``goal`` writes are done; on time-out say where the I/O
+        stands (writes, errors, the map's dm state), so a failure explains itself."""
+        try:
+            wait_for(lambda: self.writes > goal, timeout, what)
+        except LabTimeout as exc:
+            raise LabTimeout(f"{exc}; {self.describe()}") from None
+
+    def describe(self) -> str:
+        alive = bool(self._thread and self._thread.is_alive())
+        state = "?"
+        name = os.path.basename(self.devnode)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["dmsetup", "info", "-c", "--noheadings", "-o", "attr,open", name],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+            state = (out.stdout or out.stderr).strip()
+        return (
+            f"{self.devnode}: {self.writes} writes, {self.reads} reads, "
+            f"{len(self.errors)} errors {self.errors[:3]}, thread "
+            f"{'running' if alive else 'ended'}, dm attr,open {state}"
+        )
 
     def stop(self, timeout: float = 120) -> None:
         self._stop.set()

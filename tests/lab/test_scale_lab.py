@@ -15,6 +15,7 @@ TEST UNIT READY succeeds, so those paths would flap. Scanning only the other hos
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 
@@ -80,10 +81,15 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
 
     names = sorted(st)
     ios = [VerifiedIO(f"/dev/mapper/{name}") for name in (names[0], names[-1])]
+    # the tables are read from the kernel; the nodes are udev's, which may lag at scale
+    wait_for(
+        lambda: all(os.path.exists(io.devnode) for io in ios), 60, "udev to make the map nodes"
+    )
     for io in ios:
         io.start()
     try:
-        wait_for(lambda: all(io.writes > 20 for io in ios), 60, "verified I/O to start")
+        for io in ios:
+            io.wait_writes(20, 60, f"verified I/O to start on {io.devnode}")
 
         def model_states() -> dict[str, str]:
             return {p["name"]: p["kernel_state"] for m in d.show()["maps"] for p in m["paths"]}
