@@ -59,6 +59,9 @@ class CheckJob(Generic[T]):
     value: T | None = None
     error: BaseException | None = None
     done: bool = False
+    #: monotonic time a worker started the job (0.0 while it waits in the queue): how
+    #: long a check has been out counts from here, not from when it was queued
+    started: float = 0.0
 
     def result(self) -> T:
         """The check's value, or its exception raised (only once ``done``)."""
@@ -193,6 +196,7 @@ class CheckPool(Generic[T]):
                     self._forget(job)  # cancelled while queued
                     continue
                 me.job, me.started = job, time.monotonic()
+                job.started = me.started
                 if self._watch_idle:
                     # the watchdog sleeps with no deadline: this job gives it one (a job
                     # started later never has an earlier deadline than the ones running)

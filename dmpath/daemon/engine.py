@@ -1021,10 +1021,19 @@ class Daemon:
         """Checks out longer than checker_timeout: no answer is the hung path's answer
         (a dead link, a blocked session). The check goes on in its thread, written off
         by the pool, and is the one waited for again at the path's next turn."""
+        limit = self.d.checker_timeout + 1.0
         while self._deadlines and self._deadlines[0][0] <= now:
             _when, _seq, name, job = heapq.heappop(self._deadlines)
             pr = self.paths.get(name)
             if pr is None or self._inflight.get(name) is not job or job.done:
+                continue
+            started = job.started
+            if not started or now < started + limit:
+                # still queued behind other checks (hung ones hold their workers until
+                # the pool replaces them), or started late: its own time runs from its
+                # start, so a healthy path is never called down for waiting its turn
+                again = (started or now) + limit
+                heapq.heappush(self._deadlines, (again, next(self._seq), name, job))
                 continue
             del self._inflight[name]
             self._verdict(pr, Check.DOWN, f"no answer within {self.d.checker_timeout:g} s", "")

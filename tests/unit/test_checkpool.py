@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from dmpath.daemon.checkpool import CheckPool, PoolClosed
+from dmpath.daemon.checkpool import CheckJob, CheckPool, PoolClosed
 
 WAIT = 10.0  # seconds: a safety net, never reached when the pool works
 
@@ -223,3 +224,19 @@ def test_bad_sizes_are_refused() -> None:
         CheckPool(0, hang_after=1.0)
     with pytest.raises(ValueError, match="hang_after"):
         CheckPool(1, hang_after=0.0)
+
+
+def test_a_job_knows_when_it_started_not_when_it_was_queued(release: threading.Event) -> None:
+    pool: CheckPool[str] = CheckPool(1, hang_after=30.0)
+    started = threading.Event()
+    done: list[CheckJob[str]] = []
+    [(first, _new)] = pool.call_many([("sdb", blocker(started, release, "sdb"), done.append)])
+    assert started.wait(WAIT)
+    [(queued, _new)] = pool.call_many([("sdc", lambda: "sdc", done.append)])
+    assert first.started > 0.0
+    assert queued.started == 0.0  # behind the running one: its clock has not started
+    before = time.monotonic()
+    release.set()
+    wait_until(lambda: len(done) == 2)
+    assert queued.started >= before
+    pool.shutdown()

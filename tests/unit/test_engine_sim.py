@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from dmpath.daemon.engine import Daemon
+from dmpath.daemon.engine import CHECK_WORKERS, Daemon
 from dmpath.model import Check
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
 from dmpath.sim.run import connect_uevents, make_daemon
@@ -221,6 +221,35 @@ def test_a_hung_check_counts_as_down_and_holds_no_one_else_up(
         await until(lambda: ops.failed({stuck.info.devnum}) == 0, "back once it answers")
 
     run_sim(tmp_path, 2, 2, check, extra=FAST + "checker_timeout = 0.3\n")
+
+
+def test_a_healthy_path_queued_behind_hung_checks_is_not_called_down(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Twice as many hung paths as check workers: the healthy path's check waits for two
+    rounds of hung checks to be written off. Its time-out runs from when it starts, so
+    the wait is not taken for a hang."""
+    release = threading.Event()
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        healthy = d.paths[san.paths[0].name]
+        stuck = [pr for pr in d.paths.values() if pr.map_name != healthy.map_name]
+        assert len(stuck) == 2 * CHECK_WORKERS
+        for pr in stuck:
+            pr.checker = Held(san, pr.info.name, release)
+            d.kick(pr)
+        try:
+            await until(lambda: len(d._inflight) >= len(stuck), "the hung checks out")
+            d.kick(healthy)
+            await until(lambda: healthy.info.name in d._inflight, "the healthy check queued")
+            await until(lambda: healthy.info.name not in d._inflight, "its answer", 30.0)
+            assert healthy.model.check == Check.UP, healthy.model.check_reason
+            assert ops.failed({healthy.info.devnum}) == 0
+            assert healthy.info.name not in kinds(d, "path_failed")
+        finally:
+            release.set()
+
+    run_sim(tmp_path, 5, 4, check, extra=FAST + "checker_timeout = 0.3\n")
 
 
 def test_paths_leaving_one_map_together_are_one_reload(tmp_path: pathlib.Path) -> None:
