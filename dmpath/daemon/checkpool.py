@@ -13,9 +13,15 @@ So, for ``CheckPool(size, hang_after)``:
   therefore holds one thread at most, however often it falls due, and the caller still
   gets the verdict of the check in flight when it finally returns.
 - ``size`` workers pull jobs from one queue. A job running longer than ``hang_after``
-  seconds is written off: its thread is left to finish on its own (it exits when the job
-  returns, delivering the result to the future as usual) and a replacement worker is
-  started at once, so ``size`` workers keep serving the other paths.
+  seconds is written off: its thread is left to finish on its own (when the job returns
+  it delivers the result as usual, then exits, or serves again if the pool is short of
+  workers) and a replacement worker is started at once, so ``size`` workers keep serving
+  the other paths.
+- Hangs come in storms: a dead switch port hangs every path behind it. Once one job is
+  written off, and while any written-off job is still out, checks waiting in the queue get
+  a thread each at once (up to ``max_threads`` in all, hung ones included) instead of
+  ``size`` at a time, one round of ``hang_after`` per ``size`` hung paths. Workers beyond
+  ``size`` leave as soon as the queue is empty.
 - Threads are daemon threads and ``shutdown()`` joins none of them: a process that stops
   is never held up by a check stuck in the kernel.
 
@@ -82,13 +88,18 @@ class CheckPool(Generic[T]):
     """``size`` workers for blocking checks, one outstanding job per key, hung jobs
     written off after ``hang_after`` seconds (see the module docstring)."""
 
-    def __init__(self, size: int, hang_after: float, name: str = "check") -> None:
+    def __init__(
+        self, size: int, hang_after: float, name: str = "check", max_threads: int = 1024
+    ) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
+        if max_threads < size:
+            raise ValueError(f"max_threads must be >= size ({size}), got {max_threads}")
         if hang_after <= 0:
             raise ValueError(f"hang_after must be > 0, got {hang_after}")
         self.size = size
         self.hang_after = hang_after
+        self.max_threads = max_threads
         self.name = name
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for jobs
@@ -144,11 +155,27 @@ class CheckPool(Generic[T]):
         self._jobs[job.key] = job
         self._queue.append(job)
         self._work.notify()
+        if self._hung:
+            self._surge()  # a storm of hangs is on: do not queue behind it
+
+    def _surge(self) -> None:
+        """Back to ``size`` live workers, plus one per queued job no idle worker will
+        take, within ``max_threads`` (called with the lock held)."""
+        idle = sum(1 for w in self._workers if w.job is None)
+        want = max(self.size - len(self._workers), len(self._queue) - idle)
+        room = self.max_threads - len(self._workers) - len(self._hung)
+        for _ in range(min(want, room)):
+            self._spawn()
 
     def hung(self) -> int:
         """Jobs written off as hung that have not returned yet (each holds one thread)."""
         with self._lock:
             return len(self._hung)
+
+    def threads(self) -> int:
+        """Worker threads alive: the live ones and the written-off ones still running."""
+        with self._lock:
+            return len(self._workers) + len(self._hung)
 
     def outstanding(self) -> int:
         """Keys with a job queued or running (hung ones included)."""
@@ -186,6 +213,9 @@ class CheckPool(Generic[T]):
         while True:
             with self._lock:
                 while not self._queue and not self._closed:
+                    if len(self._workers) > self.size:  # a surge is over: leave
+                        self._workers.remove(me)
+                        return
                     self._work.wait()
                 if self._closed:
                     if me in self._workers:
@@ -225,6 +255,12 @@ class CheckPool(Generic[T]):
         self._forget(job)
         if me.hung:
             self._hung.remove(me)
+            if self._queue or len(self._workers) < self.size:
+                # the cap kept the pool from replacing it: serve again (a surplus
+                # worker leaves by itself once the queue is empty)
+                me.hung = False
+                self._workers.append(me)
+                return False
             return True
         return False
 
@@ -238,6 +274,7 @@ class CheckPool(Generic[T]):
             while not self._closed:
                 now = time.monotonic()
                 nearest: float | None = None
+                wrote_off = False
                 for w in list(self._workers):
                     if w.job is None:
                         continue
@@ -246,8 +283,10 @@ class CheckPool(Generic[T]):
                         w.hung = True
                         self._workers.remove(w)
                         self._hung.append(w)
-                        self._spawn()
+                        wrote_off = True
                     elif nearest is None or deadline < nearest:
                         nearest = deadline
+                if wrote_off:
+                    self._surge()
                 self._watch_idle = nearest is None
                 self._watch.wait(None if nearest is None else nearest - now)

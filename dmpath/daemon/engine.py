@@ -82,6 +82,12 @@ DM_WORKERS = 4
 CHECK_TICK = 0.05
 #: threads for path checks; a hung check's thread is replaced, so these stay free
 CHECK_WORKERS = 8
+#: a check still running after this many seconds gives its thread up to the others (the
+#: pool starts another); a test unit ready answers in milliseconds, so one second is a
+#: stall, not a verdict: the verdict waits for checker_timeout, counted from its start
+CHECK_STALL = 1.0
+#: at most this many check threads, hung ones included: one per hung path in a storm
+MAX_CHECK_THREADS = 2048
 
 
 @dataclass
@@ -188,7 +194,9 @@ class Daemon:
         self.sched = polling.CheckScheduler(d.polling_interval, d.max_polling_interval)
         # a hung check holds its thread until the kernel lets go; the pool starts another
         self.checks: CheckPool[tuple[Check, str, str]] = CheckPool(
-            CHECK_WORKERS, hang_after=d.checker_timeout + 1.0
+            CHECK_WORKERS,
+            hang_after=min(CHECK_STALL, d.checker_timeout),
+            max_threads=MAX_CHECK_THREADS,
         )
         self._sched_task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1030,9 +1038,9 @@ class Daemon:
             started = job.started
             if not started or now < started + limit:
                 # still queued behind other checks (hung ones hold their workers until
-                # the pool replaces them), or started late: its own time runs from its
-                # start, so a healthy path is never called down for waiting its turn
-                again = (started or now) + limit
+                # the pool writes them off, CHECK_STALL), or started late: its own time
+                # runs from its start, so a path is never called down for waiting its turn
+                again = started + limit if started else now + CHECK_STALL
                 heapq.heappush(self._deadlines, (again, next(self._seq), name, job))
                 continue
             del self._inflight[name]

@@ -240,3 +240,53 @@ def test_a_job_knows_when_it_started_not_when_it_was_queued(release: threading.E
     wait_until(lambda: len(done) == 2)
     assert queued.started >= before
     pool.shutdown()
+
+
+def test_a_storm_of_hangs_gets_a_thread_per_queued_job_at_once(release: threading.Event) -> None:
+    """Four times as many hung jobs as workers: when the first ones are written off, every
+    job still queued gets its thread in the same step, not one round per ``size``."""
+    pool: CheckPool[str] = CheckPool(2, hang_after=1.0)
+    started = threading.Semaphore(0)
+    ran: list[str] = []
+
+    def hang(key: str) -> Callable[[], str]:
+        def job() -> str:
+            ran.append(key)
+            started.release()
+            release.wait(WAIT)
+            return key
+
+        return job
+
+    futures = [pool.submit(f"sd{i}", hang(f"sd{i}")) for i in range(8)]
+    wait_until(lambda: pool.hung() > 0)
+    # the surge happens under the lock that wrote the first ones off: all 8 jobs now
+    # have a thread (the 2 written off and 6 new), though none has returned
+    assert pool.threads() >= 8
+    for _ in range(8):
+        assert started.acquire(timeout=WAIT)
+    assert sorted(ran) == sorted(f"sd{i}" for i in range(8))
+    release.set()
+    assert sorted(f.result(WAIT) for f in futures) == sorted(ran)
+    # the surge is over: written-off threads end with their job, extra workers leave
+    wait_until(lambda: pool.threads() == 2)
+    pool.shutdown()
+
+
+def test_a_storm_never_starts_more_than_max_threads(release: threading.Event) -> None:
+    pool: CheckPool[str] = CheckPool(2, hang_after=0.05, max_threads=5)
+    started = threading.Event()
+    for i in range(12):
+        pool.submit(f"sd{i}", blocker(started, release, f"sd{i}"))
+    wait_until(lambda: pool.hung() == 5)  # every thread the pool may have is stuck
+    time.sleep(0.2)  # several watchdog rounds: none may start a sixth
+    assert pool.threads() == 5
+    assert pool.outstanding() == 12  # the rest wait their turn, still owned by the pool
+    release.set()
+    wait_until(lambda: pool.outstanding() == 0)
+    pool.shutdown()
+
+
+def test_max_threads_below_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_threads"):
+        CheckPool(4, hang_after=1.0, max_threads=3)

@@ -226,15 +226,15 @@ def test_a_hung_check_counts_as_down_and_holds_no_one_else_up(
 def test_a_healthy_path_queued_behind_hung_checks_is_not_called_down(
     tmp_path: pathlib.Path,
 ) -> None:
-    """Twice as many hung paths as check workers: the healthy path's check waits for two
-    rounds of hung checks to be written off. Its time-out runs from when it starts, so
-    the wait is not taken for a hang."""
+    """Four times as many hung paths as check workers: the healthy path's check may wait
+    for hung checks to be written off. Its time-out runs from when it starts, so the wait
+    is not taken for a hang; and every hung path is called down."""
     release = threading.Event()
 
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         healthy = d.paths[san.paths[0].name]
         stuck = [pr for pr in d.paths.values() if pr.map_name != healthy.map_name]
-        assert len(stuck) == 2 * CHECK_WORKERS
+        assert len(stuck) == 4 * CHECK_WORKERS
         for pr in stuck:
             pr.checker = Held(san, pr.info.name, release)
             d.kick(pr)
@@ -246,10 +246,16 @@ def test_a_healthy_path_queued_behind_hung_checks_is_not_called_down(
             assert healthy.model.check == Check.UP, healthy.model.check_reason
             assert ops.failed({healthy.info.devnum}) == 0
             assert healthy.info.name not in kinds(d, "path_failed")
+            await until(
+                lambda: all(pr.model.check == Check.DOWN for pr in stuck),
+                "every hung path called down",
+                30.0,
+            )
+            assert {pr.model.check_reason for pr in stuck} == {"no answer within 0.3 s"}
         finally:
             release.set()
 
-    run_sim(tmp_path, 5, 4, check, extra=FAST + "checker_timeout = 0.3\n")
+    run_sim(tmp_path, 9, 4, check, extra=FAST + "checker_timeout = 0.3\n")
 
 
 def test_paths_leaving_one_map_together_are_one_reload(tmp_path: pathlib.Path) -> None:
