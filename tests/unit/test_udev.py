@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -194,60 +195,133 @@ def test_record_from_device_equals_export(name: str) -> None:
     assert udev.record_from_device(fake_device(rec, "change")).action == "change"
 
 
+def udev_message(props: dict[str, str], action: str) -> bytes:
+    """A message as udevd multicasts it: header, then NUL-separated KEY=value pairs
+    (the layout of the captured ``monitor_*.bin`` fixtures)."""
+    body = b"".join(f"{k}={v}".encode() + b"\0" for k, v in {"ACTION": action, **props}.items())
+    head = udev._UDEV_HEADER
+    return (
+        head.pack(
+            b"libudev\0", socket.htonl(0xFEEDCAFE), head.size, head.size, len(body), 0, 0, 0, 0
+        )
+        + body
+    )
+
+
 class FakeMonitor:
-    def __init__(self, devices: list[Any]) -> None:
-        self.devices = devices
+    """pyudev's monitor as far as ``Monitor`` uses it (it makes the socket; we read)."""
+
+    def __init__(self) -> None:
         self.started = False
-        self.timeouts: list[float | None] = []
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
 
     def start(self) -> None:
         self.started = True
 
     def fileno(self) -> int:
-        return 42
+        return self.ours.fileno()
 
-    def poll(self, timeout: float | None = None) -> Any:
-        self.timeouts.append(timeout)
-        return self.devices.pop(0) if self.devices else None
+    def send(self, *messages: bytes) -> None:
+        for m in messages:
+            self.theirs.send(m)
 
 
-def test_monitor_wrapper_never_blocks() -> None:
-    sda, sdc = sd("sda"), sd("sdc")
-    fake = FakeMonitor([fake_device(sda, "change"), fake_device(sdc, "remove")])
-    mon = udev.Monitor(fake)
+def monitor(fake: FakeMonitor, trusted_uid: int | None = None) -> udev.Monitor:
+    uid = os.getuid() if trusted_uid is None else trusted_uid
+    mon = udev.Monitor(fake, sock=fake.ours, trusted_uid=uid)
     mon.start()
-    assert fake.started and mon.fileno() == 42
+    return mon
+
+
+def test_monitor_reads_messages_and_never_blocks() -> None:
+    sda, sdc = sd("sda"), sd("sdc")
+    fake = FakeMonitor()
+    mon = monitor(fake)
+    assert fake.started and mon.fileno() == fake.ours.fileno()
+    assert mon.receive() is None  # nothing queued: at once, no wait
+    fake.send(
+        udev_message(dict(sda.properties), "change"), udev_message(dict(sdc.properties), "remove")
+    )
     first = mon.receive()
-    assert first is not None and first.sys_name == "sda" and first.action == "change"
+    assert first is not None
+    props = udev._frozen({"ACTION": "change", **sda.properties})
+    assert first == dataclasses.replace(sda, action="change", properties=props)
     rest = mon.drain()
     assert [(r.sys_name, r.action) for r in rest] == [("sdc", "remove")]
     assert mon.receive() is None
-    assert set(fake.timeouts) == {0}
+
+
+def test_monitor_refuses_what_libudev_refuses() -> None:
+    fake = FakeMonitor()
+    good = udev_message(dict(sd("sda").properties), "change")
+    untrusted = monitor(fake, trusted_uid=os.getuid() + 1)
+    fake.send(good)
+    assert untrusted.drain() == [] and untrusted.dropped == 1  # not root's
+    mon = monitor(fake)
+    fake.send(b"garbage", good[:20], good.replace(b"libudev\0", b"libudex\0"), good)
+    assert [r.sys_name for r in mon.drain()] == ["sda"]
+    assert mon.dropped == 3
 
 
 def test_monitor_drops_dm_events_that_are_not_path_events() -> None:
-    dm = udev.record_from_export(export("dm/udev_dm_map.txt"))
-    failed = dataclasses.replace(
-        dm,
-        properties=udev._frozen(
-            {**dict(dm.properties), "DM_ACTION": "PATH_FAILED", "DM_PATH": "8:16"}
-        ),
+    dm = dict(udev.record_from_export(export("dm/udev_dm_map.txt")).properties)
+    failed = {**dm, "DM_ACTION": "PATH_FAILED", "DM_PATH": "8:16"}
+    fake = FakeMonitor()
+    mon = monitor(fake)  # before the messages: credentials come with those sent after
+    fake.send(
+        udev_message(dm, "add"),
+        udev_message(dm, "change"),
+        udev_message(failed, "change"),
+        udev_message(dict(sd("sda").properties), "change"),
     )
-    fake = FakeMonitor(
-        [
-            fake_device(dm, "add"),
-            fake_device(dm, "change"),
-            fake_device(failed, "change"),
-            fake_device(sd("sda"), "change"),
-        ]
-    )
-    got = udev.Monitor(fake).drain()
+    got = mon.drain()
     assert [(r.sys_name, r.get("DM_ACTION")) for r in got] == [
-        (dm.sys_name, "PATH_FAILED"),
+        ("dm-0", "PATH_FAILED"),
         ("sda", None),
     ]
     ev = udev.dm_path_event(got[0])
     assert ev is not None and ev.path == "8:16"
+
+
+@pytest.mark.parametrize(
+    ("name", "sys_name", "action"),
+    [
+        ("sd_change", "sda", "change"),
+        ("dm_path_failed", "dm-0", "change"),
+        ("dm_path_reinstated", "dm-0", "change"),
+    ],
+)
+def test_captured_monitor_messages(name: str, sys_name: str, action: str) -> None:
+    props = udev.parse_monitor_message((FIXTURES / f"udev/monitor_{name}.bin").read_bytes())
+    assert props is not None
+    rec = udev.record_from_properties(props)
+    assert (rec.sys_name, rec.action) == (sys_name, action)
+    assert rec.devnode == f"/dev/{sys_name}"
+    if name.startswith("dm_"):
+        ev = udev.dm_path_event(rec)
+        assert ev is not None
+        assert ev.action == ("PATH_FAILED" if name.endswith("failed") else "PATH_REINSTATED")
+    else:
+        assert udev.is_scsi(rec) and rec.hctl is not None
+
+
+def test_kernel_uevents_parse_too() -> None:
+    raw = (
+        b"change@/devices/virtual/block/dm-3\0ACTION=change\0DEVPATH=/devices/virtual/"
+        b"block/dm-3\0SUBSYSTEM=block\0DEVNAME=dm-3\0MAJOR=254\0MINOR=3\0"
+    )
+    props = udev.parse_monitor_message(raw)
+    assert props is not None
+    rec = udev.record_from_properties(props)
+    assert (rec.devnode, rec.devnum, rec.action) == ("/dev/dm-3", "254:3", "change")
+    assert udev.parse_monitor_message(b"change /devices\0ACTION=change\0") is None
+
+
+@given(st.binary(max_size=300))
+def test_parse_monitor_message_never_raises(data: bytes) -> None:
+    props = udev.parse_monitor_message(data)
+    if props is not None:
+        udev.record_from_properties(props)
 
 
 @given(st.text(max_size=200))
