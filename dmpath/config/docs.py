@@ -181,6 +181,24 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
     ),
     OptionDoc(
         "defaults",
+        "fast_io_fail_tmo",
+        '"off" or seconds (1 or more)',
+        _toml_value(_D.fast_io_fail_tmo),
+        "How long the transport holds the I/O of a path whose link is lost before it "
+        "hands that I/O back failed, so that dm sends it down another path. dmpathd writes "
+        "it, for every path it manages, to the iSCSI session's recovery_tmo (the "
+        "replacement_timeout of iscsid.conf: while the session reconnects, its disks are "
+        "blocked and their commands wait; when it expires, waiting and new commands fail "
+        "at once, and they work again when the session is back) and to the FC remote "
+        "port's fast_io_fail_tmo (the port is kept until dev_loss_tmo, its I/O failed from "
+        "this time). The kernel's own defaults, 120 s for iSCSI, leave a map's I/O stalled "
+        "for two minutes when a portal goes dark; 5 s, as multipath-tools, bounds the "
+        "stall by the iSCSI ping (noop_out_timeout, 5 s) plus this. A session is shared "
+        'by every LUN behind it, other LUNs included, and is written once. "off" '
+        "leaves the transports' timers alone.",
+    ),
+    OptionDoc(
+        "defaults",
         "user_friendly_names",
         "boolean",
         _toml_value(_D.user_friendly_names),

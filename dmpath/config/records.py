@@ -45,6 +45,7 @@ HARDWARE_HANDLERS: Final = ("", "alua", "emc", "rdac", "hp_sw")
 
 Failback: TypeAlias = Literal["immediate", "manual"] | int
 NoPathRetry: TypeAlias = Literal["queue", "fail"] | int
+FastIoFail: TypeAlias = Literal["off"] | int
 
 #: Device names that are never paths, whatever the configuration says (exceptions cannot
 #: lift this): stacked (dm, md, bcache, drbd), virtual (ram, zram, loop, nbd, rbd, zd,
@@ -75,6 +76,7 @@ class Defaults:
     polling_interval: float = 1.0
     max_polling_interval: float = 60.0
     checker_timeout: float = 5.0
+    fast_io_fail_tmo: FastIoFail = 5
     user_friendly_names: bool = True
     alias_prefix: str = "mpath"
     find_multipaths: FindMultipaths = FindMultipaths.ON

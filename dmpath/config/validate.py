@@ -340,6 +340,7 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "polling_interval": _seconds(0.1, 3600.0),
     "max_polling_interval": _seconds(0.1, 3600.0),
     "checker_timeout": _seconds(0.1, 300.0),
+    "fast_io_fail_tmo": _word_or_count(("off",), "seconds"),
     "user_friendly_names": _bool,
     "alias_prefix": _alias_prefix,
     "find_multipaths": _enum(FindMultipaths),

@@ -77,8 +77,8 @@ class CheckJob(Generic[T]):
 
 
 
-@dataclass
-class _Worker(Generic[T]):
+@dataclass(eq=False)  # identity: two idle workers have equal fields, and list.remove
+class _Worker(Generic[T]):  # must take out this one, not the first that looks alike
     job: CheckJob[T] | None = None
     started: float = 0.0  # monotonic time the current job started
     hung: bool = False

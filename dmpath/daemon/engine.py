@@ -38,7 +38,7 @@ from dmpath.daemon.checkpool import CheckJob as PoolJob
 from dmpath.daemon.checkpool import CheckPool, PoolClosed
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
-from dmpath.kernel import dmsetup, udev
+from dmpath.kernel import dmsetup, sysfs, udev
 from dmpath.kernel.dmtable import MultipathTable
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.model import (
@@ -88,6 +88,17 @@ CHECK_WORKERS = 8
 CHECK_STALL = 1.0
 #: at most this many check threads, hung ones included: one per hung path in a storm
 MAX_CHECK_THREADS = 2048
+
+
+def _set_timers(timers: list[sysfs.TransportTimer], seconds: int) -> list[tuple[str | None, str]]:
+    """Off the loop: each timer set; (its value before or None, an error or '')."""
+    out: list[tuple[str | None, str]] = []
+    for t in timers:
+        try:
+            out.append((sysfs.set_timer(t, seconds), ""))
+        except OSError as exc:
+            out.append((None, exc.strerror or str(exc)))
+    return out
 
 
 @dataclass
@@ -184,6 +195,7 @@ class Daemon:
         self.excluded: set[str] = set()  # path names removed by the admin
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
+        self.tuned: dict[str, int] = {}  # transport object -> fast_io_fail_tmo written
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
@@ -213,6 +225,7 @@ class Daemon:
         self._reeval_lock = asyncio.Lock()
         self.udev_events_pending = 0  # disk events since the last pass (one pass per burst)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self.monitor: udev.Monitor | None = None
         self.notify: Callable[[str], object] = lambda _s: None
         # how the engine sees the world: the simulation (dmpath.sim) swaps these
@@ -226,7 +239,11 @@ class Daemon:
     # ------------------------------------------------------------------ helpers
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` in the background, keeping a reference until it is done."""
+        """Run ``coro`` in the background, keeping a reference until it is done (once
+        the daemon is stopping, nothing new starts)."""
+        if self._stopping:
+            coro.close()
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -324,6 +341,7 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop checking; leave every map as it is (they keep working without us)."""
+        self._stopping = True
         if self.monitor is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self.monitor.fileno())
@@ -334,6 +352,17 @@ class Daemon:
             self._sched_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sched_task
+        # heals and passes still under way stop following up (a kernel operation already
+        # in a worker finishes there: kpool is joined below), rather than failing on the
+        # pools shut down under them
+        if self._reeval_handle is not None:
+            self._reeval_handle.cancel()
+        pending = list(self._tasks)
+        if self._reeval_task is not None:
+            pending.append(self._reeval_task)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         # checkers are not closed one by one: a check hung on a dead device would hold
         # the close (and the stop) up; the descriptors go with the process
         self.checks.shutdown()
@@ -523,6 +552,8 @@ class Daemon:
 
     def _start_reevaluate(self) -> None:
         self._reeval_handle = None
+        if self._stopping:
+            return
         if self._reeval_task and not self._reeval_task.done():
             # one at a time: run again once the current pass is over
             self._reeval_task.add_done_callback(lambda _t: self.schedule_reevaluate())
@@ -680,6 +711,34 @@ class Daemon:
         for info, o, (prio, alua) in zip(fresh, opts, prios, strict=True):
             if info.name not in self.paths:
                 self._add_path_runtime(info, prio, alua, o)
+        await self._tune_transports(fresh)
+
+    async def _tune_transports(self, infos: list[discovery.PathInfo]) -> None:
+        """fast_io_fail_tmo onto the transports of new paths (iSCSI sessions, FC remote
+        ports): once per transport object, however many LUNs share it."""
+        value = self.d.fast_io_fail_tmo
+        if value == "off":
+            return
+        timers: dict[str, tuple[sysfs.TransportTimer, str]] = {}
+        for info in infos:
+            timer = sysfs.fast_io_fail_timer(info.properties.get("DEVPATH", ""))
+            if timer is not None and self.tuned.get(timer.owner) != value:
+                timers.setdefault(timer.owner, (timer, info.name))
+        if not timers:
+            return
+        results = await self.io(_set_timers, [t for t, _n in timers.values()], value)
+        for (timer, name), (before, error) in zip(timers.values(), results, strict=True):
+            if error:
+                self.event("error", "", name, f"cannot set {timer.owner} {timer.name}: {error}")
+                continue
+            self.tuned[timer.owner] = value
+            if before is not None:
+                self.event(
+                    "transport_tuned",
+                    "",
+                    name,
+                    f"{timer.owner} {timer.name} {before} -> {value} s (fast_io_fail_tmo)",
+                )
 
     async def _grow(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
         """An existing map and its paths now: one reload for all that joined."""
@@ -962,9 +1021,18 @@ class Daemon:
                 wake = first if wake is None else min(wake, first)
             # timers are served in ticks, so checks that fall due close together go out
             # together; news (a kick, a verdict) still wakes the loop at once
-            timeout = None if wake is None else max(0.0, wake - time.monotonic()) + CHECK_TICK
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sched_wake.wait(), timeout)
+            # a timer that sets the wake-up event, not asyncio.wait_for: that makes a task
+            # per sleep, and (Python 3.11) a cancel landing as its timeout fires could
+            # leave the cancelled loop waiting forever, and a daemon that never stopped
+            timer = None
+            if wake is not None:
+                delay = max(0.0, wake - time.monotonic()) + CHECK_TICK
+                timer = asyncio.get_running_loop().call_later(delay, self._sched_wake.set)
+            try:
+                await self._sched_wake.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _start_checks(self, names: list[str]) -> None:
         calls = []

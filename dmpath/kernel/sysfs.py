@@ -102,6 +102,48 @@ def detect_transport(
     return Transport.SCSI_UNSPEC
 
 
+_SESSION_RE = re.compile(r"/(session\d+)/")
+_RPORT_RE = re.compile(r"/(rport-\d+:\d+-\d+)/")
+
+
+@dataclass(frozen=True)
+class TransportTimer:
+    """The timer that decides how long a lost link holds a path's I/O, on the transport
+    object the path hangs under (several LUNs share one)."""
+
+    owner: str  # "session3" (iSCSI), "rport-6:0-1" (FC)
+    name: str  # "recovery_tmo", "fast_io_fail_tmo"
+    attribute: str  # its sysfs file
+
+
+def fast_io_fail_timer(sys_path: str, sys_root: str = "/sys") -> TransportTimer | None:
+    """The fast_io_fail timer of the transport a device path runs over, or None (SCSI
+    without a transport class, NVMe, ...)."""
+    root = sys_root.rstrip("/")
+    if (m := _SESSION_RE.search(sys_path)) is not None:
+        owner = m.group(1)
+        return TransportTimer(
+            owner, "recovery_tmo", f"{root}/class/iscsi_session/{owner}/recovery_tmo"
+        )
+    if (m := _RPORT_RE.search(sys_path)) is not None:
+        owner = m.group(1)
+        return TransportTimer(
+            owner, "fast_io_fail_tmo", f"{root}/class/fc_remote_ports/{owner}/fast_io_fail_tmo"
+        )
+    return None
+
+
+def set_timer(timer: TransportTimer, seconds: int) -> str | None:
+    """Give ``timer`` this many seconds; the value it had, or None if it had it already."""
+    with open(timer.attribute) as fh:
+        before = fh.read().strip()
+    if before == str(seconds):
+        return None
+    with open(timer.attribute, "w") as fh:
+        fh.write(f"{seconds}\n")
+    return before
+
+
 def scsi_host_number(sys_path: str) -> int | None:
     """The SCSI host number from a device path (``…/host6/…`` → 6)."""
     m = _HOST_RE.search(sys_path)

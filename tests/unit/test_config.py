@@ -139,6 +139,8 @@ ERRORS: list[tuple[str, str, int | None, str]] = [
     ("[defaults]\nno_path_retry = true\n", "defaults.no_path_retry", 2, "a boolean"),
     ("[defaults]\nfailback = -1\n", "defaults.failback", 2, "at least 1"),
     ("[defaults]\nfailback = 'later'\n", "defaults.failback", 2, '"immediate" or "manual"'),
+    ("[defaults]\nfast_io_fail_tmo = 0\n", "defaults.fast_io_fail_tmo", 2, "at least 1"),
+    ("[defaults]\nfast_io_fail_tmo = 'never'\n", "defaults.fast_io_fail_tmo", 2, '"off"'),
     ("[defaults]\ncoalesce_ms = true\n", "defaults.coalesce_ms", 2, "must be an integer"),
     ("[defaults]\ncoalesce_ms = 20000\n", "defaults.coalesce_ms", 2, "between 0 and 10000"),
     ("[defaults]\nuser_friendly_names = 1\n", "defaults.user_friendly_names", 2, "true or false"),
@@ -647,3 +649,11 @@ def test_line_heuristic_counts_array_tables(n: int, data: st.DataObject) -> None
         c.parse_config("\n".join(tables) + "\n")
     assert ei.value.key == f"devices[{k}].no_path_retry"
     assert ei.value.line == bad_line
+
+
+def test_fast_io_fail_tmo(tmp_path: Path) -> None:
+    assert c.Config().defaults.fast_io_fail_tmo == 5  # as multipath-tools
+    p = tmp_path / "dmpath.toml"
+    for text, want in (("'off'", "off"), ("30", 30)):
+        p.write_text(f"[defaults]\nfast_io_fail_tmo = {text}\n")
+        assert c.load_config(p).defaults.fast_io_fail_tmo == want

@@ -16,6 +16,7 @@ import pytest
 
 from dmpath.daemon.engine import CHECK_WORKERS, Daemon
 from dmpath.model import Check
+from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
 from dmpath.sim.run import connect_uevents, make_daemon
 
@@ -97,6 +98,12 @@ def test_a_fabric_down_and_up_is_failed_and_reinstated_and_echoes_cost_nothing(
         await until(lambda: ops.failed(lost) == len(lost), "fabric 0 failed in the tables")
         back = {p.devnum for p in san.paths if p.fabric == 1}
         assert ops.failed(back) == 0  # the other fabric untouched
+        # the tables change when the messages return; each heal's own status read comes
+        # after: count from when every map is at rest
+        await until(
+            lambda: all(m.health.stage == reconcile.Stage.IDLE for m in d.maps.values()),
+            "every map's heal over",
+        )
         reads = ops.calls["status"]
         san.set_fabric(0, True)
         await until(lambda: ops.failed(lost) == 0, "fabric 0 reinstated")
@@ -191,8 +198,13 @@ def test_every_path_dead_keeps_one_per_map_and_no_path_retry_runs_out_on_time(
                     "queued I/O failed after no_path_retry intervals")
         assert all("only one IO path left" in " ".join(mr.model.alerts)
                    for mr in d.maps.values())
+        # the kernel has it when the message returns; the event follows on the loop
+        await until(
+            lambda: len([e for e in d.events if e.kind == "queueing"]) == len(ops.maps),
+            "a queueing event per map",
+        )
         msgs = [e.message for e in d.events if e.kind == "queueing"]
-        assert msgs and all("no path for 3 polling intervals" in m for m in msgs)
+        assert all("no path for 3 polling intervals" in m for m in msgs), msgs
         san.set_fabric(0, True)
         await until(lambda: all(m.queueing for m in ops.maps.values()), "queueing again")
 

@@ -253,3 +253,40 @@ def test_parse_hctl_and_host_number() -> None:
         assert sysfs.parse_hctl(bad) is None
     assert sysfs.scsi_host_number("/sys/devices/pseudo_0/adapter1/host7/target7:0:0/x") == 7
     assert sysfs.scsi_host_number("/sys/devices/virtual/block/dm-0") is None
+
+
+ISCSI_SDB = "/devices/platform/host3/session2/target3:0:0/3:0:0:0/block/sdb"
+FC_SDC = "/devices/pci0000:00/0000:00:03.0/host6/rport-6:0-1/target6:0:1/6:0:1:4/block/sdc"
+
+
+def test_fast_io_fail_timers() -> None:
+    assert sysfs.fast_io_fail_timer(ISCSI_SDB, "/r") == sysfs.TransportTimer(
+        "session2", "recovery_tmo", "/r/class/iscsi_session/session2/recovery_tmo"
+    )
+    assert sysfs.fast_io_fail_timer(FC_SDC) == sysfs.TransportTimer(
+        "rport-6:0-1", "fast_io_fail_tmo", "/sys/class/fc_remote_ports/rport-6:0-1/fast_io_fail_tmo"
+    )
+    # scsi_debug has no transport class, NVMe and dm have no such timer
+    for other in (
+        "/devices/pseudo_0/adapter0/host6/target6:0:0/6:0:0:0/block/sda",
+        "/devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1",
+        "/devices/virtual/block/dm-0",
+    ):
+        assert sysfs.fast_io_fail_timer(other) is None
+
+
+def test_set_timer_writes_only_a_change(tmp_path: Path) -> None:
+    timer = sysfs.fast_io_fail_timer(ISCSI_SDB, str(tmp_path))
+    assert timer is not None
+    attr = Path(timer.attribute)
+    attr.parent.mkdir(parents=True)
+    attr.write_text("120\n")
+    assert sysfs.set_timer(timer, 5) == "120"
+    assert attr.read_text() == "5\n"
+    attr.write_text("5\n")  # as the kernel shows it
+    mtime = attr.stat().st_mtime_ns
+    assert sysfs.set_timer(timer, 5) is None
+    assert attr.stat().st_mtime_ns == mtime  # not written again
+    attr.unlink()
+    with pytest.raises(OSError):
+        sysfs.set_timer(timer, 5)  # the session left: the caller reports it
