@@ -120,8 +120,7 @@ def fast_io_fail_timer(sys_path: str, sys_root: str = "/sys") -> TransportTimer 
     """The fast_io_fail timer of the transport a device path runs over, or None (SCSI
     without a transport class, NVMe, ...)."""
     root = sys_root.rstrip("/")
-    if (m := _SESSION_RE.search(sys_path)) is not None:
-        owner = m.group(1)
+    if (owner := iscsi_session_of(sys_path)) is not None:
         return TransportTimer(
             owner, "recovery_tmo", f"{root}/class/iscsi_session/{owner}/recovery_tmo"
         )
@@ -130,6 +129,27 @@ def fast_io_fail_timer(sys_path: str, sys_root: str = "/sys") -> TransportTimer 
         return TransportTimer(
             owner, "fast_io_fail_tmo", f"{root}/class/fc_remote_ports/{owner}/fast_io_fail_tmo"
         )
+    return None
+
+
+def iscsi_session_of(sys_path: str) -> str | None:
+    """The iSCSI session a device path hangs under (``session3``), or None."""
+    m = _SESSION_RE.search(sys_path)
+    return m.group(1) if m else None
+
+
+def iscsi_portal_address(session: str, sys_root: str = "/sys") -> str | None:
+    """The address of the target portal a session is connected to (its first
+    connection's ``persistent_address``: where it reconnects), or None."""
+    number = session.removeprefix("session")
+    base = Path(sys_root) / "class" / "iscsi_connection"
+    for conn in sorted(base.glob(f"connection{number}:*")):
+        try:
+            address = (conn / "persistent_address").read_text().strip()
+        except OSError:
+            continue
+        if address:
+            return address
     return None
 
 

@@ -39,7 +39,8 @@ NETNS = "dmpath-tgt"
 TARGET_IQN = "iqn.2026-12.org.dmpath.lab:fabric"
 INITIATOR_IQN = "iqn.2026-12.org.dmpath.lab:host"
 ISCSI_PORT = 3260
-LIO = pathlib.Path("/sys/kernel/config/target")
+CONFIGFS = "/sys/kernel/config"
+LIO = pathlib.Path(CONFIGFS) / "target"
 #: the backstores' files (the guest's /tmp is memory)
 STORE_DIR = "/tmp/dmpath-iscsi"
 #: nftables table holding the injected faults (created and deleted by the fabric)
@@ -129,6 +130,8 @@ class Fabric:
         try:
             for mod in MODULES:
                 run("modprobe", [mod])
+            if not os.path.ismount(CONFIGFS):  # the guest mounts no configfs itself
+                run("mount", ["-t", "configfs", "configfs", CONFIGFS])
             self._network()
             self._target()
             self._initiator()
