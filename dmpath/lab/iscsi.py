@@ -29,7 +29,7 @@ import os
 import pathlib
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from dmpath.errors import DmpathError
@@ -45,6 +45,9 @@ LIO = pathlib.Path(CONFIGFS) / "target"
 STORE_DIR = "/tmp/dmpath-iscsi"
 #: nftables table holding the injected faults (created and deleted by the fabric)
 NFT_TABLE = "dmpath_lab"
+#: LUN n's unit serial is n in hex and this (a UUID's shape, as LIO's own tools make);
+#: the number comes first because the NAA identifier keeps only the first 25 hex digits
+UNIT_SERIAL_SUFFIX = "-6c3b-4e2a-9f10-d0a7f1e5c0de"
 MODULES = ("target_core_mod", "target_core_file", "iscsi_target_mod", "iscsi_tcp")
 #: how long logins and the disks' udev processing may take under emulation
 LOGIN_TIMEOUT = 120.0
@@ -126,14 +129,13 @@ class Fabric:
 
     # ------------------------------------------------------------------ set-up
 
-    def setup(self) -> list[IscsiPath]:
+    def setup(self, say: Callable[[str], None] = lambda _m: None) -> list[IscsiPath]:
         try:
-            for mod in MODULES:
-                run("modprobe", [mod])
-            if not os.path.ismount(CONFIGFS):  # the guest mounts no configfs itself
-                run("mount", ["-t", "configfs", "configfs", CONFIGFS])
+            say("iscsi fabric: network namespace and links")
             self._network()
+            say("iscsi fabric: LIO target")
             self._target()
+            say("iscsi fabric: initiator logins")
             self._initiator()
             return self.wait_paths()
         except BaseException:
@@ -141,6 +143,10 @@ class Fabric:
             raise
 
     def _network(self) -> None:
+        for mod in MODULES:
+            run("modprobe", [mod])
+        if not os.path.ismount(CONFIGFS):  # the guest mounts no configfs itself
+            run("mount", ["-t", "configfs", "configfs", CONFIGFS])
         run("ip", ["netns", "add", NETNS])
         run("ip", ["-n", NETNS, "link", "set", "lo", "up"])
         for p in self.portals:
@@ -189,6 +195,9 @@ class Fabric:
                 fh.truncate(size)
             _write(store / "control", f"fd_dev_name={image},fd_dev_size={size}")
             _write(store / "enable", "1")
+            # the unit serial LIO builds its NAA identifier from: without one the LUN has
+            # no designator the kernel takes for a WWID (device/wwid cannot be read)
+            _write(store / "wwn" / "vpd_unit_serial", f"{lun:08x}{UNIT_SERIAL_SUFFIX}")
         target = LIO / "iscsi" / TARGET_IQN
         for p in self.portals:
             tpg = target / f"tpgt_{p.tpgt}"
@@ -214,7 +223,11 @@ class Fabric:
         _write("/etc/iscsi/initiatorname.iscsi", f"InitiatorName={INITIATOR_IQN}\n")
         # in the foreground, as our child: nothing else in the guest would stop it
         self.iscsid = subprocess.Popen(
-            [tool_path("iscsid"), "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [tool_path("iscsid"), "-f"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its signals stay in its own process group
         )
         deadline = time.monotonic() + LOGIN_TIMEOUT
         # iscsiadm's exit status 20: iscsid is not answering (yet)
