@@ -36,6 +36,7 @@ from dmpath.daemon.backends import DmBackend, MdBackend, kernel_dm_ops
 from dmpath.daemon.checkers import Checker, PathChecker
 from dmpath.daemon.checkpool import CheckJob as PoolJob
 from dmpath.daemon.checkpool import CheckPool, PoolClosed
+from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
 from dmpath.kernel import dmsetup, sysfs, udev
@@ -109,6 +110,10 @@ class PathRuntime:
     map_name: str = ""
     #: monotonic time the check now out for the path was issued
     check_issued_at: float = 0.0
+    #: the network interface the path's transport leaves by (0: none known)
+    link: int = 0
+    #: that interface is down: the path is down whatever an older check says
+    link_down: bool = False
 
 
 @dataclass
@@ -196,6 +201,7 @@ class Daemon:
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
         self.tuned: dict[str, int] = {}  # transport object -> fast_io_fail_tmo written
+        self.links: LinkWatch | None = None  # link changes and route lookups (not in sims)
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
@@ -330,6 +336,12 @@ class Daemon:
         self.monitor.start()
         loop = asyncio.get_running_loop()
         loop.add_reader(self.monitor.fileno(), self._on_udev)
+        watch = LinkWatch(self._on_link)
+        try:
+            await watch.start()
+            self.links = watch
+        except OSError as exc:  # no rtnetlink here: the checks alone find dead links
+            self.event("error", message=f"cannot watch network links: {exc}")
         await self.scan()
 
     async def scan(self) -> None:
@@ -352,6 +364,8 @@ class Daemon:
             self._sched_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sched_task
+        if self.links is not None:
+            await self.links.stop()
         # heals and passes still under way stop following up (a kernel operation already
         # in a worker finishes there: kpool is joined below), rather than failing on the
         # pools shut down under them
@@ -712,6 +726,46 @@ class Daemon:
             if info.name not in self.paths:
                 self._add_path_runtime(info, prio, alua, o)
         await self._tune_transports(fresh)
+        await self._find_links(fresh)
+
+    async def _find_links(self, infos: list[discovery.PathInfo]) -> None:
+        """The interface each new network path leaves by (one route lookup per iSCSI
+        session): its link going down fails the path at once."""
+        if self.links is None:
+            return
+        sessions: dict[str, list[str]] = {}
+        for info in infos:
+            session = sysfs.iscsi_session_of(info.properties.get("DEVPATH", ""))
+            if session is not None:
+                sessions.setdefault(session, []).append(info.name)
+        for session, names in sessions.items():
+            address = await self.io(sysfs.iscsi_portal_address, session)
+            link = await self.links.interface_for(address) if address else None
+            if link is None:
+                continue
+            for name in names:
+                pr = self.paths.get(name)
+                if pr is not None:
+                    pr.link = link.index
+                    pr.link_down = not link.up
+            log.debug("%s (%s) goes out by %s", session, ", ".join(names), link.name)
+
+    def _on_link(self, change: LinkChange) -> None:
+        """A network interface went down or came back: its paths are failed now, or
+        checked now (a check answers for them from here on)."""
+        on_it = [pr for pr in self.paths.values() if pr.link == change.index]
+        if not on_it:
+            return
+        names = ", ".join(pr.info.name for pr in on_it)
+        state = "up" if change.up else "down"
+        self.event("link_" + state, "", "", f"link {change.name} {state}: {names}")
+        for pr in on_it:
+            pr.link_down = not change.up
+            if change.up:
+                self.kick(pr)
+            else:
+                pr.check_issued_at = time.monotonic()
+                self._verdict(pr, Check.DOWN, f"link {change.name} down", "")
 
     async def _tune_transports(self, infos: list[discovery.PathInfo]) -> None:
         """fast_io_fail_tmo onto the transports of new paths (iSCSI sessions, FC remote
@@ -1118,6 +1172,11 @@ class Daemon:
         name = pr.info.name
         if self.paths.get(name) is not pr:
             return  # the path left while it was being checked
+        if pr.link_down and check != Check.DOWN:
+            # a check that went out before the link went down, or one the transport still
+            # answers from its queue: the link's word stands until the link is back
+            names = self.links.names if self.links is not None else {}
+            check, reason = Check.DOWN, f"link {names.get(pr.link, pr.link)} down"
         mr = self.maps.get(pr.map_name)
         if mr is not None and pr.info.devnum in mr.health.members:
             verdict = reconcile.Verdict(name, check, reason, dev_state, pr.check_issued_at)

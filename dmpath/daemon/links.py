@@ -72,9 +72,13 @@ class LinkWatch:
         self.names: dict[int, str] = {}
 
     async def start(self) -> None:
-        self._query = AsyncIPRoute()
-        self._mon = AsyncIPRoute()
-        await self._mon.bind(groups=RTMGRP_LINK)
+        """Open the sockets (OSError if rtnetlink cannot be had)."""
+        try:
+            self._query = AsyncIPRoute()
+            self._mon = AsyncIPRoute()
+            await self._mon.bind(groups=RTMGRP_LINK)
+        except NetlinkError as exc:
+            raise OSError(exc.code, f"rtnetlink: {exc}") from exc
         self._task = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:

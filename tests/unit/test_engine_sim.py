@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from dmpath.daemon.engine import CHECK_WORKERS, Daemon
+from dmpath.daemon.links import LinkChange
 from dmpath.model import Check
 from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
@@ -368,3 +369,34 @@ def test_reconfigure_puts_new_polling_intervals_in_force(tmp_path: pathlib.Path)
         await until(lambda: ops.failed({victim.devnum}) == 1, "failed after reconfigure")
 
     run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_link_going_down_fails_its_paths_at_once_and_its_return_checks_them(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The paths of fabric 0 leave by one interface. Its going down fails them from the
+    link event alone (their checks still answer: the simulated disks are fine), and no
+    check reinstates them until the link is back."""
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        on_link = [d.paths[p.name] for p in san.paths if p.fabric == 0]
+        for pr in on_link:
+            pr.link = 5
+        devs = {pr.info.devnum for pr in on_link}
+        d._on_link(LinkChange(5, "eth5", up=False))
+        await until(lambda: ops.failed(devs) == len(devs), "the link's paths failed")
+        assert [e.message for e in d.events if e.kind == "link_down"] == [
+            "link eth5 down: " + ", ".join(pr.info.name for pr in on_link)
+        ]
+        failed = [e for e in d.events if e.kind == "path_failed"]
+        assert {e.path for e in failed} == {pr.info.name for pr in on_link}
+        # several rounds of checks answer UP: the link's word stands
+        checks = san.checks
+        await until(lambda: san.checks > checks + 3 * len(d.paths), "checks go on")
+        assert ops.failed(devs) == len(devs)
+        assert all(pr.model.check == Check.DOWN for pr in on_link)
+        assert {pr.model.check_reason for pr in on_link} == {"link eth5 down"}
+        d._on_link(LinkChange(5, "eth5", up=True))
+        await until(lambda: ops.failed(devs) == 0, "reinstated once checked")
+
+    run_sim(tmp_path, 4, 2, check)
