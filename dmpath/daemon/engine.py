@@ -336,7 +336,7 @@ class Daemon:
         self.monitor.start()
         loop = asyncio.get_running_loop()
         loop.add_reader(self.monitor.fileno(), self._on_udev)
-        watch = LinkWatch(self._on_link)
+        watch = LinkWatch(self._on_link, self._links_lost)
         try:
             await watch.start()
             self.links = watch
@@ -749,6 +749,16 @@ class Daemon:
                     pr.link = link.index
                     pr.link_down = not link.up
             log.debug("%s (%s) goes out by %s", session, ", ".join(names), link.name)
+
+    def _links_lost(self, why: str) -> None:
+        """The link watch failed: a path held down by a link would never come back, so
+        every such hold ends and the checks decide alone."""
+        self.links = None
+        self.event("error", message=f"network link watch ended ({why}): checks only")
+        for pr in self.paths.values():
+            if pr.link_down:
+                pr.link_down = False
+                self.kick(pr)
 
     def _on_link(self, change: LinkChange) -> None:
         """A network interface went down or came back: its paths are failed now, or

@@ -63,8 +63,13 @@ def link_change(msg: LinkMessage) -> LinkChange | None:
 class LinkWatch:
     """Link changes to ``on_change`` (transitions only), and route lookups."""
 
-    def __init__(self, on_change: Callable[[LinkChange], None]) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[LinkChange], None],
+        on_lost: Callable[[str], None] = lambda _why: None,
+    ) -> None:
         self.on_change = on_change
+        self.on_lost = on_lost  # the watch ended: nothing more will be heard
         self._mon: AsyncIPRoute | None = None
         self._query: AsyncIPRoute | None = None
         self._task: asyncio.Task[None] | None = None
@@ -82,17 +87,28 @@ class LinkWatch:
         self._task = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
+        try:
+            await self._listen()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # said once, then the checks decide alone
+            log.exception("link watch ended")
+            self.on_lost(f"{type(exc).__name__}: {exc}")
+
+    async def _listen(self) -> None:
         assert self._mon is not None
-        async for msg in self._mon.get():
-            change = link_change(msg)
-            if change is None or self._up.get(change.index) == change.up:
-                continue
-            self._up[change.index] = change.up
-            self.names[change.index] = change.name
-            try:
-                self.on_change(change)
-            except Exception:  # a bad handler must not end the watch
-                log.exception("link change %s", change)
+        while True:
+            # get() yields what one receive brought, then ends: ask again, for ever
+            async for msg in self._mon.get():
+                change = link_change(msg)
+                if change is None or self._up.get(change.index) == change.up:
+                    continue
+                self._up[change.index] = change.up
+                self.names[change.index] = change.name
+                try:
+                    self.on_change(change)
+                except Exception:  # a bad handler must not end the watch
+                    log.exception("link change %s", change)
 
     async def interface_for(self, address: str) -> LinkChange | None:
         """The interface traffic to ``address`` leaves by, with its state now; None if

@@ -28,6 +28,10 @@ APT_PACKAGES = (
     "dmsetup",
     "groff-base",
     "man-db",
+    # the iSCSI fabric (dmpath/lab/iscsi.py): initiator, fault rules, links, namespaces
+    "open-iscsi",
+    "nftables",
+    "iproute2",
 )
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel

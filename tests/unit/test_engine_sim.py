@@ -400,3 +400,20 @@ def test_a_link_going_down_fails_its_paths_at_once_and_its_return_checks_them(
         await until(lambda: ops.failed(devs) == 0, "reinstated once checked")
 
     run_sim(tmp_path, 4, 2, check)
+
+
+def test_a_link_watch_that_ends_releases_the_paths_it_held(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        on_link = [d.paths[p.name] for p in san.paths if p.fabric == 0]
+        for pr in on_link:
+            pr.link = 5
+        devs = {pr.info.devnum for pr in on_link}
+        d._on_link(LinkChange(5, "eth5", up=False))
+        await until(lambda: ops.failed(devs) == len(devs), "the link's paths failed")
+        d._links_lost("OSError: gone")
+        await until(lambda: ops.failed(devs) == 0, "the checks take them back")
+        assert "network link watch ended (OSError: gone): checks only" in [
+            e.message for e in d.events if e.kind == "error"
+        ]
+
+    run_sim(tmp_path, 4, 2, check)
