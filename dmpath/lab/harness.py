@@ -206,6 +206,9 @@ class VerifiedIO:
     mismatches: int = 0
     writes: int = 0
     reads: int = 0
+    #: the longest time (s) between two completed write-and-read-back rounds: the
+    #: stall a fault cost the writer
+    longest_stall: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     generation: int = 0
@@ -217,6 +220,7 @@ class VerifiedIO:
 
     def _loop(self, fd: int) -> None:
         buf = mmap.mmap(-1, BLOCK)
+        last = time.monotonic()
         try:
             i = 0
             while not self._stop.is_set():
@@ -233,6 +237,9 @@ class VerifiedIO:
                     self.reads += 1
                     if bytes(buf) != data:
                         self.mismatches += 1
+                    now = time.monotonic()
+                    self.longest_stall = max(self.longest_stall, now - last)
+                    last = now
                 except OSError as exc:
                     self.errors.append(f"block {blk}: {exc}")
                     time.sleep(0.05)
