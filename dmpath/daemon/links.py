@@ -17,11 +17,10 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_LINK
+if TYPE_CHECKING:  # pyroute2 is imported when a watch starts: `dmpathd --once`, run by
+    from pyroute2 import AsyncIPRoute  # udev for every path, never needs it
 
 log = logging.getLogger("dmpathd")
 
@@ -78,6 +77,10 @@ class LinkWatch:
 
     async def start(self) -> None:
         """Open the sockets (OSError if rtnetlink cannot be had)."""
+        from pyroute2 import AsyncIPRoute
+        from pyroute2.netlink.exceptions import NetlinkError
+        from pyroute2.netlink.rtnl import RTMGRP_LINK
+
         try:
             self._query = AsyncIPRoute()
             self._mon = AsyncIPRoute()
@@ -115,6 +118,8 @@ class LinkWatch:
         there is no route (or the address is local: no link to lose)."""
         if self._query is None:
             return None
+        from pyroute2.netlink.exceptions import NetlinkError
+
         try:
             routes = await self._query.route("get", dst=address)
             index = next((r.get_attr("RTA_OIF") for r in routes), None)
