@@ -112,8 +112,6 @@ class PathRuntime:
     check_issued_at: float = 0.0
     #: the network interface the path's transport leaves by (0: none known)
     link: int = 0
-    #: that interface is down: the path is down whatever an older check says
-    link_down: bool = False
 
 
 @dataclass
@@ -747,18 +745,20 @@ class Daemon:
                 pr = self.paths.get(name)
                 if pr is not None:
                     pr.link = link.index
-                    pr.link_down = not link.up
             log.debug("%s (%s) goes out by %s", session, ", ".join(names), link.name)
 
     def _links_lost(self, why: str) -> None:
         """The link watch failed: a path held down by a link would never come back, so
         every such hold ends and the checks decide alone."""
+        held = [pr for pr in self.paths.values() if self._link_down(pr)]
         self.links = None
         self.event("error", message=f"network link watch ended ({why}): checks only")
-        for pr in self.paths.values():
-            if pr.link_down:
-                pr.link_down = False
-                self.kick(pr)
+        for pr in held:
+            self.kick(pr)
+
+    def _link_down(self, pr: PathRuntime) -> bool:
+        """The path's network link is down as the watch last heard it."""
+        return self.links is not None and pr.link != 0 and not self.links.is_up(pr.link)
 
     def _on_link(self, change: LinkChange) -> None:
         """A network interface went down or came back: its paths are failed now, or
@@ -770,7 +770,6 @@ class Daemon:
         state = "up" if change.up else "down"
         self.event("link_" + state, "", "", f"link {change.name} {state}: {names}")
         for pr in on_it:
-            pr.link_down = not change.up
             if change.up:
                 self.kick(pr)
             else:
@@ -1112,7 +1111,7 @@ class Daemon:
         except PoolClosed:
             return
         issued = time.monotonic()
-        deadline = issued + self.d.checker_timeout + 1.0
+        deadline = issued + self._check_limit()
         for (name, _run, _done), (job, new) in zip(calls, jobs, strict=True):
             # a hung check still running is the job handed back: its end is heard of once
             self._inflight[name] = job
@@ -1157,11 +1156,16 @@ class Daemon:
             self._verdict(pr, check, reason, dev_state)
         self._sched_wake.set()  # the next wake-up may be sooner now
 
+    def _check_limit(self) -> float:
+        """How long a check may run before it counts as down: checker_timeout, and a
+        second for the check's own SG_IO time-out to come back first."""
+        return self.d.checker_timeout + 1.0
+
     def _expire_checks(self, now: float) -> None:
         """Checks out longer than checker_timeout: no answer is the hung path's answer
         (a dead link, a blocked session). The check goes on in its thread, written off
         by the pool, and is the one waited for again at the path's next turn."""
-        limit = self.d.checker_timeout + 1.0
+        limit = self._check_limit()
         while self._deadlines and self._deadlines[0][0] <= now:
             _when, _seq, name, job = heapq.heappop(self._deadlines)
             pr = self.paths.get(name)
@@ -1182,11 +1186,10 @@ class Daemon:
         name = pr.info.name
         if self.paths.get(name) is not pr:
             return  # the path left while it was being checked
-        if pr.link_down and check != Check.DOWN:
+        if check != Check.DOWN and self.links is not None and self._link_down(pr):
             # a check that went out before the link went down, or one the transport still
             # answers from its queue: the link's word stands until the link is back
-            names = self.links.names if self.links is not None else {}
-            check, reason = Check.DOWN, f"link {names.get(pr.link, pr.link)} down"
+            check, reason = Check.DOWN, f"link {self.links.names.get(pr.link, pr.link)} down"
         mr = self.maps.get(pr.map_name)
         if mr is not None and pr.info.devnum in mr.health.members:
             verdict = reconcile.Verdict(name, check, reason, dev_state, pr.check_issued_at)

@@ -104,14 +104,23 @@ class LinkWatch:
             # get() yields what one receive brought, then ends: ask again, for ever
             async for msg in self._mon.get():
                 change = link_change(msg)
-                if change is None or self._up.get(change.index) == change.up:
-                    continue
-                self._up[change.index] = change.up
-                self.names[change.index] = change.name
-                try:
-                    self.on_change(change)
-                except Exception:  # a bad handler must not end the watch
-                    log.exception("link change %s", change)
+                if change is not None:
+                    self.heard(change)
+
+    def heard(self, change: LinkChange) -> None:
+        """A link's state as the kernel reports it: kept, and handed on if it changed."""
+        self.names[change.index] = change.name
+        if self._up.get(change.index) == change.up:
+            return
+        self._up[change.index] = change.up
+        try:
+            self.on_change(change)
+        except Exception:  # a bad handler must not end the watch
+            log.exception("link change %s", change)
+
+    def is_up(self, index: int) -> bool:
+        """The link's state as last heard (a link never heard of is taken as up)."""
+        return self._up.get(index, True)
 
     async def interface_for(self, address: str) -> LinkChange | None:
         """The interface traffic to ``address`` leaves by, with its state now; None if

@@ -29,7 +29,7 @@ import os
 import pathlib
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dmpath.errors import DmpathError
@@ -422,14 +422,3 @@ class Fabric:
         run("ip", ["netns", "del", NETNS], check=False)
         self.tpg_dirs.clear()
 
-
-@contextlib.contextmanager
-def fabric(
-    luns: int = 1, portals: Sequence[Portal] = PORTALS
-) -> Iterator[tuple[Fabric, list[IscsiPath]]]:
-    f = Fabric(luns, portals)
-    paths = f.setup()
-    try:
-        yield f, paths
-    finally:
-        f.teardown()

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from dmpath.daemon.engine import CHECK_WORKERS, Daemon
-from dmpath.daemon.links import LinkChange
+from dmpath.daemon.engine import CHECK_WORKERS, Daemon, PathRuntime
+from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.model import Check
 from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
@@ -371,6 +371,18 @@ def test_reconfigure_puts_new_polling_intervals_in_force(tmp_path: pathlib.Path)
     run_sim(tmp_path, 2, 2, check)
 
 
+async def fabric0_link_down(d: Daemon, ops: SimDmOps, san: SimSan) -> list[PathRuntime]:
+    """Fabric 0's paths leave by link 5 (eth5), which goes down: they are failed."""
+    d.links = LinkWatch(d._on_link, d._links_lost)  # fed by hand: no sockets
+    on_link = [d.paths[p.name] for p in san.paths if p.fabric == 0]
+    for pr in on_link:
+        pr.link = 5
+    devs = {pr.info.devnum for pr in on_link}
+    d.links.heard(LinkChange(5, "eth5", up=False))
+    await until(lambda: ops.failed(devs) == len(devs), "the link's paths failed")
+    return on_link
+
+
 def test_a_link_going_down_fails_its_paths_at_once_and_its_return_checks_them(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -379,12 +391,8 @@ def test_a_link_going_down_fails_its_paths_at_once_and_its_return_checks_them(
     check reinstates them until the link is back."""
 
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
-        on_link = [d.paths[p.name] for p in san.paths if p.fabric == 0]
-        for pr in on_link:
-            pr.link = 5
+        on_link = await fabric0_link_down(d, ops, san)
         devs = {pr.info.devnum for pr in on_link}
-        d._on_link(LinkChange(5, "eth5", up=False))
-        await until(lambda: ops.failed(devs) == len(devs), "the link's paths failed")
         assert [e.message for e in d.events if e.kind == "link_down"] == [
             "link eth5 down: " + ", ".join(pr.info.name for pr in on_link)
         ]
@@ -396,7 +404,8 @@ def test_a_link_going_down_fails_its_paths_at_once_and_its_return_checks_them(
         assert ops.failed(devs) == len(devs)
         assert all(pr.model.check == Check.DOWN for pr in on_link)
         assert {pr.model.check_reason for pr in on_link} == {"link eth5 down"}
-        d._on_link(LinkChange(5, "eth5", up=True))
+        assert d.links is not None
+        d.links.heard(LinkChange(5, "eth5", up=True))
         await until(lambda: ops.failed(devs) == 0, "reinstated once checked")
 
     run_sim(tmp_path, 4, 2, check)
@@ -404,12 +413,7 @@ def test_a_link_going_down_fails_its_paths_at_once_and_its_return_checks_them(
 
 def test_a_link_watch_that_ends_releases_the_paths_it_held(tmp_path: pathlib.Path) -> None:
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
-        on_link = [d.paths[p.name] for p in san.paths if p.fabric == 0]
-        for pr in on_link:
-            pr.link = 5
-        devs = {pr.info.devnum for pr in on_link}
-        d._on_link(LinkChange(5, "eth5", up=False))
-        await until(lambda: ops.failed(devs) == len(devs), "the link's paths failed")
+        devs = {pr.info.devnum for pr in await fabric0_link_down(d, ops, san)}
         d._links_lost("OSError: gone")
         await until(lambda: ops.failed(devs) == 0, "the checks take them back")
         assert "network link watch ended (OSError: gone): checks only" in [
