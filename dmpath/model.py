@@ -79,6 +79,9 @@ class Path:
     last_change: float = 0.0  # epoch seconds of the last state change
     interval: float = 0.0  # current polling interval in seconds
     held: bool = False  # failed by the administrator: the checker does not reinstate it
+    #: flapping or slow (dmpath.policy.marginal): kept failed while another path works
+    marginal: bool = False
+    marginal_reason: str = ""
 
 
 @dataclass

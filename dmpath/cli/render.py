@@ -180,8 +180,8 @@ def path_health(p: Path) -> Health:
         return Health.BAD
     if p.kernel_state == KernelState.ABSENT:
         return Health.WARN
-    if p.check == Check.PENDING or p.dev_state in _WAIT_DEV_STATES:
-        return Health.WARN
+    if p.check == Check.PENDING or p.dev_state in _WAIT_DEV_STATES or p.marginal:
+        return Health.WARN  # a marginal path in use is the map's last resort
     if p.check == Check.GHOST or p.kernel_state == KernelState.SPARE:
         return Health.INFO  # standby by design (ALUA, md spare): fine, not carrying I/O
     return Health.OK
@@ -316,7 +316,10 @@ def _path_cells(p: Path, now: float) -> list[str]:
         sanitize(p.name),
         sanitize(p.hctl or "-"),
         sanitize(p.devnum or "-"),
-        str(p.kernel_state),
+        # a marginal path is failed on purpose: say so where its state is read, and why
+        f"{p.kernel_state} marginal ({sanitize(p.marginal_reason)})"
+        if p.marginal
+        else str(p.kernel_state),
         sanitize(check),
         sanitize(p.dev_state or "-"),
         f"prio {p.priority}",
@@ -330,6 +333,8 @@ def _cell_health(p: Path, index: int, health: Health) -> Health:
     path's ``running`` device state is not the problem), and the age of the last change
     of a failed path, which says since when."""
     if index == 3:
+        if p.marginal:
+            return Health.WARN
         return {
             KernelState.FAILED: Health.BAD,
             KernelState.ABSENT: Health.WARN,

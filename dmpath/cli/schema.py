@@ -67,6 +67,12 @@ _PATH_PROPS: dict[str, Any] = {
         "type": "boolean",
         "description": "failed by the administrator: stays failed until reinstated by hand",
     },
+    "marginal": {
+        "type": "boolean",
+        "description": "flapping or slow: kept failed while another path works, until "
+        "healthy for marginal_recovery seconds",
+    },
+    "marginal_reason": {**_STR, "description": "why the path is marginal, empty if it is not"},
 }
 
 _GROUP_PROPS: dict[str, Any] = {

@@ -199,6 +199,50 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
     ),
     OptionDoc(
         "defaults",
+        "marginal_failures",
+        "integer (0 to 1000)",
+        _toml_value(_D.marginal_failures),
+        "A path that fails this many times within marginal_window seconds (or answers its "
+        "checks slower than marginal_latency, each slow answer counting as a failure) is "
+        "marginal: it flaps or drags, and each time it came back the kernel would send I/O "
+        "down it again only to wait for the transport to fail that I/O over. A marginal "
+        "path is failed and kept failed, even while its checks pass, as long as another "
+        "path of its map works (when none does, it is used: a flapping path beats none); "
+        "it is used again once it has been healthy for marginal_recovery seconds. A fall "
+        "counts once, whichever signal told it (an I/O error, a check, the link going "
+        "down). mpathctl status shows the path as marginal and why; the events are "
+        "path_marginal and path_marginal_cleared; mpathctl reinstate ends the term at "
+        "once. 0 turns the rule off.",
+    ),
+    OptionDoc(
+        "defaults",
+        "marginal_window",
+        "seconds (1 to 86400)",
+        _toml_value(_D.marginal_window),
+        "The window in which marginal_failures failures make a path marginal. With the "
+        "defaults, a path that drops three times in a minute is taken out of use; one "
+        "that fails once an hour (a controller reboot, a planned switch update) never is.",
+    ),
+    OptionDoc(
+        "defaults",
+        "marginal_latency",
+        "seconds (0 to 300)",
+        _toml_value(_D.marginal_latency),
+        "A check answered slower than this counts as a failure for the marginal rule (a "
+        "congested or lossy link answers, but late, and drags the map's I/O with it). A "
+        "healthy path answers TEST UNIT READY in well under a millisecond; the default "
+        "leaves room for a loaded host. 0: answer times never count.",
+    ),
+    OptionDoc(
+        "defaults",
+        "marginal_recovery",
+        "seconds (0 to 86400)",
+        _toml_value(_D.marginal_recovery),
+        "How long a marginal path must stay healthy (every check passing, in time, and no "
+        "failure) before it is used again; any failure starts the time again.",
+    ),
+    OptionDoc(
+        "defaults",
         "user_friendly_names",
         "boolean",
         _toml_value(_D.user_friendly_names),

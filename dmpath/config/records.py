@@ -77,6 +77,10 @@ class Defaults:
     max_polling_interval: float = 60.0
     checker_timeout: float = 5.0
     fast_io_fail_tmo: FastIoFail = 5
+    marginal_failures: int = 3
+    marginal_window: float = 60.0
+    marginal_latency: float = 2.0
+    marginal_recovery: float = 60.0
     user_friendly_names: bool = True
     alias_prefix: str = "mpath"
     find_multipaths: FindMultipaths = FindMultipaths.ON

@@ -68,6 +68,9 @@ class CheckJob(Generic[T]):
     #: monotonic time a worker started the job (0.0 while it waits in the queue): how
     #: long a check has been out counts from here, not from when it was queued
     started: float = 0.0
+    #: monotonic time the job's function returned (0.0 until then): with ``started``,
+    #: how long the path took to answer (a slow answer is a marginal path's sign)
+    finished: float = 0.0
 
     def result(self) -> T:
         """The check's value, or its exception raised (only once ``done``)."""
@@ -235,6 +238,7 @@ class CheckPool(Generic[T]):
                 job.value = job.fn()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 job.error = exc
+            job.finished = time.monotonic()
             with self._lock:
                 retired = self._finish(me, job)
             job.done = True

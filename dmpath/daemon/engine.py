@@ -56,6 +56,7 @@ from dmpath.model import (
 from dmpath.policy import files, healing, polling, reconcile
 from dmpath.policy import filter as pfilter
 from dmpath.policy.assembly import Member, build_table
+from dmpath.policy.marginal import MarginalPolicy
 from dmpath.protocol import NotFound as NotFoundError
 
 log = logging.getLogger("dmpathd")
@@ -208,6 +209,7 @@ class Daemon:
         self.cpool = ThreadPoolExecutor(8, thread_name_prefix="prio")
         d = cfg.defaults
         self.sched = polling.CheckScheduler(d.polling_interval, d.max_polling_interval)
+        self.marginal = _marginal_policy(d)
         # a hung check holds its thread until the kernel lets go; the pool starts another
         self.checks: CheckPool[tuple[Check, str, str]] = CheckPool(
             CHECK_WORKERS,
@@ -456,7 +458,7 @@ class Daemon:
     def _feed(self, mr: MapRuntime, ev: reconcile.Event) -> list[reconcile.Effect]:
         """Hand one event about ``mr`` to its reconciler and carry out what it says."""
         ctx = reconcile.Context(
-            time.monotonic(), time.time(), self.d.polling_interval, self._path_model
+            time.monotonic(), time.time(), self.d.polling_interval, self._path_model, self.marginal
         )
         effects = reconcile.step(mr.health, mr.model, ev, ctx)
         name = mr.model.name
@@ -1153,7 +1155,7 @@ class Daemon:
                 check, reason, dev_state = job.result()
             except Exception as exc:  # noqa: BLE001 - a broken check must not kill the loop
                 check, reason, dev_state = Check.PENDING, f"check failed: {exc}", ""
-            self._verdict(pr, check, reason, dev_state)
+            self._verdict(pr, check, reason, dev_state, job.finished - job.started)
         self._sched_wake.set()  # the next wake-up may be sooner now
 
     def _check_limit(self) -> float:
@@ -1182,7 +1184,9 @@ class Daemon:
             del self._inflight[name]
             self._verdict(pr, Check.DOWN, f"no answer within {self.d.checker_timeout:g} s", "")
 
-    def _verdict(self, pr: PathRuntime, check: Check, reason: str, dev_state: str) -> None:
+    def _verdict(
+        self, pr: PathRuntime, check: Check, reason: str, dev_state: str, latency: float = 0.0
+    ) -> None:
         name = pr.info.name
         if self.paths.get(name) is not pr:
             return  # the path left while it was being checked
@@ -1192,7 +1196,9 @@ class Daemon:
             check, reason = Check.DOWN, f"link {self.links.names.get(pr.link, pr.link)} down"
         mr = self.maps.get(pr.map_name)
         if mr is not None and pr.info.devnum in mr.health.members:
-            verdict = reconcile.Verdict(name, check, reason, dev_state, pr.check_issued_at)
+            verdict = reconcile.Verdict(
+                name, check, reason, dev_state, pr.check_issued_at, latency
+            )
             if any(isinstance(e, reconcile.Recheck) for e in self._feed(mr, verdict)):
                 return  # it answered for the past: checked again already
         elif reconcile.record_check(pr.model, check, reason, dev_state, time.time()):
@@ -1383,8 +1389,12 @@ class Daemon:
         async with self._claimed(mr):
             await self._admin_message(mr, pr, KernelState.ACTIVE)
             pr.model.held = False
+            was_marginal = reconcile.forgive(mr.health, pr.model)
             self.event(
-                "path_reinstated", mr.model.name, pr.info.name, f"admin: reinstated {pr.info.name}"
+                "path_reinstated",
+                mr.model.name,
+                pr.info.name,
+                f"admin: reinstated {pr.info.name}" + (" (was marginal)" if was_marginal else ""),
             )
             self._absorb(mr, await self._read(mr, full=False))
         self.kick(pr)  # if it is really dead the checker fails it again
@@ -1421,6 +1431,7 @@ class Daemon:
                 cfgmod.effective_options(new, mr.model.wwid, mr.model.vendor, mr.model.model)
             )
         d = new.defaults
+        self.marginal = _marginal_policy(d)
         if (d.polling_interval, d.max_polling_interval) != (
             old.polling_interval,
             old.max_polling_interval,
@@ -1432,6 +1443,12 @@ class Daemon:
         self.event("reconfigured", message=f"configuration reloaded from {self.config_path}")
         await self.reevaluate(full=True)
         return {"reloaded": self.config_path}
+
+
+def _marginal_policy(d: cfgmod.Defaults) -> MarginalPolicy:
+    return MarginalPolicy(
+        d.marginal_failures, d.marginal_window, d.marginal_latency, d.marginal_recovery
+    )
 
 
 def _outcome(error: DmpathError | None) -> reconcile.Outcome | None:

@@ -76,31 +76,42 @@ def _usable(p: Path) -> bool:
 
 def path_needs_action(p: Path) -> bool:
     """Could ``plan_paths`` act on this path now? The cheap test made on each check
-    before planning its whole map: the kernel and the checker disagree about it."""
+    before planning its whole map: the kernel and the checker disagree about it, or it
+    is marginal and still in use."""
     if p.kernel_state == KernelState.FAILED:
-        return p.check in USABLE and not p.held
-    return p.kernel_state == KernelState.ACTIVE and p.check == Check.DOWN
+        return p.check in USABLE and not p.held and not p.marginal
+    return p.kernel_state == KernelState.ACTIVE and (p.check == Check.DOWN or p.marginal)
 
 
 def plan_paths(m: Map) -> list[PathAction]:
-    """Fail the dead, reinstate the living, never fail the last path that is active."""
+    """Fail the dead, reinstate the living, never fail the last path that is active.
+
+    A marginal path (``dmpath.policy.marginal``) is kept failed, even while its checks
+    pass, as long as a path that is not marginal works; when none does, it is used again
+    (a path that flaps beats none), as a marginal path group of lowest priority would be.
+    """
     actions: list[PathAction] = []
-    reinstate = [
+    revivable = [
         p
         for p in m.paths
         if p.kernel_state == KernelState.FAILED and p.check in USABLE and not p.held
     ]
+    good = sum(1 for p in m.paths if _usable(p) and not p.marginal)
+    good += sum(1 for p in revivable if not p.marginal)
+    reinstate = [p for p in revivable if not (p.marginal and good)]
     dead_active = [
         p for p in m.paths if p.kernel_state == KernelState.ACTIVE and p.check == Check.DOWN
     ]
-    working = sum(1 for p in m.paths if _usable(p)) + len(reinstate)
+    benched = [p for p in m.paths if good and p.marginal and _usable(p)]
+    working = sum(1 for p in m.paths if _usable(p)) + len(reinstate) - len(benched)
     for p in reinstate:
+        why = " (marginal, but no other path works)" if p.marginal else ""
         actions.append(
             ReinstatePath(
                 m.name,
                 p.name,
                 p.devnum,
-                f"{p.name} is back ({p.check.value}): reinstating IO path.",
+                f"{p.name} is back ({p.check.value}){why}: reinstating IO path.",
             )
         )
     if working >= 1:
@@ -110,6 +121,16 @@ def plan_paths(m: Map) -> list[PathAction]:
         ordered = sorted(dead_active, key=lambda p: (-p.priority, p.name))
         keep, to_fail = ordered[:1], ordered[1:]
     left = working + len(keep)
+    for p in benched:
+        actions.append(
+            FailPath(
+                m.name,
+                p.name,
+                p.devnum,
+                f"{p.name} is marginal ({p.marginal_reason}): kept out of use while another "
+                f"path works. Operation continuing on {_plural(left)}.",
+            )
+        )
     for p in to_fail:
         actions.append(
             FailPath(
@@ -196,7 +217,7 @@ def plan_no_path(
 
 
 #: timers fire a little after their deadline, never a hair before it
-_TIMER_SLACK = 0.01
+TIMER_SLACK = 0.01
 
 
 def next_policy_deadline(
@@ -217,7 +238,7 @@ def next_policy_deadline(
         due.append(best_usable_since + float(failback))
     if no_path_since is not None and queueing and no_path_retry not in ("queue", "fail"):
         due.append(no_path_since + int(no_path_retry) * polling_interval)
-    return min(due) + _TIMER_SLACK if due else None
+    return min(due) + TIMER_SLACK if due else None
 
 
 def is_flapping(

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dmpath.model import Backend, Check, GroupState, KernelMap, KernelState, Map, Path, PathGroup
-from dmpath.policy import healing
+from dmpath.policy import healing, marginal
 
 #: how long the kernel's uevent for a message we sent counts as its echo (seconds):
 #: udev hands uevents on after its rules ran, which under load takes seconds
@@ -80,6 +80,8 @@ class MapHealth:
     out_policies: tuple[PolicyAction, ...] = ()
     #: news arrived while busy: heal again when the current work is over
     again: bool = False
+    #: path name -> its record under the marginal-path rule
+    marginal: dict[str, marginal.PathRecord] = field(default_factory=dict)
 
     @property
     def busy(self) -> bool:
@@ -98,6 +100,7 @@ class Verdict:
     reason: str
     dev_state: str
     issued_at: float  # monotonic time the check was issued
+    latency: float = 0.0  # seconds the path took to answer (0: not measured)
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,7 @@ class Context:
     polling_interval: float
     #: the daemon's path model by devnum (None: a member no known path has)
     lookup: Callable[[str], Path | None]
+    marginal: marginal.MarginalPolicy = field(default_factory=marginal.MarginalPolicy)
 
 
 # ---------------------------------------------------------------------- the step
@@ -306,12 +310,82 @@ def _member(m: Map, *, name: str = "", devnum: str = "") -> Path | None:
     return None
 
 
-def _kernel_failed(h: MapHealth, p: Path, now: float) -> None:
+def _kernel_failed(h: MapHealth, p: Path, ctx: Context) -> list[Effect]:
     """The kernel failed ``p`` on its own: its last verdict predates that."""
-    h.kernel_failed_at[p.name] = now
+    h.kernel_failed_at[p.name] = ctx.now
     if p.check in healing.USABLE and not p.held:
         p.check = Check.PENDING
         p.check_reason = "failed by the kernel on I/O; checking"
+    return _marked(h, p, marginal.fell(_record(h, p), ctx.now, ctx.marginal), ctx)
+
+
+def _record(h: MapHealth, p: Path) -> marginal.PathRecord:
+    rec = h.marginal.get(p.name)
+    if rec is None:
+        rec = h.marginal[p.name] = marginal.PathRecord()
+    return rec
+
+
+def _marked(h: MapHealth, p: Path, reason: str | None, ctx: Context) -> list[Effect]:
+    """The marginal-path rule's verdict into the model: an event if it marked ``p``."""
+    if reason is None:
+        return []
+    p.marginal, p.marginal_reason = True, reason
+    p.last_change = ctx.wall
+    return [
+        Note(
+            "path_marginal",
+            p.name,
+            f"{p.name} is marginal: {reason}; kept out of use while another path works, "
+            f"until it is healthy for {ctx.marginal.recovery:g} s",
+        )
+    ]
+
+
+def _checked(h: MapHealth, p: Path, ev: Verdict, ctx: Context) -> list[Effect]:
+    """A verdict under the marginal-path rule: a fall, a slow answer or a healthy one."""
+    rec = _record(h, p)
+    if ev.check == Check.DOWN:
+        return _marked(h, p, marginal.fell(rec, ctx.now, ctx.marginal), ctx)
+    if ev.check not in healing.USABLE:
+        return []
+    was = marginal.recovery_due(rec, ctx.marginal)
+    out = _marked(
+        h, p, marginal.checked(rec, ctx.now, ctx.marginal, usable=True, latency=ev.latency), ctx
+    )
+    due = marginal.recovery_due(rec, ctx.marginal)
+    if due is not None and due != was:
+        # its term may end with no other news about the map
+        out.append(WakeAt(due + healing.TIMER_SLACK))
+    return out
+
+
+def forgive(h: MapHealth, p: Path) -> bool:
+    """The administrator reinstated ``p``: a marginal term ends now and its strikes are
+    forgotten (their word stands, as for a path they failed). True if it was marginal."""
+    was = p.marginal
+    h.marginal.pop(p.name, None)
+    p.marginal, p.marginal_reason = False, ""
+    return was
+
+
+def _settle_marginal(h: MapHealth, m: Map, ctx: Context) -> list[Effect]:
+    """End the terms of marginal paths healthy for long enough, before planning."""
+    out: list[Effect] = []
+    for p in m.paths:
+        rec = h.marginal.get(p.name)
+        if p.marginal and rec is not None and marginal.recovered(rec, ctx.now, ctx.marginal):
+            p.marginal, p.marginal_reason = False, ""
+            p.last_change = ctx.wall
+            out.append(
+                Note(
+                    "path_marginal_cleared",
+                    p.name,
+                    f"{p.name} has been healthy for {ctx.marginal.recovery:g} s: "
+                    "no longer marginal",
+                )
+            )
+    return out
 
 
 def _verdict(h: MapHealth, m: Map, ev: Verdict, ctx: Context) -> list[Effect]:
@@ -320,13 +394,20 @@ def _verdict(h: MapHealth, m: Map, ev: Verdict, ctx: Context) -> list[Effect]:
         return []
     if ev.check in healing.USABLE and ev.issued_at < h.kernel_failed_at.get(p.name, 0.0):
         return [Recheck(p.name)]
-    out: list[Effect] = []
+    out = _checked(h, p, ev, ctx)
     if record_check(p, ev.check, ev.reason, ev.dev_state, ctx.wall):
         out.append(Note("check", p.name, f"{p.name} checker: {ev.check.value} ({ev.reason})"))
         return out + _news(h, m, ctx)
-    if healing.path_needs_action(p):
+    if healing.path_needs_action(p) or _recovered(h, p, ctx):
         return out + _news(h, m, ctx)
     return out
+
+
+def _recovered(h: MapHealth, p: Path, ctx: Context) -> bool:
+    """A marginal path whose term is over: the next heal ends it and may reinstate it."""
+    rec = h.marginal.get(p.name)
+    due = None if rec is None else marginal.recovery_due(rec, ctx.marginal)
+    return p.marginal and due is not None and ctx.now >= due
 
 
 def _uevent(h: MapHealth, m: Map, ev: PathUevent, ctx: Context) -> list[Effect]:
@@ -340,7 +421,7 @@ def _uevent(h: MapHealth, m: Map, ev: PathUevent, ctx: Context) -> list[Effect]:
         return []
     out: list[Effect] = []
     if ev.failed:
-        _kernel_failed(h, p, ctx.now)
+        out += _kernel_failed(h, p, ctx)
         if p.kernel_state == KernelState.ACTIVE:
             p.kernel_state = KernelState.FAILED
             p.last_change = ctx.wall
@@ -392,7 +473,7 @@ def absorb(
             and p.check in healing.USABLE
         ):
             # failed by the kernel and its uevent not (yet) heard: as for the uevent
-            _kernel_failed(h, p, ctx.now)
+            out += _kernel_failed(h, p, ctx)
             out.append(Kick(p.name))
         if p.kernel_state != st or not p.last_change:
             p.kernel_state = st
@@ -402,6 +483,8 @@ def absorb(
     m.paths = members
     for gone in set(h.kernel_failed_at) - set(h.members.values()):
         del h.kernel_failed_at[gone]
+    for gone in set(h.marginal) - set(h.members.values()):
+        del h.marginal[gone]
     by_name = {p.name: p for p in members}
     m.groups = []
     for g in km.groups:
@@ -441,7 +524,7 @@ def _begin(h: MapHealth, m: Map, ctx: Context) -> list[Effect]:
 
 
 def _plan_paths(h: MapHealth, m: Map, ctx: Context) -> list[Effect]:
-    out: list[Effect] = []
+    out = _settle_marginal(h, m, ctx)
     messages: list[Message] = []
     for a in healing.plan_paths(m):
         if isinstance(a, healing.Alert):
@@ -546,8 +629,13 @@ def _policies_done(h: MapHealth, m: Map, ev: PoliciesDone, ctx: Context) -> list
 def _finish(h: MapHealth, m: Map, ctx: Context) -> list[Effect]:
     h.stage = Stage.IDLE
     out: list[Effect] = []
+    due = [
+        d + healing.TIMER_SLACK
+        for rec in h.marginal.values()
+        if (d := marginal.recovery_due(rec, ctx.marginal)) is not None
+    ]
     if h.backend == Backend.DM:
-        due = healing.next_policy_deadline(
+        policy_due = healing.next_policy_deadline(
             h.failback,
             h.best_usable_since,
             h.no_path_retry,
@@ -555,8 +643,10 @@ def _finish(h: MapHealth, m: Map, ctx: Context) -> list[Effect]:
             polling_interval=ctx.polling_interval,
             queueing=m.queueing,
         )
-        if due is not None:
-            out.append(WakeAt(due))
+        if policy_due is not None:
+            due.append(policy_due)
+    if due:
+        out.append(WakeAt(min(due)))
     if h.again:
         out += _begin(h, m, ctx)
     return out

@@ -166,7 +166,9 @@ async def scenario(luns: int, paths: int, idle_s: float, flaps: int) -> SimResul
     san = SimSan(luns, paths)
     total = luns * paths
     with tempfile.TemporaryDirectory(prefix="dmpath-sim-") as work:
-        d, ops = make_daemon(san, work)
+        # the flap phase prices one fail/reinstate cycle: the marginal-path rule would
+        # (rightly) keep the flapping victim out after its third fall
+        d, ops = make_daemon(san, work, extra="marginal_failures = 0")
         connect_uevents(d, ops)
         phases: list[Phase] = []
 

@@ -157,6 +157,22 @@ def test_degraded_map_marks_the_failed_path() -> None:
     assert "1 degraded" in out and "1 failed" in out
 
 
+def test_a_marginal_path_says_it_is_failed_on_purpose_and_why() -> None:
+    flaky = up("sdd", "8:48", "7:0:0:1", 10, 2)
+    flaky.kernel_state, flaky.marginal = KernelState.FAILED, True
+    flaky.marginal_reason = "failed 3 times within 60 s"
+    out = show(render.render_status(Snapshot(maps=[dm_map("mpathb", [up("sdb", "8:16",
+               "6:0:0:1"), flaky])]), NOW, ASCII))
+    sdd = line_with(out, "sdd")
+    assert "failed marginal (failed 3 times within 60 s)" in sdd
+    assert "up" in sdd  # its checks pass: that is the point of holding it out
+    # the last resort, in use because no other path works: a warning, not a failure
+    flaky.kernel_state = KernelState.ACTIVE
+    assert render.path_health(flaky) == render.Health.WARN
+    flaky.marginal = False
+    assert render.path_health(flaky) == render.Health.OK
+
+
 def test_all_paths_down() -> None:
     out = show(render.render_status(Snapshot(maps=[all_down()]), NOW, ASCII))
     header = line_with(out, "mpathc")

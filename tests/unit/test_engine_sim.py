@@ -421,3 +421,32 @@ def test_a_link_watch_that_ends_releases_the_paths_it_held(tmp_path: pathlib.Pat
         ]
 
     run_sim(tmp_path, 4, 2, check)
+
+
+def test_a_flapping_path_is_held_out_as_marginal_and_the_others_carry_on(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The daemon end to end: the checker's falls reach the marginal rule, the path is
+    failed and stays failed while it answers, and comes back after its recovery time."""
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        victim = san.paths[0]
+        for _ in range(3):
+            san.set_path(victim.name, False)
+            await until(lambda: ops.failed({victim.devnum}) == 1, "victim failed")
+            san.set_path(victim.name, True)
+            if kinds(d, "path_marginal"):
+                break
+            await until(lambda: ops.failed({victim.devnum}) == 0, "victim reinstated")
+        assert kinds(d, "path_marginal") == [victim.name]
+        assert d.paths[victim.name].model.marginal
+        # it answers again and again, and stays out of use for its term
+        await asyncio.sleep(1.0)
+        assert d.paths[victim.name].model.check == Check.UP
+        assert ops.failed({victim.devnum}) == 1
+        assert ops.failed({p.devnum for p in san.paths if p is not victim}) == 0
+        await until(lambda: ops.failed({victim.devnum}) == 0, "victim back after its term")
+        assert kinds(d, "path_marginal_cleared") == [victim.name]
+        assert not d.paths[victim.name].model.marginal
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "\nmarginal_recovery = 5")

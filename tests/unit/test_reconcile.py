@@ -18,6 +18,7 @@ from dmpath.model import (
     Path,
 )
 from dmpath.policy import healing, reconcile
+from dmpath.policy.marginal import MarginalPolicy
 from dmpath.policy.reconcile import (
     ApplyPolicies,
     Kick,
@@ -55,6 +56,7 @@ class Rig:
     policies: list[reconcile.PolicyAction] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # devnums whose messages fail
     held_back: list[reconcile.Effect] = field(default_factory=list)
+    marginal: MarginalPolicy = field(default_factory=MarginalPolicy)
 
     def __post_init__(self) -> None:
         n = 0
@@ -112,7 +114,9 @@ class Rig:
 
     # -- the executor
     def ctx(self) -> reconcile.Context:
-        return reconcile.Context(self.now, self.now + 1e9, INTERVAL, self.paths.get)
+        return reconcile.Context(
+            self.now, self.now + 1e9, INTERVAL, self.paths.get, self.marginal
+        )
 
     def feed(self, ev: reconcile.Event, hold: bool = False) -> list[reconcile.Effect]:
         effects = reconcile.step(self.h, self.m, ev, self.ctx())
@@ -159,9 +163,11 @@ class Rig:
         for e in held:
             self.carry_out(e)
 
-    def verdict(self, name: str, check: Check, issued_at: float | None = None) -> None:
+    def verdict(
+        self, name: str, check: Check, issued_at: float | None = None, latency: float = 0.0
+    ) -> None:
         at = self.now if issued_at is None else issued_at
-        self.feed(reconcile.Verdict(name, check, "test", "", at))
+        self.feed(reconcile.Verdict(name, check, "test", "", at, latency))
 
     def kinds(self, kind: str) -> list[str]:
         return [n.path for n in self.notes if n.kind == kind]
@@ -448,3 +454,131 @@ def test_relink_takes_new_path_models_and_keeps_every_state() -> None:
     reconcile.relink(r.h, r.m, r.paths.get)
     assert r.m.paths[0] is fresh
     assert r.m.paths[1].kernel_state == F  # not put back as the last read had it
+
+
+# ---------------------------------------------------------------------- marginal paths
+
+
+def _flap(r: Rig, name: str, times: int, every: float = 2.0) -> None:
+    """``name`` goes down (its link: a check verdict) and comes back ``times`` times."""
+    for _ in range(times):
+        r.verdict(name, Check.DOWN)
+        r.now += every / 2
+        r.verdict(name, Check.UP)
+        r.now += every / 2
+
+
+def test_a_flapping_path_becomes_marginal_and_stays_failed_while_its_checks_pass() -> None:
+    r = Rig([["sda", "sdb"]])
+    _flap(r, "sda", 2)
+    assert r.kstate[r.dev("sda")] == A  # two falls in a minute: still a path like any
+    assert not r.path("sda").marginal
+    r.verdict("sda", Check.DOWN)  # the third
+    assert r.kinds("path_marginal") == ["sda"]
+    assert r.path("sda").marginal
+    assert r.path("sda").marginal_reason == "failed 3 times within 60 s"
+    r.now += 1
+    r.verdict("sda", Check.UP)
+    assert r.kstate[r.dev("sda")] == F  # up, but kept out of use
+    r.now += 30
+    r.verdict("sda", Check.UP)
+    assert r.kstate[r.dev("sda")] == F
+    assert r.kinds("path_reinstated") == ["sda", "sda"]  # the first two returns only
+
+
+def test_a_marginal_path_comes_back_after_recovery_time_of_health_and_a_new_fall_restarts_it(
+) -> None:
+    r = Rig([["sda", "sdb"]], marginal=MarginalPolicy(recovery=20.0))
+    _flap(r, "sda", 3)
+    assert r.path("sda").marginal and r.kstate[r.dev("sda")] == F
+    healthy_from = r.now - 1.0  # the last UP of the flaps
+    assert r.wakes[-1] >= healthy_from + 20.0  # a wake-up asked for the end of the term
+    r.now = healthy_from + 15.0
+    r.verdict("sda", Check.DOWN)  # falls again before the term is over
+    r.now += 1
+    r.verdict("sda", Check.UP)
+    restart = r.now
+    r.now = restart + 19.0
+    r.feed(reconcile.Timer())
+    assert r.path("sda").marginal and r.kstate[r.dev("sda")] == F
+    r.now = restart + 20.5
+    r.feed(reconcile.Timer())  # the wake-up: no check needed to end the term
+    assert not r.path("sda").marginal
+    assert r.kinds("path_marginal_cleared") == ["sda"]
+    assert r.kstate[r.dev("sda")] == A
+    r.verdict("sda", Check.DOWN)  # its record starts afresh: one fall is one fall
+    r.now += 1
+    r.verdict("sda", Check.UP)
+    assert not r.path("sda").marginal and r.kstate[r.dev("sda")] == A
+
+
+def test_a_marginal_path_is_used_when_no_other_path_works_and_benched_when_one_returns() -> None:
+    r = Rig([["sda", "sdb"]])
+    _flap(r, "sda", 3)
+    assert r.kstate[r.dev("sda")] == F
+    r.verdict("sdb", Check.DOWN)
+    # sdb is dead: a path that flaps beats none
+    assert r.kstate[r.dev("sda")] == A
+    assert r.kstate[r.dev("sdb")] == F
+    assert any("marginal, but no other path works" in a.message for a in r.sent)
+    r.now += 1
+    r.verdict("sdb", Check.UP)
+    assert r.kstate[r.dev("sdb")] == A
+    assert r.kstate[r.dev("sda")] == F
+    benched = [a.message for a in r.sent if a.path == "sda"][-1]
+    assert benched.startswith("sda is marginal (failed 3 times within 60 s): kept out of use")
+
+
+def test_one_fall_told_by_the_kernel_and_then_the_check_counts_once() -> None:
+    r = Rig([["sda", "sdb"]])
+    for _ in range(2):
+        r.feed(reconcile.PathUevent(r.dev("sda"), failed=True))
+        r.kstate[r.dev("sda")] = F
+        r.verdict("sda", Check.DOWN)
+        r.verdict("sda", Check.DOWN)
+        r.now += 1
+        r.verdict("sda", Check.UP)
+        r.now += 1
+    assert not r.path("sda").marginal  # two falls, told five times each
+    assert r.kstate[r.dev("sda")] == A
+
+
+def test_slow_answers_count_as_strikes_and_fast_ones_do_not() -> None:
+    r = Rig([["sda", "sdb"]])
+    for _ in range(5):
+        r.verdict("sda", Check.UP, latency=1.9)
+        r.now += 5
+    assert not r.path("sda").marginal
+    for _ in range(3):
+        r.verdict("sda", Check.UP, latency=2.5)
+        r.now += 5
+    assert r.path("sda").marginal
+    assert r.path("sda").marginal_reason == "answered slowly (over 2 s) 3 times within 60 s"
+    assert r.kstate[r.dev("sda")] == F
+
+
+def test_falls_spread_wider_than_the_window_never_make_a_path_marginal() -> None:
+    r = Rig([["sda", "sdb"]])
+    _flap(r, "sda", 6, every=31.0)  # a fall every 31 s: at most two in any minute
+    assert r.kinds("path_marginal") == []
+    assert r.kstate[r.dev("sda")] == A
+
+
+def test_the_rule_turned_off_never_marks_a_path() -> None:
+    r = Rig([["sda", "sdb"]], marginal=MarginalPolicy(failures=0))
+    _flap(r, "sda", 10, every=1.0)
+    assert not r.path("sda").marginal and r.kstate[r.dev("sda")] == A
+
+
+def test_forgive_ends_the_term_and_the_strikes() -> None:
+    r = Rig([["sda", "sdb"]])
+    _flap(r, "sda", 3)
+    assert reconcile.forgive(r.h, r.path("sda"))
+    assert not r.path("sda").marginal
+    r.verdict("sda", Check.UP)
+    assert r.kstate[r.dev("sda")] == A
+    r.verdict("sda", Check.DOWN)  # one new fall is not the fourth of three
+    r.now += 1
+    r.verdict("sda", Check.UP)
+    assert not r.path("sda").marginal
+    assert not reconcile.forgive(r.h, r.path("sda"))
