@@ -199,6 +199,32 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
     ),
     OptionDoc(
         "defaults",
+        "dev_loss_tmo",
+        '"off" or seconds (1 or more, above fast_io_fail_tmo)',
+        _toml_value(_D.dev_loss_tmo),
+        "How long an FC remote port that has gone is kept before the kernel removes it and "
+        "its disks (the paths leave their maps; they come back as new disks when the port "
+        "returns). dmpathd writes it to the FC remote port of every path it manages, "
+        "before fast_io_fail_tmo (the kernel refuses a fast_io_fail_tmo that is not below "
+        "it). iSCSI has no such timer: a session is kept until it is logged out. "
+        '"off" (the default, as multipath-tools) leaves the kernel\'s value (60 s).',
+    ),
+    OptionDoc(
+        "defaults",
+        "eh_deadline",
+        '"off" or seconds (1 or more)',
+        _toml_value(_D.eh_deadline),
+        "How long the SCSI error handler may work on a host before it goes straight to a "
+        "host reset. A command that times out (30 s) starts the error handler, which "
+        "tries to abort it, then resets the device, the target, the bus and the host in "
+        "turn, and every disk of that host (of every map) waits meanwhile: on a "
+        "misbehaving FC HBA that can take minutes. dmpathd writes it to the SCSI host of "
+        "every path it manages; a host with no host reset (iSCSI's software hosts, whose "
+        "recovery is the session's) has none and is skipped. \"off\" (the default, as "
+        "multipath-tools) leaves the kernel's value (no deadline).",
+    ),
+    OptionDoc(
+        "defaults",
         "marginal_failures",
         "integer (0 to 1000)",
         _toml_value(_D.marginal_failures),

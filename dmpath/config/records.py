@@ -45,6 +45,7 @@ HARDWARE_HANDLERS: Final = ("", "alua", "emc", "rdac", "hp_sw")
 
 Failback: TypeAlias = Literal["immediate", "manual"] | int
 NoPathRetry: TypeAlias = Literal["queue", "fail"] | int
+#: a transport timer: seconds, or "off" (leave the kernel's value alone)
 FastIoFail: TypeAlias = Literal["off"] | int
 
 #: Device names that are never paths, whatever the configuration says (exceptions cannot
@@ -77,6 +78,8 @@ class Defaults:
     max_polling_interval: float = 60.0
     checker_timeout: float = 5.0
     fast_io_fail_tmo: FastIoFail = 5
+    dev_loss_tmo: FastIoFail = "off"
+    eh_deadline: FastIoFail = "off"
     marginal_failures: int = 3
     marginal_window: float = 60.0
     marginal_latency: float = 2.0

@@ -341,6 +341,8 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "max_polling_interval": _seconds(0.1, 3600.0),
     "checker_timeout": _seconds(0.1, 300.0),
     "fast_io_fail_tmo": _word_or_count(("off",), "seconds"),
+    "dev_loss_tmo": _word_or_count(("off",), "seconds"),
+    "eh_deadline": _word_or_count(("off",), "seconds"),
     "marginal_failures": _int(0, 1000),
     "marginal_window": _seconds(1.0, 86400.0),
     "marginal_latency": _seconds(0.0, 300.0),
@@ -451,6 +453,13 @@ def _defaults(ctx: _Ctx, value: object) -> Defaults:
             (*path, "max_polling_interval"),
             f"must be at least polling_interval ({polling:g}), not "
             f"{values['max_polling_interval']:g}",
+        )
+    fast, loss = values.get("fast_io_fail_tmo", _D.fast_io_fail_tmo), values.get("dev_loss_tmo")
+    if isinstance(fast, int) and isinstance(loss, int) and fast >= loss:
+        # an FC remote port refuses it: I/O must be failed over before the port is removed
+        ctx.fail(
+            (*path, "dev_loss_tmo"),
+            f"must be above fast_io_fail_tmo ({fast}), not {loss}",
         )
     return Defaults(**values)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import functools
 import heapq
 import itertools
@@ -92,14 +93,16 @@ CHECK_STALL = 1.0
 MAX_CHECK_THREADS = 2048
 
 
-def _set_timers(timers: list[sysfs.TransportTimer], seconds: int) -> list[tuple[str | None, str]]:
-    """Off the loop: each timer set; (its value before or None, an error or '')."""
-    out: list[tuple[str | None, str]] = []
-    for t in timers:
+def _set_timers(
+    jobs: list[tuple[sysfs.TransportTimer, int]],
+) -> list[tuple[str | None, OSError | None]]:
+    """Off the loop, in order: each timer set; (its value before or None, the error)."""
+    out: list[tuple[str | None, OSError | None]] = []
+    for timer, seconds in jobs:
         try:
-            out.append((sysfs.set_timer(t, seconds), ""))
+            out.append((sysfs.set_timer(timer, seconds), None))
         except OSError as exc:
-            out.append((None, exc.strerror or str(exc)))
+            out.append((None, exc))
     return out
 
 
@@ -199,7 +202,7 @@ class Daemon:
         self.excluded: set[str] = set()  # path names removed by the admin
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
-        self.tuned: dict[str, int] = {}  # transport object -> fast_io_fail_tmo written
+        self.tuned: dict[str, int] = {}  # transport timer's sysfs file -> seconds written
         self.links: LinkWatch | None = None  # link changes and route lookups (not in sims)
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
@@ -779,30 +782,45 @@ class Daemon:
                 self._verdict(pr, Check.DOWN, f"link {change.name} down", "")
 
     async def _tune_transports(self, infos: list[discovery.PathInfo]) -> None:
-        """fast_io_fail_tmo onto the transports of new paths (iSCSI sessions, FC remote
-        ports): once per transport object, however many LUNs share it."""
-        value = self.d.fast_io_fail_tmo
-        if value == "off":
+        """fast_io_fail_tmo, dev_loss_tmo and eh_deadline onto the transports of new
+        paths (iSCSI sessions, FC remote ports, SCSI hosts): once per transport object,
+        however many LUNs share it."""
+        wanted = {
+            opt: value
+            for opt in sysfs.TRANSPORT_OPTIONS
+            if isinstance(value := getattr(self.d, opt), int)
+        }
+        if not wanted:
             return
-        timers: dict[str, tuple[sysfs.TransportTimer, str]] = {}
+        todo: dict[str, tuple[sysfs.TransportTimer, str, str]] = {}  # by attribute file
         for info in infos:
-            timer = sysfs.fast_io_fail_timer(info.properties.get("DEVPATH", ""))
-            if timer is not None and self.tuned.get(timer.owner) != value:
-                timers.setdefault(timer.owner, (timer, info.name))
-        if not timers:
+            timers = sysfs.transport_timers(info.properties.get("DEVPATH", ""))
+            for opt, timer in timers.items():
+                if opt in wanted and self.tuned.get(timer.attribute) != wanted[opt]:
+                    todo.setdefault(timer.attribute, (timer, opt, info.name))
+        if not todo:
             return
-        results = await self.io(_set_timers, [t for t, _n in timers.values()], value)
-        for (timer, name), (before, error) in zip(timers.values(), results, strict=True):
-            if error:
-                self.event("error", "", name, f"cannot set {timer.owner} {timer.name}: {error}")
+        jobs = [(timer, wanted[opt]) for timer, opt, _n in todo.values()]
+        results = await self.io(_set_timers, jobs)
+        for (timer, opt, name), (before, error) in zip(todo.values(), results, strict=True):
+            value = wanted[opt]
+            if error is not None and error.errno == errno.EINVAL and opt == "eh_deadline":
+                # a host with no host reset (iSCSI's software hosts) has no deadline to
+                # bound: nothing to set, and not worth an error per host
+                self.tuned[timer.attribute] = value
+                log.debug("%s has no eh_deadline to set", timer.owner)
                 continue
-            self.tuned[timer.owner] = value
+            if error is not None:
+                why = error.strerror or str(error)
+                self.event("error", "", name, f"cannot set {timer.owner} {timer.name}: {why}")
+                continue
+            self.tuned[timer.attribute] = value
             if before is not None:
                 self.event(
                     "transport_tuned",
                     "",
                     name,
-                    f"{timer.owner} {timer.name} {before} -> {value} s (fast_io_fail_tmo)",
+                    f"{timer.owner} {timer.name} {before} -> {value} s ({opt})",
                 )
 
     async def _grow(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:

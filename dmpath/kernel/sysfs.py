@@ -116,20 +116,34 @@ class TransportTimer:
     attribute: str  # its sysfs file
 
 
-def fast_io_fail_timer(sys_path: str, sys_root: str = "/sys") -> TransportTimer | None:
-    """The fast_io_fail timer of the transport a device path runs over, or None (SCSI
-    without a transport class, NVMe, ...)."""
+#: the options dmpathd writes to transports, in the order they are written: an FC port
+#: refuses a fast_io_fail_tmo not below its dev_loss_tmo, so dev_loss_tmo goes first
+TRANSPORT_OPTIONS = ("dev_loss_tmo", "fast_io_fail_tmo", "eh_deadline")
+
+
+def transport_timers(sys_path: str, sys_root: str = "/sys") -> dict[str, TransportTimer]:
+    """The timers a device path's transport has, by the option that sets them:
+    ``fast_io_fail_tmo`` (the iSCSI session's recovery_tmo, the FC remote port's
+    fast_io_fail_tmo), ``dev_loss_tmo`` (FC remote port), ``eh_deadline`` (the SCSI
+    host's). Empty for devices with none (NVMe, dm)."""
     root = sys_root.rstrip("/")
-    if (owner := iscsi_session_of(sys_path)) is not None:
-        return TransportTimer(
-            owner, "recovery_tmo", f"{root}/class/iscsi_session/{owner}/recovery_tmo"
-        )
+    out: dict[str, TransportTimer] = {}
     if (m := _RPORT_RE.search(sys_path)) is not None:
-        owner = m.group(1)
-        return TransportTimer(
-            owner, "fast_io_fail_tmo", f"{root}/class/fc_remote_ports/{owner}/fast_io_fail_tmo"
+        rport = m.group(1)
+        base = f"{root}/class/fc_remote_ports/{rport}"
+        out["dev_loss_tmo"] = TransportTimer(rport, "dev_loss_tmo", f"{base}/dev_loss_tmo")
+        out["fast_io_fail_tmo"] = TransportTimer(
+            rport, "fast_io_fail_tmo", f"{base}/fast_io_fail_tmo"
         )
-    return None
+    elif (session := iscsi_session_of(sys_path)) is not None:
+        out["fast_io_fail_tmo"] = TransportTimer(
+            session, "recovery_tmo", f"{root}/class/iscsi_session/{session}/recovery_tmo"
+        )
+    if (host := scsi_host_number(sys_path)) is not None:
+        out["eh_deadline"] = TransportTimer(
+            f"host{host}", "eh_deadline", f"{root}/class/scsi_host/host{host}/eh_deadline"
+        )
+    return out
 
 
 def iscsi_session_of(sys_path: str) -> str | None:

@@ -32,6 +32,8 @@ APT_PACKAGES = (
     "open-iscsi",
     "nftables",
     "iproute2",
+    # verified I/O under faults, the blktests way (crc32c verify, direct I/O)
+    "fio",
 )
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel

@@ -44,10 +44,17 @@ def test_coldplug_2x2_and_1x4_named_per_config(lab_topology: Topo, dmpathd: Star
 
     paths = lab_topology("1x4")
     alias = f'[[multipaths]]\nwwid = "{_udev_wwid(paths[0])}"\nalias = "oracle_data"\n'
-    d2 = dmpathd(defaults={"path_grouping_policy": "multibus"}, extra=alias)
+    d2 = dmpathd(defaults={"path_grouping_policy": "multibus", "eh_deadline": 15}, extra=alias)
     d2.wait_maps({"oracle_data": 4})
     assert table_devs("oracle_data") == {p.devnum for p in paths}
     assert len(dmsetup.table("oracle_data").groups) == 1  # multibus: one group of 4
+    # eh_deadline onto each SCSI host of the paths, once per host
+    hosts = sorted({p.host for p in paths})
+    for h in hosts:
+        with open(f"/sys/class/scsi_host/host{h}/eh_deadline") as fh:
+            assert fh.read().strip() == "15"
+    tuned = [e["message"] for e in d2.events("transport_tuned")]
+    assert sorted(tuned) == sorted(f"host{h} eh_deadline off -> 15 s (eh_deadline)" for h in hosts)
 
 
 def _udev_wwid(p: topo.LabPath) -> str:

@@ -259,25 +259,34 @@ ISCSI_SDB = "/devices/platform/host3/session2/target3:0:0/3:0:0:0/block/sdb"
 FC_SDC = "/devices/pci0000:00/0000:00:03.0/host6/rport-6:0-1/target6:0:1/6:0:1:4/block/sdc"
 
 
-def test_fast_io_fail_timers() -> None:
-    assert sysfs.fast_io_fail_timer(ISCSI_SDB, "/r") == sysfs.TransportTimer(
+def test_transport_timers_by_option() -> None:
+    iscsi = sysfs.transport_timers(ISCSI_SDB, "/r")
+    assert iscsi["fast_io_fail_tmo"] == sysfs.TransportTimer(
         "session2", "recovery_tmo", "/r/class/iscsi_session/session2/recovery_tmo"
     )
-    assert sysfs.fast_io_fail_timer(FC_SDC) == sysfs.TransportTimer(
+    assert "dev_loss_tmo" not in iscsi  # a session is kept until it is logged out
+    host = ISCSI_SDB.split("/host", 1)[1].split("/", 1)[0]
+    assert iscsi["eh_deadline"] == sysfs.TransportTimer(
+        f"host{host}", "eh_deadline", f"/r/class/scsi_host/host{host}/eh_deadline"
+    )
+    fc = sysfs.transport_timers(FC_SDC)
+    # dev_loss_tmo first: the port refuses a fast_io_fail_tmo not below it
+    assert list(fc) == ["dev_loss_tmo", "fast_io_fail_tmo", "eh_deadline"]
+    assert fc["fast_io_fail_tmo"] == sysfs.TransportTimer(
         "rport-6:0-1", "fast_io_fail_tmo", "/sys/class/fc_remote_ports/rport-6:0-1/fast_io_fail_tmo"
     )
-    # scsi_debug has no transport class, NVMe and dm have no such timer
-    for other in (
-        "/devices/pseudo_0/adapter0/host6/target6:0:0/6:0:0:0/block/sda",
-        "/devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1",
-        "/devices/virtual/block/dm-0",
-    ):
-        assert sysfs.fast_io_fail_timer(other) is None
+    assert fc["dev_loss_tmo"].attribute == "/sys/class/fc_remote_ports/rport-6:0-1/dev_loss_tmo"
+    assert fc["eh_deadline"].attribute == "/sys/class/scsi_host/host6/eh_deadline"
+    # scsi_debug has no transport class, only its host; NVMe and dm have none at all
+    assert list(sysfs.transport_timers(
+        "/devices/pseudo_0/adapter0/host6/target6:0:0/6:0:0:0/block/sda"
+    )) == ["eh_deadline"]
+    for other in ("/devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1", "/devices/virtual/block/dm-0"):
+        assert sysfs.transport_timers(other) == {}
 
 
 def test_set_timer_writes_only_a_change(tmp_path: Path) -> None:
-    timer = sysfs.fast_io_fail_timer(ISCSI_SDB, str(tmp_path))
-    assert timer is not None
+    timer = sysfs.transport_timers(ISCSI_SDB, str(tmp_path))["fast_io_fail_tmo"]
     attr = Path(timer.attribute)
     attr.parent.mkdir(parents=True)
     attr.write_text("120\n")
