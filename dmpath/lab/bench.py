@@ -786,6 +786,10 @@ def render_results_md(records: Sequence[Mapping[str, Any]]) -> str:
     if not records:
         lines += ["No runs recorded yet.", ""]
         return "\n".join(lines)
+    from dmpath.lab.stallbench import stall_md
+
+    stall = stall_md(records)
+    records = [r for r in records if r.get("kind") != "stall"]
     indexed = list(enumerate(records))
     topologies = sorted(
         {str(r.get("topology")) for r in records},
@@ -803,7 +807,7 @@ def render_results_md(records: Sequence[Mapping[str, Any]]) -> str:
             lines += _measured_table(measured)
         if simulated:
             lines += _simulated_table(simulated)
-    return "\n".join(lines)
+    return "\n".join(lines + stall)
 
 
 def _measured_table(records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -910,11 +914,13 @@ class Dmpathd:
 
     name = "dmpathd"
 
-    def __init__(self, workdir: str, defaults: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, workdir: str, defaults: dict[str, str] | None = None, extra: str = ""
+    ) -> None:
         from dmpath.lab.harness import DaemonUnderTest
 
         shutil.rmtree(workdir, ignore_errors=True)  # fresh bindings: mpatha, mpathb, ...
-        self.d = DaemonUnderTest(workdir, dict(defaults or {}))
+        self.d = DaemonUnderTest(workdir, dict(defaults or {}), extra)
 
     def start(self) -> None:
         from dmpath.lab.harness import LabTimeout
@@ -988,14 +994,21 @@ class Multipathd:
 
     name = "multipathd"
 
-    def __init__(self, workdir: str, verbosity: int = 3, grouping: str | None = None) -> None:
+    def __init__(
+        self,
+        workdir: str,
+        verbosity: int = 3,
+        grouping: str | None = None,
+        conf: str = MULTIPATH_CONF,
+    ) -> None:
         """``verbosity`` 3 logs every check (counted in the 2x2 rows); at scale the default
         2 is used, so logging thousands of checks is not what is measured. ``grouping``
-        sets ``path_grouping_policy`` in the defaults section."""
+        sets ``path_grouping_policy`` in the defaults section; ``conf`` is the
+        multipath.conf written (the scsi_debug disks only, by default)."""
         self.workdir = workdir
         self.verbosity = verbosity
         self.grouping = grouping
-        self.conf = MULTIPATH_CONF
+        self.conf = conf
         if grouping:
             self.conf = MULTIPATH_CONF.replace(
                 "    user_friendly_names yes\n",
@@ -1617,6 +1630,18 @@ def guest_main(argv: Sequence[str] | None = None) -> int:
         if entry["error"]:
             error = f"scale {name}: {entry['error']}"
             break
+    if args.stall and not error:
+        from dmpath.lab.stallbench import run_stall
+
+        try:
+            doc["stall"] = run_stall(
+                console, workdir=args.workdir, outdir=outdir, rounds=args.stall_rounds
+            )
+        except KeyboardInterrupt:
+            error = "interrupted"
+        else:
+            if doc["stall"]["error"]:
+                error = f"stall: {doc['stall']['error']}"
     by_name = {p.daemon: p for p in phases}
     if "dmpathd" in by_name and "multipathd" in by_name:
         doc["ratios"] = ratios(by_name["dmpathd"], by_name["multipathd"])
@@ -1726,7 +1751,19 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         metavar="LUNSxPATHS",
         help="add scale rows for this topology (repeatable or a comma list, e.g. 64x4,256x4)",
     )
-    ap.add_argument("--scale-only", action="store_true", help="skip the one-path rounds (2x2 rows)")
+    ap.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="skip the one-path rounds (2x2 rows): scale and/or stall rows only",
+    )
+    ap.add_argument(
+        "--stall",
+        action="store_true",
+        help="add the stall rows: an iSCSI portal black-holed under verified I/O",
+    )
+    ap.add_argument(
+        "--stall-rounds", type=int, default=2, help="black holes per daemon (stall rows)"
+    )
     ap.add_argument(
         "--scale-settle",
         type=float,
@@ -1788,12 +1825,15 @@ def guest_argv(args: argparse.Namespace, display: Sequence[str]) -> list[str]:
 def scale_argv(args: argparse.Namespace) -> list[str]:
     """The scale options for the guest (none when no --scale was given)."""
     names = parse_scale_list(args.scale or [])
-    if not names:
-        return []
-    out = ["--scale", ",".join(names)]
-    out += ["--scale-settle", f"{args.scale_settle:g}", "--scale-window", f"{args.scale_window:g}"]
-    if args.phase_timeout is not None:
+    out = ["--scale", ",".join(names)] if names else []
+    if names:
+        out += [
+            "--scale-settle", f"{args.scale_settle:g}", "--scale-window", f"{args.scale_window:g}"
+        ]
+    if names and args.phase_timeout is not None:
         out += ["--phase-timeout", f"{args.phase_timeout:g}"]
+    if args.stall:
+        out += ["--stall", "--stall-rounds", str(args.stall_rounds)]
     if args.scale_only:
         out.append("--scale-only")
     return out
@@ -1816,6 +1856,10 @@ def run_timeout(args: argparse.Namespace) -> float:
         phase = args.phase_timeout or scale_phase_timeout(t.disks)
         total += 2 * settle_deadline(loaded)
         total += 2 * (START_TIMEOUT + 3 * phase + args.scale_settle + args.scale_window)
+    if args.stall:
+        from dmpath.lab.stallbench import STALL_TIMEOUT
+
+        total += 2 * (START_TIMEOUT + STALL_TIMEOUT + args.stall_rounds * 4 * STALL_TIMEOUT)
     return total
 
 
@@ -1844,8 +1888,11 @@ def git_state(root: str) -> tuple[str, bool]:
 def record_results(root: str, guest_doc: dict[str, Any], memory: str) -> list[str]:
     """Append the run's scale records to docs/bench/results.json and re-render
     results.md; returns the files written (none when the run had no scale rows)."""
+    from dmpath.lab.stallbench import stall_records
+
     commit, dirty = git_state(root)
     records = measured_records(guest_doc, commit=commit, dirty=dirty, memory=memory)
+    records += stall_records(guest_doc, commit=commit, dirty=dirty, memory=memory)
     if not records:
         return []
     return append_results_file(root, records)
@@ -1953,8 +2000,8 @@ def host_main(args: argparse.Namespace, display: Sequence[str]) -> int:
         )
         return 2
     names = parse_scale_list(args.scale or [])
-    if args.scale_only and not names:
-        print("lab: bench: --scale-only needs --scale", file=sys.stderr)
+    if args.scale_only and not (names or args.stall):
+        print("lab: bench: --scale-only needs --scale or --stall", file=sys.stderr)
         return 2
     memory = guest_memory_for(names, args.memory)
     ensure_multipath_tools(progress)
@@ -1970,7 +2017,7 @@ def host_main(args: argparse.Namespace, display: Sequence[str]) -> int:
     result = os.path.join(res.outdir, RESULT_FILE)
     if os.path.exists(result):
         progress(f"bench results: {result}")
-        if names and not args.no_record:
+        if (names or args.stall) and not args.no_record:
             with open(result) as fh:
                 guest_doc = json.load(fh)
             root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
