@@ -31,28 +31,14 @@ from rich.console import Console
 from rich.table import Table
 
 from dmpath.errors import DmpathError
+from dmpath.lab.bench import MULTIPATH_CONF
 
 #: multipathd managing the LIO disks only (its built-in hardware table has an entry for
 #: LIO-ORG: ALUA, group_by_prio, no_path_retry 12: those are its defaults here)
-MULTIPATH_CONF_LIO = """\
-# written by python -m dmpath.lab bench --stall (lab guest only)
-defaults {
-    find_multipaths no
-    user_friendly_names yes
-}
-blacklist {
-    device {
-        vendor ".*"
-        product ".*"
-    }
-}
-blacklist_exceptions {
-    device {
-        vendor "LIO-ORG"
-        product ".*"
-    }
-}
-"""
+MULTIPATH_CONF_LIO = MULTIPATH_CONF.replace(
+    'vendor "Linux"\n        product "scsi_debug"', 'vendor "LIO-ORG"\n        product ".*"'
+)
+assert "LIO-ORG" in MULTIPATH_CONF_LIO
 #: dmpathd managing the iSCSI disks only (scsi_debug's protocol is "scsi:unspec")
 DMPATHD_ISCSI_ONLY = '[blacklist]\nprotocol = ["^scsi:unspec$"]\n'
 

@@ -101,6 +101,13 @@ def _states(name: str) -> dict[str, bool]:
     return {p.dev: p.active for _g, p in st.paths()}
 
 
+def _no_loss(io: VerifiedIO) -> None:
+    """Every write of the run succeeded and every block reads back as written."""
+    assert io.errors == []
+    assert io.mismatches == 0
+    assert io.verify_all() == 0
+
+
 def test_a_black_holed_portal_is_failed_and_io_carries_on(
     healthy: tuple[iscsi.Fabric, list[iscsi.IscsiPath]],
     dmpathd: Start,
@@ -144,9 +151,7 @@ def test_a_black_holed_portal_is_failed_and_io_carries_on(
               RETURN_TIMEOUT, d=d, f=f, path=victim)
     finally:
         io.stop()
-    assert io.errors == []
-    assert io.mismatches == 0
-    assert io.verify_all() == 0
+    _no_loss(io)
     with capsys.disabled():  # figures for the reader, never a verdict
         print(f"\n[iscsi black hole] path failed in the table after {failed_after:.1f} s; "
               f"longest I/O stall {stall:.1f} s")
@@ -260,9 +265,7 @@ def test_a_flapping_portal_becomes_marginal_and_stays_out_until_stable(
         io.wait_writes(io.writes + 20, 60, "I/O after the path's return")
     finally:
         io.stop()
-    assert io.errors == []
-    assert io.mismatches == 0
-    assert io.verify_all() == 0
+    _no_loss(io)
     with capsys.disabled():  # figures for the reader, never a verdict
         print(f"\n[iscsi flapping] marginal after {flaps} link flaps; kept out {held:.0f} s "
               f"more once healthy (marginal_recovery {recovery} s)")
