@@ -16,6 +16,7 @@ from typing import Protocol
 
 from dmpath.kernel import sgio
 from dmpath.kernel.scsi import PathState
+from dmpath.kernel.sysfs import TransportState
 from dmpath.model import Check
 
 CHECKERS = ("tur", "directio", "none")
@@ -45,12 +46,21 @@ class Checker(Protocol):
 class PathChecker:
     """One path's checker with its open descriptor; ``check`` is thread-safe per instance."""
 
-    def __init__(self, devnode: str, kind: str = "tur", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        devnode: str,
+        kind: str = "tur",
+        timeout: float = 5.0,
+        transport: TransportState | None = None,
+    ) -> None:
         if kind not in CHECKERS:
             raise ValueError(f"unknown checker {kind!r}")
         self.devnode = devnode
         self.kind = kind
         self.timeout = timeout
+        #: the iSCSI session's state, read before each check: a session that lost its
+        #: connection is down now, while a command sent to its disk would only hang
+        self.transport = transport
         self._fd: int | None = None
         self._lock = threading.Lock()
 
@@ -70,6 +80,10 @@ class PathChecker:
         with self._lock:
             if self.kind == "none":
                 return Check.UP, "no checker"
+            if self.transport is not None:
+                state = self.transport.read()
+                if state in self.transport.down:
+                    return Check.DOWN, f"{self.transport.owner} {state}: connection lost"
             try:
                 fd = self._open()
             except OSError as exc:

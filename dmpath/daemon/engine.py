@@ -242,7 +242,12 @@ class Daemon:
         self.scan_records: ScanRecords = _scan_records
         self.enumerate_disks: Callable[[], list[udev.UdevRecord]] = udev.enumerate_block_disks
         self.make_checker: Callable[[discovery.PathInfo, str], Checker] = lambda info, kind: (
-            PathChecker(info.devnode, kind, self.d.checker_timeout)
+            PathChecker(
+                info.devnode,
+                kind,
+                self.d.checker_timeout,
+                sysfs.transport_state(info.properties.get("DEVPATH", "")),
+            )
         )
 
     # ------------------------------------------------------------------ helpers

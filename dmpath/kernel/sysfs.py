@@ -146,6 +146,37 @@ def transport_timers(sys_path: str, sys_root: str = "/sys") -> dict[str, Transpo
     return out
 
 
+@dataclass(frozen=True)
+class TransportState:
+    """Where the transport a path runs over says whether it is connected: a session or
+    port that has lost its link and is recovering carries no I/O, whatever a command
+    sent down the path would answer (it would wait, blocked)."""
+
+    owner: str  # "iSCSI session3"
+    attribute: str  # its sysfs state file
+    down: frozenset[str]  # the states in which the path is down
+
+    def read(self) -> str | None:
+        """The state now, or None if the transport object is gone (the path with it)."""
+        try:
+            with open(self.attribute) as fh:
+                return fh.read().strip()
+        except OSError:
+            return None
+
+
+def transport_state(sys_path: str, sys_root: str = "/sys") -> TransportState | None:
+    """The state of the iSCSI session a device path runs over (``FAILED``: the connection
+    is lost and the session recovering, until ``recovery_tmo`` fails its I/O or it logs
+    in again), or None for other transports."""
+    if (session := iscsi_session_of(sys_path)) is None:
+        return None
+    root = sys_root.rstrip("/")
+    return TransportState(
+        f"iSCSI {session}", f"{root}/class/iscsi_session/{session}/state", frozenset({"FAILED"})
+    )
+
+
 def iscsi_session_of(sys_path: str) -> str | None:
     """The iSCSI session a device path hangs under (``session3``), or None."""
     m = _SESSION_RE.search(sys_path)

@@ -330,7 +330,8 @@ def test_fio_verify_across_the_maps_under_a_fault_loop_has_no_error(
 
                     _wait(f"{p.name} failed in {n} ({kind} on portal {portal.index})",
                           failed, FAULT_TIMEOUT, d=d, f=f, path=p)
-                figures.append(f"{kind}: failed after {time.monotonic() - t0:.1f} s")
+                why = d.path(on_it[0].name)["check_reason"]
+                figures.append(f"{kind}: failed after {time.monotonic() - t0:.1f} s ({why})")
             f.clear_faults()
             t1 = time.monotonic()
             _wait(f"every path back after {kind}", all_active, RETURN_TIMEOUT,
