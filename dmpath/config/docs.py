@@ -225,6 +225,23 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
     ),
     OptionDoc(
         "defaults",
+        "tcp_stall_timeout",
+        "seconds (0 to 60)",
+        _toml_value(_D.tcp_stall_timeout),
+        "An iSCSI session whose TCP connection has data out, has retransmitted it at least "
+        "twice in a row and has had no acknowledgement for this long is stalled: a dark "
+        "portal (a dead switch port, a black hole). dmpathd reads every session's "
+        "connection twice a second (one sock_diag dump), fails a stalled session's paths "
+        "(event tcp_stall) and aborts the connection (SOCK_DESTROY), so that the session's "
+        "recovery starts then rather than when the iSCSI ping gives up (noop_out_interval "
+        "+ noop_out_timeout, 10 s by default); while another path carries each of its "
+        "maps, the session's recovery_tmo is 1 s until it logs in again, so the I/O held "
+        "on the dead connection is failed over at once. A SAN acknowledges in well under a "
+        "millisecond and a lossy link acknowledges between its retransmissions: neither "
+        "stalls. 0 turns it off (the checks alone find a dark portal).",
+    ),
+    OptionDoc(
+        "defaults",
         "marginal_failures",
         "integer (0 to 1000)",
         _toml_value(_D.marginal_failures),

@@ -80,6 +80,7 @@ class Defaults:
     fast_io_fail_tmo: FastIoFail = 5
     dev_loss_tmo: FastIoFail = "off"
     eh_deadline: FastIoFail = "off"
+    tcp_stall_timeout: float = 2.0
     marginal_failures: int = 3
     marginal_window: float = 60.0
     marginal_latency: float = 2.0

@@ -343,6 +343,7 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "fast_io_fail_tmo": _word_or_count(("off",), "seconds"),
     "dev_loss_tmo": _word_or_count(("off",), "seconds"),
     "eh_deadline": _word_or_count(("off",), "seconds"),
+    "tcp_stall_timeout": _seconds(0.0, 60.0),
     "marginal_failures": _int(0, 1000),
     "marginal_window": _seconds(1.0, 86400.0),
     "marginal_latency": _seconds(0.0, 300.0),

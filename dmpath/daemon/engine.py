@@ -40,7 +40,7 @@ from dmpath.daemon.checkpool import CheckPool, PoolClosed
 from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
-from dmpath.kernel import dmsetup, sysfs, udev
+from dmpath.kernel import dmsetup, sockdiag, sysfs, udev
 from dmpath.kernel.dmtable import MultipathTable
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.model import (
@@ -54,7 +54,7 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import files, healing, polling, reconcile
+from dmpath.policy import files, healing, polling, reconcile, tcpstall
 from dmpath.policy import filter as pfilter
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
@@ -91,6 +91,13 @@ CHECK_WORKERS = 8
 CHECK_STALL = 1.0
 #: at most this many check threads, hung ones included: one per hung path in a storm
 MAX_CHECK_THREADS = 2048
+#: how often the iSCSI sessions' TCP connections are looked at (one sock_diag dump)
+TCP_POLL = 0.5
+#: the iSCSI port, for a session whose portal's port sysfs does not say
+ISCSI_PORT = 3260
+#: a session whose connection stalled holds its I/O this long (recovery_tmo) before it
+#: fails it over, while another path carries each of its maps
+STALLED_RECOVERY_TMO = 1
 
 
 def _set_timers(
@@ -116,6 +123,8 @@ class PathRuntime:
     check_issued_at: float = 0.0
     #: the network interface the path's transport leaves by (0: none known)
     link: int = 0
+    #: the iSCSI session the path runs over ("" if none)
+    session: str = ""
 
 
 @dataclass
@@ -204,6 +213,9 @@ class Daemon:
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
         self.tuned: dict[str, int] = {}  # transport timer's sysfs file -> seconds written
         self.links: LinkWatch | None = None  # link changes and route lookups (not in sims)
+        self._aborted: set[int] = set()  # cookies of the stalled connections aborted
+        #: session -> (its recovery_tmo file, the value to put back once it logs in again)
+        self._short_recovery: dict[str, tuple[sysfs.TransportTimer, int]] = {}
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
@@ -350,6 +362,8 @@ class Daemon:
             self.links = watch
         except OSError as exc:  # no rtnetlink here: the checks alone find dead links
             self.event("error", message=f"cannot watch network links: {exc}")
+        if self.checking:
+            self.spawn(self._watch_tcp())
         await self.scan()
 
     async def scan(self) -> None:
@@ -757,6 +771,109 @@ class Daemon:
                     pr.link = link.index
             log.debug("%s (%s) goes out by %s", session, ", ".join(names), link.name)
 
+    async def _watch_tcp(self) -> None:
+        """Every TCP_POLL seconds, the TCP connections of the iSCSI sessions our paths use
+        (one sock_diag dump): one that has stopped answering (``tcpstall``) has its paths
+        failed and is aborted, so that the session's recovery starts now rather than
+        after the iSCSI ping (10 s), and the I/O held on it comes back that much sooner."""
+        peers: dict[str, tuple[str, int]] = {}
+        while True:
+            await asyncio.sleep(TCP_POLL)
+            if self._short_recovery:
+                await self._restore_recovery()
+            limit = self.d.tcp_stall_timeout
+            by_session: dict[str, list[PathRuntime]] = {}
+            for pr in self.paths.values():
+                if pr.session:
+                    by_session.setdefault(pr.session, []).append(pr)
+            if limit <= 0 or not by_session:
+                continue
+            for session in by_session.keys() - peers.keys():
+                if (peer := await self.io(sysfs.iscsi_portal, session)) is not None:
+                    peers[session] = peer
+            ours = {s: peers[s] for s in by_session if s in peers}
+            ports = {port or ISCSI_PORT for _a, port in ours.values()}
+            try:
+                conns = await self.io(sockdiag.connections, ports)
+            except sockdiag.SockDiagError as exc:
+                self.event("error", message=f"{exc}: stalled connections are left to the checks")
+                return
+            self._aborted &= {c.cookie for c in conns}
+            for conn, sessions in tcpstall.stalled_sessions(conns, ours, limit, self._aborted):
+                self._aborted.add(conn.cookie)
+                await self._connection_stalled(conn, {s: by_session[s] for s in sessions})
+
+    async def _connection_stalled(
+        self, conn: tcpstall.TcpConn, sessions: dict[str, list[PathRuntime]]
+    ) -> None:
+        names = [pr.info.name for prs in sessions.values() for pr in prs]
+        self.event(
+            "tcp_stall",
+            "",
+            "",
+            f"{', '.join(sessions)}: {conn.describe()}: failing {', '.join(names)} and "
+            "aborting the connection",
+        )
+        now = time.monotonic()
+        quiet = f"{conn.last_ack_recv_ms / 1000:.1f} s"
+        for session, prs in sessions.items():
+            for pr in prs:
+                pr.check_issued_at = now
+                why = f"{session}: connection stalled (no TCP acknowledgement for {quiet})"
+                self._verdict(pr, Check.DOWN, why, "")
+            if self._others_carry(prs):
+                await self._shorten_recovery(session, prs[0].info.name)
+        try:
+            await self.io(sockdiag.abort, conn)
+        except sockdiag.SockDiagError as exc:
+            self.event("error", message=str(exc))
+
+    def _others_carry(self, prs: list[PathRuntime]) -> bool:
+        """Does every map of ``prs`` have a working path besides them?"""
+        names = {pr.info.name for pr in prs}
+        for map_name in {pr.map_name for pr in prs}:
+            mr = self.maps.get(map_name)
+            if mr is None or not any(
+                p.name not in names
+                and p.kernel_state == KernelState.ACTIVE
+                and p.check in healing.USABLE
+                for p in mr.model.paths
+            ):
+                return False
+        return True
+
+    async def _shorten_recovery(self, session: str, path: str) -> None:
+        """The session's I/O is held only STALLED_RECOVERY_TMO while its connection is
+        down (other paths carry its maps): put back when it has logged in again."""
+        timer = sysfs.TransportTimer(
+            session, "recovery_tmo", f"/sys/class/iscsi_session/{session}/recovery_tmo"
+        )
+        [(before, error)] = await self.io(_set_timers, [(timer, STALLED_RECOVERY_TMO)])
+        if error is not None or before is None or not before.isdigit():
+            return
+        if int(before) <= STALLED_RECOVERY_TMO:
+            await self.io(_set_timers, [(timer, int(before))])
+            return
+        self._short_recovery.setdefault(session, (timer, int(before)))
+        self.event(
+            "transport_tuned",
+            "",
+            path,
+            f"{session} recovery_tmo {before} -> {STALLED_RECOVERY_TMO} s while its "
+            "connection is down",
+        )
+
+    async def _restore_recovery(self) -> None:
+        """Put back the recovery_tmo of sessions that logged in again (or are gone)."""
+        for session, (timer, value) in list(self._short_recovery.items()):
+            state = await self.io(sysfs.iscsi_session_state(session).read)
+            if state == "FAILED":
+                continue
+            del self._short_recovery[session]
+            if state is not None:
+                await self.io(_set_timers, [(timer, value)])
+                self.event("transport_tuned", "", "", f"{session} recovery_tmo back to {value} s")
+
     def _links_lost(self, why: str) -> None:
         """The link watch failed: a path held down by a link would never come back, so
         every such hold ends and the checks decide alone."""
@@ -922,6 +1039,7 @@ class Daemon:
             info=info,
             model=model,
             checker=self.make_checker(info, str(opts.checker)),
+            session=sysfs.iscsi_session_of(info.properties.get("DEVPATH", "")) or "",
         )
         self.paths[info.name] = pr
         self.by_devnum[info.devnum] = pr

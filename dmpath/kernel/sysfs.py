@@ -171,6 +171,11 @@ def transport_state(sys_path: str, sys_root: str = "/sys") -> TransportState | N
     in again), or None for other transports."""
     if (session := iscsi_session_of(sys_path)) is None:
         return None
+    return iscsi_session_state(session, sys_root)
+
+
+def iscsi_session_state(session: str, sys_root: str = "/sys") -> TransportState:
+    """The state file of iSCSI session ``session`` (``session3``)."""
     root = sys_root.rstrip("/")
     return TransportState(
         f"iSCSI {session}", f"{root}/class/iscsi_session/{session}/state", frozenset({"FAILED"})
@@ -183,9 +188,9 @@ def iscsi_session_of(sys_path: str) -> str | None:
     return m.group(1) if m else None
 
 
-def iscsi_portal_address(session: str, sys_root: str = "/sys") -> str | None:
-    """The address of the target portal a session is connected to (its first
-    connection's ``persistent_address``: where it reconnects), or None."""
+def iscsi_portal(session: str, sys_root: str = "/sys") -> tuple[str, int] | None:
+    """The target portal a session is connected to, (address, port), from its first
+    connection's ``persistent_address`` / ``persistent_port`` (where it reconnects)."""
     number = session.removeprefix("session")
     base = Path(sys_root) / "class" / "iscsi_connection"
     for conn in sorted(base.glob(f"connection{number}:*")):
@@ -193,9 +198,19 @@ def iscsi_portal_address(session: str, sys_root: str = "/sys") -> str | None:
             address = (conn / "persistent_address").read_text().strip()
         except OSError:
             continue
+        try:
+            port = int((conn / "persistent_port").read_text().strip())
+        except (OSError, ValueError):
+            port = 0  # not known: the address alone names the portal
         if address:
-            return address
+            return address, port
     return None
+
+
+def iscsi_portal_address(session: str, sys_root: str = "/sys") -> str | None:
+    """The address of the target portal a session is connected to, or None."""
+    portal = iscsi_portal(session, sys_root)
+    return portal[0] if portal else None
 
 
 def set_timer(timer: TransportTimer, seconds: int) -> str | None:

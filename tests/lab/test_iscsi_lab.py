@@ -142,7 +142,16 @@ def test_a_black_holed_portal_is_failed_and_io_carries_on(
             FAULT_TIMEOUT, d=d, f=f, path=victim,
         )
         failed_after = time.monotonic() - t0
-        assert ("path_failed", victim.name) in [(e["kind"], e["path"]) for e in d.show()["events"]]
+        events = d.show()["events"]
+        kinds = [(e["kind"], e["path"]) for e in events]
+        assert ("path_failed", victim.name) in kinds
+        # TCP told first: the session's connection stalled (data out, no acknowledgement),
+        # its path was failed and the connection aborted, before any check timed out
+        stalls = [i for i, e in enumerate(events)
+                  if e["kind"] == "tcp_stall" and e["message"].startswith(f"{victim.session}:")]
+        assert stalls, _why(d, f, victim)
+        assert stalls[0] < kinds.index(("path_failed", victim.name))
+        assert f"failing {victim.name}" in events[stalls[0]]["message"]
         after = io.writes
         io.wait_writes(after + 50, FAULT_TIMEOUT, "I/O over the other portal")
         stall = io.longest_stall
@@ -319,8 +328,11 @@ def test_fio_verify_across_the_maps_under_a_fault_loop_has_no_error(
             t0 = time.monotonic()
             _inject(f, kind, portal)
             if kind == "netem":
+                stalls = len(d.events("tcp_stall"))
                 time.sleep(MARGINAL_HOLD)
                 figures.append(f"{kind}: {MARGINAL_HOLD:.0f} s of loss and delay")
+                # a lossy link acknowledges between its retransmissions: no stall
+                assert len(d.events("tcp_stall")) == stalls, d.events("tcp_stall")
             else:
                 for p in on_it:
                     n = names[p.lun]

@@ -56,3 +56,6 @@ def test_iscsi_portal_address(tmp_path: Path) -> None:
     assert sysfs.iscsi_portal_address("session2", str(tmp_path)) == "192.0.2.2"
     assert sysfs.iscsi_portal_address("session12", str(tmp_path)) == "198.51.100.2"
     assert sysfs.iscsi_portal_address("session3", str(tmp_path)) is None
+    (conn / "persistent_port").write_text("3260\n")
+    assert sysfs.iscsi_portal("session2", str(tmp_path)) == ("192.0.2.2", 3260)
+    assert sysfs.iscsi_portal("session12", str(tmp_path)) == ("198.51.100.2", 0)
