@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dmpath.kernel import sockdiag
 from dmpath.policy.tcpstall import TcpConn, stalled, stalled_sessions
@@ -63,3 +66,74 @@ def test_the_kernels_answer() -> None:
         sockdiag.parse_ack(ack(0, kind=20))
     with pytest.raises(sockdiag.SockDiagError):
         sockdiag.parse_ack(b"\0" * 8)
+
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "sockdiag"
+
+
+def test_a_captured_dump_reads_as_the_connection_it_holds() -> None:
+    """dump_one.bin: a 6.x kernel's answer to dump_request(AF_INET, {3260}) with one
+    client connection to 127.0.0.1:3260 (capture-sockdiag.py)."""
+    src, _arrow, dst = (FIXTURES / "dump_one.txt").read_text().split()
+    conns, done = sockdiag.parse_dump((FIXTURES / "dump_one.bin").read_bytes())
+    assert not done  # the dump's end came in a later read
+    [c] = conns
+    assert f"{c.src}:{c.sport}" == src and f"{c.dst}:{c.dport}" == dst
+    assert c.cookie > 0 and c.retransmits == 0 and c.unacked == 0
+
+
+def _ops(code: bytes) -> list[tuple[int, int, int]]:
+    return [struct.unpack_from("=BBH", code, i) for i in range(0, len(code), 4)]
+
+
+def _audit(code: bytes) -> bool:
+    """The kernel's inet_diag_bc_audit for the ops this filter uses (D_EQ, JMP)."""
+    def valid_cc(cc: int) -> bool:
+        left, off = len(code), 0
+        while left >= 0:
+            if cc > left:
+                return False
+            if cc == left:
+                return True
+            yes = _ops(code[off:off + 4])[0][1]
+            if yes < 4 or yes & 3:
+                return False
+            left, off = left - yes, off + yes
+        return False
+
+    left, off = len(code), 0
+    while left > 0:
+        op, yes, no = _ops(code[off:off + 4])[0]
+        min_len = 8 if op == sockdiag.INET_DIAG_BC_D_EQ else 4
+        if left < min_len:
+            return False
+        if no < min_len or no > left + 4 or no & 3:
+            return False
+        if no < left and not valid_cc(left - no):
+            return False
+        if yes < min_len or yes > left + 4 or yes & 3:
+            return False
+        left, off = left - yes, off + yes
+    return True
+
+
+def _run(code: bytes, dport: int) -> bool:
+    """The kernel's inet_diag_bc_run: accept when the jumps land exactly on the end."""
+    left, off = len(code), 0
+    while left > 0:
+        op, yes, no = _ops(code[off:off + 4])[0]
+        hit = op == sockdiag.INET_DIAG_BC_D_EQ and dport == _ops(code[off + 4:off + 8])[0][2]
+        step = yes if hit else no
+        left, off = left - step, off + step
+    return left == 0
+
+
+@given(st.sets(st.integers(1, 65535), min_size=1, max_size=6), st.integers(1, 65535))
+def test_the_port_filter_passes_the_audit_and_accepts_exactly_its_ports(
+    ports: set[int], dport: int
+) -> None:
+    code = sockdiag.port_filter(ports)
+    assert _audit(code)
+    assert _run(code, dport) == (dport in ports)
+    for p in ports:
+        assert _run(code, p)
