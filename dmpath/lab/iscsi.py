@@ -111,7 +111,11 @@ def _read(path: pathlib.Path | str) -> str:
 
 
 def _nft(*args: str, check: bool = True) -> None:
-    run("nft", list(args), check=check)
+    """nft in the target's namespace: a fault is the network's or the target's, never the
+    initiator's own (a packet the initiator's own firewall drops is a send that failed,
+    and its TCP keeps it queued as unsent; a packet lost beyond the link is sent and
+    never acknowledged, as on a SAN whose switch port died)."""
+    run("ip", ["netns", "exec", NETNS, "nft", *args], check=check)
 
 
 class Fabric:
@@ -300,35 +304,12 @@ class Fabric:
     # ------------------------------------------------------------------ faults
 
     def _rules(self, p: Portal, verdict: str) -> None:
-        # both directions: a dropped portal neither receives nor answers
-        _nft(
-            "add",
-            "rule",
-            "inet",
-            NFT_TABLE,
-            "out",
-            "ip",
-            "daddr",
-            p.target_addr,
-            "tcp",
-            "dport",
-            str(ISCSI_PORT),
-            *verdict.split(),
-        )
-        _nft(
-            "add",
-            "rule",
-            "inet",
-            NFT_TABLE,
-            "in",
-            "ip",
-            "saddr",
-            p.target_addr,
-            "tcp",
-            "sport",
-            str(ISCSI_PORT),
-            *verdict.split(),
-        )
+        # both directions, at the target: the portal neither receives nor answers
+        for chain, addr, port in (("in", "daddr", "dport"), ("out", "saddr", "sport")):
+            _nft(
+                "add", "rule", "inet", NFT_TABLE, chain,
+                "ip", addr, p.target_addr, "tcp", port, str(ISCSI_PORT), *verdict.split(),
+            )
 
     def blackhole(self, p: Portal) -> None:
         """The portal's packets vanish: commands neither complete nor fail (a dead
