@@ -214,8 +214,10 @@ class Daemon:
         self.tuned: dict[str, int] = {}  # transport timer's sysfs file -> seconds written
         self.links: LinkWatch | None = None  # link changes and route lookups (not in sims)
         self._aborted: set[int] = set()  # cookies of the stalled connections aborted
-        #: session -> (its recovery_tmo file, the value to put back once it logs in again)
-        self._short_recovery: dict[str, tuple[sysfs.TransportTimer, int]] = {}
+        #: session -> (its recovery_tmo file, the value to put back once it logs in again,
+        #: whether it has been seen FAILED since: the kernel marks it a moment after the
+        #: abort, and a session not yet marked is not one that came back)
+        self._short_recovery: dict[str, tuple[sysfs.TransportTimer, int, bool]] = {}
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
@@ -854,7 +856,7 @@ class Daemon:
         if int(before) <= STALLED_RECOVERY_TMO:
             await self.io(_set_timers, [(timer, int(before))])
             return
-        self._short_recovery.setdefault(session, (timer, int(before)))
+        self._short_recovery.setdefault(session, (timer, int(before), False))
         self.event(
             "transport_tuned",
             "",
@@ -865,10 +867,13 @@ class Daemon:
 
     async def _restore_recovery(self) -> None:
         """Put back the recovery_tmo of sessions that logged in again (or are gone)."""
-        for session, (timer, value) in list(self._short_recovery.items()):
+        for session, (timer, value, failed) in list(self._short_recovery.items()):
             state = await self.io(sysfs.iscsi_session_state(session).read)
             if state == "FAILED":
+                self._short_recovery[session] = (timer, value, True)
                 continue
+            if state is not None and not failed:
+                continue  # the abort has not reached the session yet
             del self._short_recovery[session]
             if state is not None:
                 await self.io(_set_timers, [(timer, value)])
