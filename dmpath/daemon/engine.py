@@ -98,6 +98,8 @@ ISCSI_PORT = 3260
 #: a session whose connection stalled holds its I/O this long (recovery_tmo) before it
 #: fails it over, while another path carries each of its maps
 STALLED_RECOVERY_TMO = 1
+#: a shortened recovery_tmo whose session was never seen FAILED is put back after this
+SHORT_RECOVERY_WAIT = 30.0
 
 
 def _set_timers(
@@ -215,9 +217,10 @@ class Daemon:
         self.links: LinkWatch | None = None  # link changes and route lookups (not in sims)
         self._aborted: set[int] = set()  # cookies of the stalled connections aborted
         #: session -> (its recovery_tmo file, the value to put back once it logs in again,
-        #: whether it has been seen FAILED since: the kernel marks it a moment after the
-        #: abort, and a session not yet marked is not one that came back)
-        self._short_recovery: dict[str, tuple[sysfs.TransportTimer, int, bool]] = {}
+        #: when it was shortened (monotonic; 0.0 once the session has been seen FAILED:
+        #: the kernel marks it a moment after the abort, and a session not yet marked is
+        #: not one that came back)
+        self._short_recovery: dict[str, tuple[sysfs.TransportTimer, int, float]] = {}
         self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
@@ -856,7 +859,7 @@ class Daemon:
         if int(before) <= STALLED_RECOVERY_TMO:
             await self.io(_set_timers, [(timer, int(before))])
             return
-        self._short_recovery.setdefault(session, (timer, int(before), False))
+        self._short_recovery.setdefault(session, (timer, int(before), time.monotonic()))
         self.event(
             "transport_tuned",
             "",
@@ -867,12 +870,12 @@ class Daemon:
 
     async def _restore_recovery(self) -> None:
         """Put back the recovery_tmo of sessions that logged in again (or are gone)."""
-        for session, (timer, value, failed) in list(self._short_recovery.items()):
+        for session, (timer, value, since) in list(self._short_recovery.items()):
             state = await self.io(sysfs.iscsi_session_state(session).read)
             if state == "FAILED":
-                self._short_recovery[session] = (timer, value, True)
+                self._short_recovery[session] = (timer, value, 0.0)
                 continue
-            if state is not None and not failed:
+            if state is not None and since and time.monotonic() - since < SHORT_RECOVERY_WAIT:
                 continue  # the abort has not reached the session yet
             del self._short_recovery[session]
             if state is not None:
