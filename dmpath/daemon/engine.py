@@ -1316,7 +1316,7 @@ class Daemon:
                 if any(pr.model.alua_state == alua.TRANSITIONING for pr in prs):
                     self._alua_later(mr, prs[0])
                 return
-            was = " | ".join(f"{', '.join(g.paths)} ({g.priority})" for g in mr.model.groups)
+            was = " | ".join(", ".join(g.paths) for g in mr.model.groups)
             try:
                 await self.k(self.dm.reload, mr.model.name, self._table(mr, infos))
             except DmpathError as exc:
