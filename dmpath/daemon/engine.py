@@ -1269,6 +1269,8 @@ class Daemon:
         mr = self.maps.get(pr.map_name)
         if not self.checking or mr is None or mr.opts.prio != "alua":
             return
+        if mr.opts.path_grouping_policy == "multibus":
+            return  # one group whatever the priorities: nothing to follow
         name = mr.model.name
         self._alua_due.setdefault(name, f"{why} ({pr.info.name})")
         if name not in self._alua_busy:

@@ -39,16 +39,6 @@ ALUA_CAUSES = ("unit attention: asymmetric access state changed", "(04/0b)", "(0
 IO_STRETCH = 200
 
 
-@pytest.fixture(scope="module")
-def fabric() -> Iterator[Fabric]:
-    f = iscsi.Fabric(luns=1)
-    paths = f.setup()
-    try:
-        yield f, paths
-    finally:
-        f.teardown()
-
-
 @pytest.fixture
 def alua_fabric(fabric: Fabric) -> Iterator[Fabric]:
     """The fabric with portal 0 active/optimized and portal 1 standby; every fault

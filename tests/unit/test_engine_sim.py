@@ -476,6 +476,7 @@ def run_alua(
     async def main() -> None:
         d, ops = make_daemon(san, str(tmp_path), extra=ALUA)
         d._priority = priority  # type: ignore[method-assign]
+        d.make_checker = lambda info, _kind: AluaChecker(san, info.name, states)
         connect_uevents(d, ops)
         try:
             await d.adopt()
@@ -486,6 +487,19 @@ def run_alua(
             await d.stop()
 
     asyncio.run(main())
+
+
+class AluaChecker(SimChecker):
+    """TEST UNIT READY as a standby port answers it: NOT READY 04/0b, a ghost."""
+
+    def __init__(self, san: SimSan, name: str, states: AluaStates) -> None:
+        super().__init__(san, name)
+        self.states = states
+
+    def check(self) -> tuple[Check, str]:
+        if self.states[self.name] == STANDBY:
+            return Check.GHOST, "NOT READY: target port in standby state (04/0b)"
+        return super().check()
 
 
 def first_group(ops: SimDmOps, name: str) -> list[str]:
@@ -541,3 +555,24 @@ def test_no_regroup_while_a_port_is_in_transition(tmp_path: pathlib.Path) -> Non
         assert first_group(ops, name) == [b.info.devnum]
 
     run_alua(tmp_path, check)
+
+
+def test_a_check_that_meets_the_standby_port_regroups_without_a_uevent(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, states: AluaStates) -> None:
+        ((name, mr),) = d.maps.items()
+        a, b = (d.paths[n] for n in sorted(mr.devnums.values()))
+        assert (a.model.check, b.model.check) == (Check.UP, Check.GHOST)
+        assert not kinds(d, "alua_changed")  # first verdicts are no news
+        states[a.info.name], states[b.info.name] = STANDBY, AO
+        d.kick(a)
+        await until(lambda: kinds(d, "regrouped"), "regrouped")
+        assert first_group(ops, name) == [b.info.devnum]
+        why = next(e.message for e in d.events if e.kind == "regrouped")
+        assert why.endswith(
+            f"after check: NOT READY: target port in standby state (04/0b) ({a.info.name})"
+        )
+
+    run_alua(tmp_path, check)
+
