@@ -12,6 +12,7 @@ was lost; never how fast.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -83,6 +84,13 @@ def _why(d: DaemonUnderTest, name: str) -> str:
     return " | ".join(out)
 
 
+def _kernel_log(path: iscsi.IscsiPath) -> str:
+    """The kernel's last lines about the disk (what sent I/O there, and what became of it)."""
+    out = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+    hctl = path.hctl
+    return " / ".join([ln for ln in out.splitlines() if path.name in ln or hctl in ln][-12:])
+
+
 def _follow(
     d: DaemonUnderTest, name: str, io: VerifiedIO, to: iscsi.IscsiPath, standby: iscsi.IscsiPath
 ) -> str:
@@ -101,9 +109,17 @@ def _follow(
         raise AssertionError(f"{exc}: {_why(d, name)}") from None
     event = d.events("regrouped")[before]["message"]
     io.wait_writes(io.writes + 10, 60, "I/O after the regroup")
+    # udev forwards the scsi_device's unit attention uevent to its disk (60-block.rules)
+    # and probes the disk (blkid reads it): those reads are udev's, not the map's; they
+    # are over once udev is idle, and nothing after them reads the disk but dm
+    subprocess.run(["udevadm", "settle", "-t", "60"], check=False)
     idle, busy = _io_counts(standby), _io_counts(to)
     io.wait_writes(io.writes + IO_STRETCH, 120, "a stretch of I/O after the regroup")
-    assert _io_counts(standby) == idle, f"I/O went through the standby port {standby.name}"
+    now = _io_counts(standby)
+    assert now == idle, (
+        f"I/O went through the standby port {standby.name} ({idle} -> {now}): "
+        f"{_why(d, name)} | kernel: {_kernel_log(standby)}"
+    )
     after = _io_counts(to)
     assert after[0] > busy[0] and after[1] > busy[1], f"no I/O through {to.name}"
     return str(event)
