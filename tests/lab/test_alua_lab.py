@@ -58,6 +58,14 @@ def _io_counts(path: iscsi.IscsiPath) -> tuple[int, int]:
     return int(fields[0]), int(fields[4])
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
 def _first_group(name: str) -> list[str]:
     return [p.dev for p in dmsetup.table(name).groups[0].paths]
 
@@ -170,5 +178,7 @@ def test_the_active_group_follows_the_optimized_port(
     assert io.mismatches == 0
     assert io.verify_all() == 0
     with capsys.disabled():  # what happened, for the reader; never a verdict
-        print(f"\n[alua] regrouped: {there!r}; back: {back!r}")
+        # scsi_dh_alua is attached by itself once loaded (an earlier test's "alua" table)
+        handlers = {p.name: _read(f"/sys/block/{p.name}/device/dh_state") for p in (a, b)}
+        print(f"\n[alua] device handlers {handlers}; regrouped: {there!r}; back: {back!r}")
         print("[alua] " + "; ".join(_events(d, "alua_changed")))
