@@ -54,7 +54,7 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import files, healing, polling, reconcile, tcpstall
+from dmpath.policy import alua, files, healing, polling, reconcile, tcpstall
 from dmpath.policy import filter as pfilter
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
@@ -214,6 +214,9 @@ class Daemon:
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
         self.tuned: dict[str, int] = {}  # transport timer's sysfs file -> seconds written
+        #: map -> why its ALUA states are to be read again; maps whose read is under way
+        self._alua_due: dict[str, str] = {}
+        self._alua_busy: set[str] = set()
         self.links: LinkWatch | None = None  # link changes and route lookups (not in sims)
         self._aborted: set[int] = set()  # cookies of the stalled connections aborted
         #: session -> (its recovery_tmo file, the value to put back once it logs in again,
@@ -449,6 +452,10 @@ class Daemon:
             if ev is not None:
                 self._on_dm_path_event(ev)
                 continue
+            if udev.alua_changed(rec):
+                for pr in [p for p in self.paths.values() if p.info.hctl == rec.hctl]:
+                    self._alua_notice(pr, "unit attention: asymmetric access state changed")
+                continue
             if udev.is_dm(rec) or not udev.is_disk(rec):
                 continue
             relevant = True
@@ -457,6 +464,8 @@ class Daemon:
             known = self.paths.get(rec.sys_name)
             if known is not None:
                 self.kick(known)  # a change on a path (e.g. SCSI state): check it now
+                if rec.action == "change":
+                    self._alua_notice(known, "udev change")
             if rec.action == "remove":
                 self.records.pop(rec.sys_name, None)
             else:
@@ -749,9 +758,9 @@ class Daemon:
         prios = await asyncio.gather(
             *(self._priority(i, o.prio) for i, o in zip(fresh, opts, strict=True))
         )
-        for info, o, (prio, alua) in zip(fresh, opts, prios, strict=True):
+        for info, o, (prio, state) in zip(fresh, opts, prios, strict=True):
             if info.name not in self.paths:
-                self._add_path_runtime(info, prio, alua, o)
+                self._add_path_runtime(info, prio, state, o)
         await self._tune_transports(fresh)
         await self._find_links(fresh)
 
@@ -1343,6 +1352,8 @@ class Daemon:
             # a check that went out before the link went down, or one the transport still
             # answers from its queue: the link's word stands until the link is back
             check, reason = Check.DOWN, f"link {self.links.names.get(pr.link, pr.link)} down"
+        if alua.check_hints_change(pr.model.check, check, reason):
+            self._alua_notice(pr, f"check: {reason}")
         mr = self.maps.get(pr.map_name)
         if mr is not None and pr.info.devnum in mr.health.members:
             verdict = reconcile.Verdict(
@@ -1373,6 +1384,86 @@ class Daemon:
 
         mr.timer_at = when
         mr.timer = loop.call_at(loop.time() + max(0.0, when - time.monotonic()), fire)
+
+    # ------------------------------------------------------------------ ALUA
+
+    def _alua_notice(self, pr: PathRuntime, why: str) -> None:
+        """The kernel or a check says ``pr``'s port may have changed its ALUA state: the
+        states of its map's paths are read again (a target moves several ports at once,
+        and a port that carries no I/O hears of its own change late). One read per map
+        at a time; news during one makes one more after it."""
+        mr = self.maps.get(pr.map_name)
+        if not self.checking or mr is None or mr.opts.prio != "alua":
+            return
+        if mr.opts.path_grouping_policy == "multibus":
+            return  # one group whatever the priorities: nothing to follow
+        name = mr.model.name
+        self._alua_due.setdefault(name, f"{why} ({pr.info.name})")
+        if name not in self._alua_busy:
+            self._alua_busy.add(name)
+            self.spawn(self._follow_alua(mr))
+
+    async def _follow_alua(self, mr: MapRuntime) -> None:
+        name = mr.model.name
+        try:
+            while (why := self._alua_due.pop(name, None)) is not None:
+                if self.maps.get(name) is not mr:
+                    return
+                await self._read_alua(mr, why)
+        finally:
+            self._alua_busy.discard(name)
+
+    async def _read_alua(self, mr: MapRuntime, why: str) -> None:
+        """Each path's ALUA state again (not a dead path's: it would only time out);
+        then, if the priorities call for other groups, the map reloaded with them."""
+        prs = [self.paths[n] for n in mr.devnums.values() if n in self.paths]
+        asked = [pr for pr in prs if pr.model.check != Check.DOWN]
+        answers = await asyncio.gather(*(self._priority(pr.info, "alua") for pr in asked))
+        for pr, (prio, state) in zip(asked, answers, strict=True):
+            p = pr.model
+            if state and (state, prio) != (p.alua_state, p.priority):
+                self.event(
+                    "alua_changed",
+                    mr.model.name,
+                    p.name,
+                    f"{p.name}: {p.alua_state or '?'} -> {state} (priority {p.priority} -> "
+                    f"{prio}) after {why}",
+                )
+                p.alua_state, p.priority = state, prio
+        if mr.model.backend != Backend.DM or len(prs) != len(mr.devnums):
+            return  # md has no groups; a member we do not know: the next pass decides
+        async with self._claimed(mr):
+            infos = [pr.info for pr in prs]
+            layout = alua.regroup(
+                self._members(infos),
+                [pr.model.alua_state for pr in prs],
+                [g.paths for g in mr.model.groups],
+                str(mr.opts.path_grouping_policy),
+            )
+            if layout is None:
+                if any(pr.model.alua_state == alua.TRANSITIONING for pr in prs):
+                    self._alua_later(mr, prs[0])
+                return
+            was = " | ".join(", ".join(g.paths) for g in mr.model.groups)
+            try:
+                await self.k(self.dm.reload, mr.model.name, self._table(mr, infos))
+            except DmpathError as exc:
+                self.event("error", mr.model.name, message=f"cannot regroup: {exc}")
+                return
+            self.event(
+                "regrouped",
+                mr.model.name,
+                message=f"path groups by priority now {alua.describe(layout)} (were {was}) "
+                f"after {why}",
+            )
+            await self.refresh(mr)
+
+    def _alua_later(self, mr: MapRuntime, pr: PathRuntime) -> None:
+        """A port in transition: look again in a polling interval (the target's unit
+        attention at the end of it may reach a port that carries no I/O late)."""
+        asyncio.get_running_loop().call_later(
+            self.d.polling_interval, self._alua_notice, pr, "a port in transition"
+        )
 
     # ------------------------------------------------------------------ snapshot
 

@@ -31,6 +31,7 @@ from dmpath.kernel.scsi import (
     DeviceIdentification,
     PathState,
     RtpgReport,
+    SenseKey,
     StandardInquiry,
     TargetPortGroup,
     Wwid,
@@ -308,10 +309,24 @@ def test_unit_ready(
 test_unit_ready.__test__ = False  # type: ignore[attr-defined]
 
 
+def _unit_attention(res: SgResult) -> bool:
+    try:
+        return bool(res.sense) and decode_sense(res.sense).sense_key == SenseKey.UNIT_ATTENTION
+    except ParseError:
+        return False
+
+
 def _read(target: int | str, cdb: bytes, data_len: int, timeout_s: float, what: str) -> bytes:
-    """Run a data-in command and return its data, or raise SgioError saying why not."""
+    """Run a data-in command and return its data, or raise SgioError saying why not.
+
+    A UNIT ATTENTION is a one-shot notice, not the answer (the first command through a
+    port after its ALUA state changed gets 2a/06): asked again, up to TUR_RETRIES times.
+    """
     with _opened(target) as (fd, name):
-        res = sg_io(fd, cdb, data_len, timeout_s, device=name)
+        for _ in range(TUR_RETRIES):
+            res = sg_io(fd, cdb, data_len, timeout_s, device=name)
+            if res.ok or not _unit_attention(res):
+                break
         if not res.ok:
             raise SgioError(name or _fd_name(fd), f"{what}: {res.describe()}")
         return res.data

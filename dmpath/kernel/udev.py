@@ -180,13 +180,14 @@ def enumerate_block_disks(context: Any = None) -> list[UdevRecord]:
 
 
 class Monitor:
-    """udev block events for an event loop: ``fileno()`` to wait on, ``receive()`` to read.
+    """udev block events (and SCSI unit attentions) for an event loop: ``fileno()`` to
+    wait on, ``receive()`` to read.
 
     pyudev (libudev) makes the socket: it binds the udev group and installs the kernel
-    filter that lets only ``block`` events through. The messages are then read from that
-    socket directly and parsed in one pass (``parse_monitor_message``), with the checks
-    libudev makes: the sender is root (credentials) and the message is multicast. At a
-    thousand paths a fabric event is thousands of messages, and a libudev device per
+    filter that lets only ``block`` and ``scsi_device`` events through. The messages are
+    then read from that socket directly and parsed in one pass (``parse_monitor_message``),
+    with the checks libudev makes: the sender is root (credentials) and the message is
+    multicast. At a thousand paths a fabric event is thousands of messages, and a libudev device per
     message, read a property at a time, was most of the event loop's time. ``receive``
     never blocks: it returns None when nothing is queued.
     """
@@ -201,14 +202,23 @@ class Monitor:
         self._trusted_uid = trusted_uid
         self.dropped = 0  # messages refused (untrusted, malformed, truncated)
 
+    #: block devices, and SCSI devices for the midlayer's unit attention uevents (an ALUA
+    #: state change is reported on the scsi_device, not on its disk)
+    SUBSYSTEMS: tuple[tuple[str, str | None], ...] = (("block", None), ("scsi", "scsi_device"))
+
     @classmethod
     def from_netlink(
-        cls, context: Any = None, subsystem: str = "block", source: str = "udev"
+        cls,
+        context: Any = None,
+        subsystems: tuple[tuple[str, str | None], ...] = SUBSYSTEMS,
+        source: str = "udev",
     ) -> Monitor:
-        """Listen to udev's processed events (``source="kernel"`` for raw uevents)."""
+        """Listen to udev's processed events (``source="kernel"`` for raw uevents) of
+        ``subsystems`` (subsystem, devtype or None for all)."""
         ctx = context if context is not None else pyudev.Context()
         mon = pyudev.Monitor.from_netlink(ctx, source=source)
-        mon.filter_by(subsystem)
+        for subsystem, devtype in subsystems:
+            mon.filter_by(subsystem, devtype)
         return cls(mon)
 
     def start(self) -> None:
@@ -248,7 +258,8 @@ class Monitor:
 
         Events of dm devices other than path events (DM_ACTION PATH_FAILED/REINSTATED)
         are dropped unread: every map dmpathd creates or reloads sends udev's add and
-        change events back, hundreds in a coldplug.
+        change events back, hundreds in a coldplug. So are scsi_device events that report
+        no unit attention (their disks' own events say what they add or remove).
         """
         while (data := self._recv()) is not None:
             props = parse_monitor_message(data)
@@ -258,6 +269,8 @@ class Monitor:
             if props["DEVPATH"].rsplit("/", 1)[-1].startswith("dm-") and props.get(
                 "DM_ACTION"
             ) not in (DmAction.PATH_FAILED, DmAction.PATH_REINSTATED):
+                continue
+            if props.get("SUBSYSTEM") == "scsi" and "SDEV_UA" not in props:
                 continue
             return _record(props, props["ACTION"])
         return None
@@ -271,6 +284,17 @@ class Monitor:
 
 
 # --------------------------------------------------------------------------- predicates
+
+
+def alua_changed(rec: UdevRecord) -> bool:
+    """The SCSI midlayer's uevent for a unit attention 2a/06 ("asymmetric access state
+    changed"): a ``change`` of the scsi_device (not of its disk) with
+    ``SDEV_UA=ASYMMETRIC_ACCESS_STATE_CHANGED``; ``rec.hctl`` is the device's address."""
+    return (
+        rec.subsystem == "scsi"
+        and rec.action == "change"
+        and rec.get("SDEV_UA") == "ASYMMETRIC_ACCESS_STATE_CHANGED"
+    )
 
 
 def is_disk(rec: UdevRecord) -> bool:

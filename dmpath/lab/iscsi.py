@@ -18,7 +18,8 @@ creates it (``iscsit_setup_np``), so that one ``mkdir`` runs under ``nsenter --n
 
 Faults, per portal: black hole (nftables drop: the path hangs), reset (nftables reject
 with a TCP reset: the path fails fast), loss and delay (``tc netem``: marginal), link down
-(``ip link``), target port disabled (the TPG's ``enable``).
+(``ip link``), target port disabled (the TPG's ``enable``), ALUA access state (each
+portal's LUNs are in a target port group of their own, with implicit ALUA).
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ MODULES = ("target_core_mod", "target_core_file", "iscsi_target_mod", "iscsi_tcp
 LOGIN_TIMEOUT = 120.0
 #: iscsiadm's exit status when iscsid does not answer
 ISCSID_NOTCONN = 20
+#: LIO's alua_access_state codes (SPC-4's, as REPORT TARGET PORT GROUPS gives them)
+ALUA_STATES = {
+    "active/optimized": 0,
+    "active/non-optimized": 1,
+    "standby": 2,
+    "unavailable": 3,
+    "transitioning": 15,
+}
 
 
 class FabricError(DmpathError):
@@ -129,6 +138,8 @@ class Fabric:
         self.portals = tuple(portals)
         self.size_mb = size_mb
         self.tpg_dirs: dict[int, pathlib.Path] = {}
+        #: portal index -> its target port group on each LUN (core/<hba>/<dev>/alua/...)
+        self.alua_dirs: dict[int, list[pathlib.Path]] = {}
         self.iscsid: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -217,7 +228,16 @@ class Fabric:
             for lun in range(self.luns):
                 port = tpg / "lun" / f"lun_{lun}"
                 port.mkdir()
-                os.symlink(LIO / "core" / "fileio_0" / f"dmpath_lun{lun}", port / "dmpath")
+                store = LIO / "core" / "fileio_0" / f"dmpath_lun{lun}"
+                os.symlink(store, port / "dmpath")
+                # the portal's own target port group (id = tpgt; 0 is LIO's default
+                # group), implicit ALUA so its state can be set here
+                group = store / "alua" / f"dmpath_port{p.index}"
+                group.mkdir()
+                _write(group / "tg_pt_gp_id", str(p.tpgt))
+                _write(group / "alua_access_type", "1")
+                _write(port / "alua_tg_pt_gp", group.name)
+                self.alua_dirs.setdefault(p.index, []).append(group)
             # the listening socket belongs to the namespace of whoever makes the portal
             run("nsenter", [f"--net=/run/netns/{NETNS}", "mkdir", str(tpg / "np" / p.address)])
             _write(tpg / "enable", "1")
@@ -340,6 +360,13 @@ class Fabric:
         """The target disables (or re-enables) the portal's target port group."""
         _write(self.tpg_dirs[p.index] / "enable", "1" if enabled else "0")
 
+    def alua(self, p: Portal, state: str) -> None:
+        """The target moves the portal's port group (on every LUN) to ``state``, one of
+        ALUA_STATES, as a controller failover does: implicit ALUA, so LIO queues a unit
+        attention (2a/06) on every I_T nexus through the group."""
+        for group in self.alua_dirs.get(p.index, []):
+            _write(group / "alua_access_state", str(ALUA_STATES[state]))
+
     def clear_faults(self) -> None:
         """Every portal back to healthy."""
         self.clear_rules()
@@ -350,6 +377,8 @@ class Fabric:
             if p.index in self.tpg_dirs:
                 with contextlib.suppress(OSError):
                     self.port_enabled(p, True)
+            with contextlib.suppress(OSError):
+                self.alua(p, "active/optimized")
 
     # ------------------------------------------------------------------ teardown
 
@@ -390,6 +419,9 @@ class Fabric:
         with contextlib.suppress(OSError):
             target.rmdir()
         for store in sorted((LIO / "core").glob("fileio_0/dmpath_lun*")):
+            for group in store.glob("alua/dmpath_port*"):
+                with contextlib.suppress(OSError):
+                    group.rmdir()
             with contextlib.suppress(OSError):
                 store.rmdir()
         with contextlib.suppress(OSError):
@@ -402,4 +434,5 @@ class Fabric:
             run("ip", ["link", "del", p.host_if], check=False)
         run("ip", ["netns", "del", NETNS], check=False)
         self.tpg_dirs.clear()
+        self.alua_dirs.clear()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dmpath.lab import iscsi
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import DaemonUnderTest, cleanup_maps
 
@@ -83,3 +84,19 @@ def dmpathd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
     for d in started:
         d.stop()
     cleanup_maps()
+
+
+@pytest.fixture(scope="module")
+def fabric(request: pytest.FixtureRequest) -> Iterator[tuple[iscsi.Fabric, list[iscsi.IscsiPath]]]:
+    """The lab's iSCSI fabric (two portals; as many LUNs as the module's ``LUNS``, else
+    one) for the tests of one module, taken down after them: the scsi_debug tests'
+    daemons manage every disk they see."""
+    if not IN_GUEST:
+        pytest.skip("needs the lab VM")
+    f = iscsi.Fabric(luns=getattr(request.module, "LUNS", 1))
+    paths = f.setup()
+    try:
+        yield f, paths
+    finally:
+        f.teardown()
+

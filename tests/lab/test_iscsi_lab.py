@@ -29,17 +29,8 @@ FAULT_TIMEOUT = 120.0
 #: the session logs in again (iscsid retries every few seconds) and udev runs
 RETURN_TIMEOUT = 180.0
 #: two LUNs: two maps over the same two sessions, as a real array's volumes share ports
+#: (the lab conftest's ``fabric`` makes as many as a module's LUNS says)
 LUNS = 2
-
-
-@pytest.fixture(scope="module")
-def fabric() -> Iterator[tuple[iscsi.Fabric, list[iscsi.IscsiPath]]]:
-    f = iscsi.Fabric(luns=LUNS)
-    paths = f.setup()
-    try:
-        yield f, paths
-    finally:
-        f.teardown()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from dmpath.daemon import discovery
 from dmpath.daemon.engine import CHECK_WORKERS, Daemon, PathRuntime
 from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.model import Check
@@ -450,3 +451,128 @@ def test_a_flapping_path_is_held_out_as_marginal_and_the_others_carry_on(
         assert not d.paths[victim.name].model.marginal
 
     run_sim(tmp_path, 2, 2, check, extra=FAST + "\nmarginal_recovery = 5")
+
+
+ALUA = FAST + 'prio = "alua"\npath_grouping_policy = "group_by_prio"\n'
+AO, STANDBY = (50, "active_optimized"), (1, "standby")
+
+
+AluaStates = dict[str, tuple[int, str]]
+
+
+def run_alua(
+    tmp_path: pathlib.Path, scenario: Callable[[Daemon, SimDmOps, AluaStates], Awaitable[None]]
+) -> None:
+    """One LUN over two paths, grouped by ALUA priority; the daemon's ALUA reads answer
+    from the scenario's third argument (path name -> priority, state): the target's word
+    as the scenario sets it. The first path starts optimized, the second standby."""
+    san = SimSan(1, 2)
+    first, second = (r.sys_name for r in san.records())
+    states = {first: AO, second: STANDBY}
+
+    async def priority(info: discovery.PathInfo, _prio: str) -> tuple[int, str]:
+        return states[info.name]
+
+    async def main() -> None:
+        d, ops = make_daemon(san, str(tmp_path), extra=ALUA)
+        d._priority = priority  # type: ignore[method-assign]
+        d.make_checker = lambda info, _kind: AluaChecker(san, info.name, states)
+        connect_uevents(d, ops)
+        try:
+            await d.adopt()
+            await d.scan()
+            await until(lambda: ops.active_paths() == 2, "coldplug")
+            await scenario(d, ops, states)
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+class AluaChecker(SimChecker):
+    """TEST UNIT READY as a standby port answers it: NOT READY 04/0b, a ghost."""
+
+    def __init__(self, san: SimSan, name: str, states: AluaStates) -> None:
+        super().__init__(san, name)
+        self.states = states
+
+    def check(self) -> tuple[Check, str]:
+        if self.states[self.name] == STANDBY:
+            return Check.GHOST, "NOT READY: target port in standby state (04/0b)"
+        return super().check()
+
+
+def first_group(ops: SimDmOps, name: str) -> list[str]:
+    return [p.dev for p in ops.maps[name].table.groups[0].paths]
+
+
+def test_a_port_turning_standby_regroups_its_map_once(tmp_path: pathlib.Path) -> None:
+    """The optimized port turns standby and the standby one optimized: one notice about
+    one of them re-reads both, and one reload puts the optimized path first."""
+
+    async def check(d: Daemon, ops: SimDmOps, states: AluaStates) -> None:
+        ((name, mr),) = d.maps.items()
+        a, b = (d.paths[n] for n in sorted(mr.devnums.values()))
+        assert first_group(ops, name) == [a.info.devnum]
+        reloads = ops.calls.get("reload", 0)
+        states[a.info.name], states[b.info.name] = STANDBY, AO
+        d._alua_notice(a, "unit attention: asymmetric access state changed")
+        await until(lambda: kinds(d, "regrouped"), "regrouped")
+        assert first_group(ops, name) == [b.info.devnum]
+        assert ops.calls["reload"] == reloads + 1
+        assert sorted(kinds(d, "alua_changed")) == sorted([a.info.name, b.info.name])
+        why = next(e.message for e in d.events if e.kind == "regrouped")
+        assert why == (
+            f"path groups by priority now {b.info.name} (50) | {a.info.name} (1) "
+            f"(were {a.info.name} | {b.info.name}) after unit attention: "
+            f"asymmetric access state changed ({a.info.name})"
+        )
+        assert [g.paths for g in mr.model.groups] == [[b.info.name], [a.info.name]]
+        assert (a.model.priority, a.model.alua_state) == STANDBY
+        # asked again with nothing changed: no reload
+        d._alua_notice(b, "udev change")
+        await until(lambda: not d._alua_busy, "the second read")
+        assert ops.calls["reload"] == reloads + 1
+        assert len(kinds(d, "regrouped")) == 1
+
+    run_alua(tmp_path, check)
+
+
+def test_no_regroup_while_a_port_is_in_transition(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, states: AluaStates) -> None:
+        ((name, mr),) = d.maps.items()
+        a, b = (d.paths[n] for n in sorted(mr.devnums.values()))
+        reloads = ops.calls.get("reload", 0)
+        states[a.info.name] = (0, "transitioning")
+        states[b.info.name] = AO
+        d._alua_notice(a, "check: NOT READY: asymmetric access state transition (04/0a)")
+        await until(lambda: len(kinds(d, "alua_changed")) == 2, "both read")
+        await until(lambda: not d._alua_busy, "the read over")
+        assert ops.calls.get("reload", 0) == reloads
+        # the port lands; the look the engine asked for a polling interval later sees it
+        states[a.info.name] = STANDBY
+        await until(lambda: kinds(d, "regrouped"), "regrouped after the transition")
+        assert first_group(ops, name) == [b.info.devnum]
+
+    run_alua(tmp_path, check)
+
+
+def test_a_check_that_meets_the_standby_port_regroups_without_a_uevent(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, states: AluaStates) -> None:
+        ((name, mr),) = d.maps.items()
+        a, b = (d.paths[n] for n in sorted(mr.devnums.values()))
+        assert (a.model.check, b.model.check) == (Check.UP, Check.GHOST)
+        assert not kinds(d, "alua_changed")  # first verdicts are no news
+        states[a.info.name], states[b.info.name] = STANDBY, AO
+        d.kick(a)
+        await until(lambda: kinds(d, "regrouped"), "regrouped")
+        assert first_group(ops, name) == [b.info.devnum]
+        why = next(e.message for e in d.events if e.kind == "regrouped")
+        assert why.endswith(
+            f"after check: NOT READY: target port in standby state (04/0b) ({a.info.name})"
+        )
+
+    run_alua(tmp_path, check)
+

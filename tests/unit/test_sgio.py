@@ -433,6 +433,31 @@ def test_rtpg_reissued_when_longer(kernel: Callable[..., FakeKernel]) -> None:
     assert [c[6:10] for c in fake.cdbs] == [(16).to_bytes(4, "big"), (28).to_bytes(4, "big")]
 
 
+def test_rtpg_asked_again_through_a_unit_attention(kernel: Callable[..., FakeKernel]) -> None:
+    """The first command through a port whose ALUA state changed gets 2a/06: that is a
+    notice, and the answer is the next one's."""
+    fake = kernel(check_condition(sense(0x6, 0x2A, 0x06)), data_in(_rtpg(8)))
+    report = sgio.report_target_port_groups(FD)
+    assert report.groups[0].state == AluaState.STANDBY
+    assert len(fake.cdbs) == 2
+
+
+def test_rtpg_gives_up_on_unit_attentions_that_never_end(
+    kernel: Callable[..., FakeKernel],
+) -> None:
+    fake = kernel(check_condition(sense(0x6, 0x29, 0x00)))
+    with pytest.raises(SgioError, match="power on, reset"):
+        sgio.report_target_port_groups(FD)
+    assert len(fake.cdbs) == sgio.TUR_RETRIES
+
+
+def test_rtpg_other_errors_are_not_retried(kernel: Callable[..., FakeKernel]) -> None:
+    fake = kernel(check_condition(sense(0x5, 0x20, 0x00)))
+    with pytest.raises(SgioError, match="invalid command operation code"):
+        sgio.report_target_port_groups(FD)
+    assert len(fake.cdbs) == 1
+
+
 def test_unit_serial(kernel: Callable[..., FakeKernel]) -> None:
     kernel(data_in(bytes([0, 0x80, 0, 4]) + b"2000"))
     assert sgio.unit_serial(FD) == "2000"

@@ -283,6 +283,34 @@ def test_monitor_drops_dm_events_that_are_not_path_events() -> None:
     assert ev is not None and ev.path == "8:16"
 
 
+def test_monitor_keeps_scsi_device_events_that_report_a_unit_attention() -> None:
+    ua = udev.parse_monitor_message((FIXTURES / "udev/monitor_sdev_alua_changed.bin").read_bytes())
+    assert ua is not None
+    added = {k: v for k, v in ua.items() if k != "SDEV_UA"}
+    fake = FakeMonitor()
+    mon = monitor(fake)
+    fake.send(udev_message(added, "add"), udev_message(ua, "change"))
+    got = mon.drain()
+    assert [(r.sys_name, r.get("SDEV_UA")) for r in got] == [
+        ("6:0:0:0", "ASYMMETRIC_ACCESS_STATE_CHANGED")
+    ]
+
+
+def test_an_alua_state_change_is_told_on_the_scsi_device() -> None:
+    """Captured in the lab: LIO moved a portal's port group to standby, and the first
+    command through it got a unit attention 2a/06, which the midlayer reports as a change
+    of the scsi_device (the disk's own events say nothing of it)."""
+    props = udev.parse_monitor_message(
+        (FIXTURES / "udev/monitor_sdev_alua_changed.bin").read_bytes()
+    )
+    assert props is not None
+    rec = udev.record_from_properties(props)
+    assert udev.alua_changed(rec) and not udev.is_disk(rec)
+    assert (rec.subsystem, rec.devtype, rec.hctl) == ("scsi", "scsi_device", "6:0:0:0")
+    assert not udev.alua_changed(dataclasses.replace(rec, action="add"))
+    assert not udev.alua_changed(sd("sda"))
+
+
 @pytest.mark.parametrize(
     ("name", "sys_name", "action"),
     [
