@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from dmpath.kernel.dmtable import DmInfo, MultipathTable
+from dmpath.kernel.nvme import NativeNamespace, NativePath, NativeSubsystem
 
 SNAPSHOT_VERSION = 1
 
@@ -175,6 +176,8 @@ class Snapshot:
     maps: list[Map] = field(default_factory=list)
     unmapped_paths: list[Path] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: native NVMe multipath (the kernel's, not ours: shown read-only)
+    nvme_native: list[NativeSubsystem] = field(default_factory=list)
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
@@ -191,6 +194,18 @@ def _path_from(d: dict[str, Any]) -> Path:
     d["kernel_state"] = KernelState(d.get("kernel_state", "absent"))
     names = {f.name for f in dataclasses.fields(Path)}
     return Path(**{k: v for k, v in d.items() if k in names})
+
+
+def _native_from(d: dict[str, Any]) -> NativeSubsystem:
+    namespaces = tuple(
+        NativeNamespace(
+            **{k: v for k, v in ns.items() if k != "paths"},
+            paths=tuple(NativePath(**p) for p in ns.get("paths", [])),
+        )
+        for ns in d.get("namespaces", [])
+    )
+    return NativeSubsystem(**{k: v for k, v in d.items() if k != "namespaces"},
+                           namespaces=namespaces)
 
 
 def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
@@ -219,4 +234,5 @@ def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
         maps=maps,
         unmapped_paths=[_path_from(p) for p in d.get("unmapped_paths", [])],
         events=[Event(**e) for e in d.get("events", [])],
+        nvme_native=[_native_from(n) for n in d.get("nvme_native", [])],
     )

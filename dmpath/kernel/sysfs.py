@@ -104,6 +104,8 @@ def detect_transport(
 
 _SESSION_RE = re.compile(r"/(session\d+)/")
 _RPORT_RE = re.compile(r"/(rport-\d+:\d+-\d+)/")
+#: an NVMe over Fabrics controller, as a namespace disk's device path shows it
+_FABRICS_CTRL_RE = re.compile(r"/nvme-fabrics/ctl/(nvme\d+)/")
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ def transport_timers(sys_path: str, sys_root: str = "/sys") -> dict[str, Transpo
     """The timers a device path's transport has, by the option that sets them:
     ``fast_io_fail_tmo`` (the iSCSI session's recovery_tmo, the FC remote port's
     fast_io_fail_tmo), ``dev_loss_tmo`` (FC remote port), ``eh_deadline`` (the SCSI
-    host's). Empty for devices with none (NVMe, dm)."""
+    host's; the NVMe over Fabrics controller's fast_io_fail_tmo). Empty for devices with
+    none (NVMe over PCIe, dm)."""
     root = sys_root.rstrip("/")
     out: dict[str, TransportTimer] = {}
     if (m := _RPORT_RE.search(sys_path)) is not None:
@@ -138,6 +141,13 @@ def transport_timers(sys_path: str, sys_root: str = "/sys") -> dict[str, Transpo
     elif (session := iscsi_session_of(sys_path)) is not None:
         out["fast_io_fail_tmo"] = TransportTimer(
             session, "recovery_tmo", f"{root}/class/iscsi_session/{session}/recovery_tmo"
+        )
+    elif (m := _FABRICS_CTRL_RE.search(sys_path)) is not None:
+        # a reconnecting controller holds I/O without fail-fast (a check's read) until
+        # ctrl_loss_tmo, 600 s by default, unless its fast_io_fail_tmo says otherwise
+        ctrl = m.group(1)
+        out["fast_io_fail_tmo"] = TransportTimer(
+            ctrl, "fast_io_fail_tmo", f"{root}/class/nvme/{ctrl}/fast_io_fail_tmo"
         )
     if (host := scsi_host_number(sys_path)) is not None:
         out["eh_deadline"] = TransportTimer(

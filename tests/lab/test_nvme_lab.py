@@ -1,0 +1,217 @@
+"""dmpathd on a real NVMe-TCP fabric: an nvmet subsystem behind two ports, the host
+connected through both (see dmpath.lab.nvmetcp).
+
+With native NVMe multipath off each controller gives the namespace a disk of its own,
+and those disks are the paths of one dm map; with it on the kernel joins them itself and
+dmpathd only shows what the kernel does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from dmpath.kernel import dmsetup
+from dmpath.lab import nvmetcp
+from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, wait_for
+
+pytestmark = pytest.mark.lab
+
+Start = Callable[..., DaemonUnderTest]
+Lab = tuple[nvmetcp.Fabric, list[nvmetcp.NvmePath]]
+
+#: the daemon manages the NVMe namespaces only: scsi_debug and iSCSI disks are not ours
+NVME_ONLY = '[blacklist]\nprotocol = ["^scsi:"]\n'
+#: a black-holed controller: keep-alive (5 s) and error recovery, then checks, emulated
+FAULT_TIMEOUT = 120.0
+#: the controller reconnects (every RECONNECT_DELAY s) and the checks see it back
+RETURN_TIMEOUT = 180.0
+
+
+@pytest.fixture(scope="module")
+def fabric() -> Iterator[Lab]:
+    f = nvmetcp.Fabric(namespaces=1)
+    f.setup()
+    try:
+        yield f, f.paths()
+    finally:
+        f.teardown()
+
+
+@pytest.fixture
+def healthy(fabric: Lab) -> Iterator[Lab]:
+    """The fabric with every fault cleared after the test, and its controllers live."""
+    f, paths = fabric
+    yield f, paths
+    f.clear_faults()
+    with contextlib.suppress(AssertionError):
+        wait_for(
+            lambda: [f.controller_state(p.controller) for p in f.paths()] == ["live"] * len(paths),
+            RETURN_TIMEOUT, "controllers live again",
+        )
+
+
+def _map(d: DaemonUnderTest, paths: list[nvmetcp.NvmePath]) -> str:
+    def one() -> str | None:
+        names = [n for n, m in d.maps().items() if len(m["paths"]) == len(paths)]
+        return names[0] if len(names) == 1 else None
+
+    name: str = wait_for(one, 120, "one map over both controllers")
+    return name
+
+
+def _states(name: str) -> dict[str, bool]:
+    return {p.dev: p.active for _g, p in dmsetup.status(name).paths()}
+
+
+def _why(d: DaemonUnderTest, f: nvmetcp.Fabric, path: nvmetcp.NvmePath) -> str:
+    """Where a path stands, for a failure message: the controllers, the daemon."""
+    out = [f"{c} {f.controller_state(c)}" for c in f.controllers()]
+    with contextlib.suppress(Exception):
+        p = d.path(path.name)
+        out.append(f"daemon: {p['check']} ({p['check_reason']}), kernel {p['kernel_state']}")
+        out.append("events: " + "; ".join(
+            f"{e['kind']} {e['path']} {e['message']}" for e in d.show()["events"][-12:]
+        ))
+    return " | ".join(out)
+
+
+def _wait(what: str, pred: Callable[[], bool], timeout: float, *, d: DaemonUnderTest,
+          f: nvmetcp.Fabric, path: nvmetcp.NvmePath) -> None:
+    try:
+        wait_for(pred, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {_why(d, f, path)}") from None
+
+
+def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
+    healthy: Lab, dmpathd: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f, paths = healthy
+    assert len(paths) == 2 and paths[0].wwid == paths[1].wwid != ""
+    d = dmpathd(extra=NVME_ONLY)
+    name = _map(d, paths)
+    wait_for(lambda: all(_states(name).values()), 60, "both paths active")
+    m = d.maps()[name]
+    assert m["wwid"] == paths[0].wwid
+    for p in m["paths"]:
+        # no SG_IO on NVMe: the default checker (tur) becomes directio
+        assert (p["transport"], p["checker"], p["check"]) == ("nvme:tcp", "directio", "up")
+    victim, other = paths
+    io = VerifiedIO(f"/dev/mapper/{name}", blocks=64).start()
+    try:
+        io.wait_writes(20, 60, "verified I/O to start")
+        io.longest_stall = 0.0  # from here on: what the fault costs
+        t0 = time.monotonic()
+        f.blackhole(victim.port)
+        _wait(
+            f"{victim.name} (black-holed port) failed in the table",
+            lambda: _states(name) == {victim.devnum: False, other.devnum: True},
+            FAULT_TIMEOUT, d=d, f=f, path=victim,
+        )
+        failed_after = time.monotonic() - t0
+        assert ("path_failed", victim.name) in [(e["kind"], e["path"]) for e in d.show()["events"]]
+        after = io.writes
+        io.wait_writes(after + 50, FAULT_TIMEOUT, "I/O over the other controller")
+        stall = io.longest_stall
+        t1 = time.monotonic()
+        f.clear_rules()
+        _wait(f"{victim.name} reinstated", lambda: all(_states(name).values()),
+              RETURN_TIMEOUT, d=d, f=f, path=victim)
+        back_after = time.monotonic() - t1
+    finally:
+        io.stop()
+    assert io.errors == []
+    assert io.mismatches == 0
+    assert io.verify_all() == 0
+    with capsys.disabled():  # figures for the reader, never a verdict
+        print(f"\n[nvme black hole] path failed in the table after {failed_after:.1f} s; "
+              f"longest I/O stall {stall:.1f} s; reinstated {back_after:.1f} s after the "
+              f"rules went")
+
+
+def test_a_link_going_down_fails_its_controller_path_from_the_link_event(
+    healthy: Lab, dmpathd: Start
+) -> None:
+    f, paths = healthy
+    d = dmpathd(extra=NVME_ONLY)
+    name = _map(d, paths)
+    wait_for(lambda: all(_states(name).values()), 60, "both paths active")
+    victim = paths[0]
+    f.link(victim.port, up=False)
+    failed = lambda: not _states(name)[victim.devnum]  # noqa: E731
+    _wait("failed in the table", failed, FAULT_TIMEOUT, d=d, f=f, path=victim)
+    events = d.show()["events"]
+    link_down = [e for e in events if e["kind"] == "link_down"]
+    assert [e["message"] for e in link_down] == [f"link {victim.port.host_if} down: {victim.name}"]
+    # the failure came from the link event: the path's own check had not spoken yet
+    kinds = [(e["kind"], e["path"]) for e in events]
+    assert events.index(link_down[0]) < kinds.index(("path_failed", victim.name))
+    assert d.path(victim.name)["check_reason"] == f"link {victim.port.host_if} down"
+    f.link(victim.port, up=True)
+    _wait(f"{victim.name} reinstated", lambda: all(_states(name).values()),
+          RETURN_TIMEOUT, d=d, f=f, path=victim)
+
+
+def ctl(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
+    mpathctl = os.path.join(os.path.dirname(sys.executable), "mpathctl")
+    return subprocess.run([mpathctl, "--socket", d.socket, *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.fixture
+def native(fabric: Lab) -> Iterator[nvmetcp.Fabric]:
+    """The same target with native NVMe multipath on (nvme_core reloaded): the module's
+    fabric is taken down first, since both use the same target and links."""
+    fabric[0].teardown()
+    f = nvmetcp.Fabric(namespaces=1, native=True)
+    f.setup()
+    try:
+        yield f
+    finally:
+        f.teardown()
+
+
+def test_native_multipath_is_shown_and_left_alone(native: nvmetcp.Fabric, dmpathd: Start) -> None:
+    (head,) = native.heads()
+    # greedy: a disk of one path would be a map too; the native head must still not be
+    d = dmpathd(defaults={"find_multipaths": "greedy"}, extra=NVME_ONLY)
+    # asking for it by hand says why not, once the daemon has seen the disk
+    refused = wait_for(
+        lambda: (r := ctl(d, "add", f"/dev/{head}")).returncode != 0
+        and "native NVMe multipath" in r.stderr and r,
+        60, f"dmpathd to refuse {head} as native NVMe multipath's",
+    )
+    assert head in refused.stderr
+    snap = d.show()
+    assert snap["maps"] == []
+    assert [p["name"] for p in snap["unmapped_paths"]] == []
+    (sub,) = [s for s in snap["nvme_native"] if s["nqn"] == nvmetcp.SUBSYS_NQN]
+    (ns,) = sub["namespaces"]
+    assert (ns["name"], ns["nsid"], ns["wwid"]) == (head, 1, f"uuid.{nvmetcp.ns_uuid(1)}")
+    by_addr = {p["address"].split(",")[0]: p for p in ns["paths"]}
+    assert sorted(by_addr) == sorted(f"traddr={p.target_addr}" for p in nvmetcp.PORTS)
+    for p in ns["paths"]:
+        assert (p["state"], p["transport"], p["ana_state"]) == ("live", "tcp", "optimized")
+    # the kernel's view follows the target: port 2's ANA group turns inaccessible
+    native.set_ana_state(nvmetcp.PORTS[1], "inaccessible")
+    wait_for(
+        lambda: {p["address"].split(",")[0]: p["ana_state"]
+                 for p in d.show()["nvme_native"][0]["namespaces"][0]["paths"]}
+        == {f"traddr={nvmetcp.PORTS[0].target_addr}": "optimized",
+            f"traddr={nvmetcp.PORTS[1].target_addr}": "inaccessible"},
+        60, "ANA states in the native view",
+    )
+    text = ctl(d, "--no-color", "status")
+    assert text.returncode == 0, text.stderr
+    assert "native NVMe multipath" in text.stdout and head in text.stdout
+    assert "inaccessible" in text.stdout
+    doc = json.loads(ctl(d, "--json", "status").stdout)
+    assert doc["nvme_native"] == d.show()["nvme_native"]
