@@ -49,6 +49,14 @@ def wwid_by_sgio(devnode: str) -> str:
     return w.serial if w else ""
 
 
+def choose_wwid(transport: str, sysfs_wwid: str | None, udev_wwid: str | None) -> str:
+    """A path's WWID: the udev ``uid_attribute`` value, except on NVMe, where the
+    namespace's own sysfs ``wwid`` comes first ("" when neither is known)."""
+    if transport.startswith("nvme:") and sysfs_wwid:
+        return sysfs_wwid
+    return udev_wwid or ""
+
+
 def path_info(rec: UdevRecord, uid_attributes: Sequence[str]) -> PathInfo | None:
     """A candidate path from a udev record, or None if it cannot be a path at all.
 
@@ -67,9 +75,9 @@ def path_info(rec: UdevRecord, uid_attributes: Sequence[str]) -> PathInfo | None
         return None
     if nvme.is_native_head(facts.sys_path):
         return None
-    wwid = wwid_from_udev(rec, tuple(uid_attributes)) or ""
-    if facts.transport.value.startswith("nvme:") and facts.wwid_sysfs:
-        wwid = facts.wwid_sysfs
+    wwid = choose_wwid(
+        facts.transport.value, facts.wwid_sysfs, wwid_from_udev(rec, tuple(uid_attributes))
+    )
     if not wwid and rec.hctl:
         wwid = wwid_by_sgio(rec.devnode)
     return PathInfo(

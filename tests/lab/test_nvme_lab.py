@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -161,9 +160,12 @@ def test_a_link_going_down_fails_its_controller_path_from_the_link_event(
 
 
 def ctl(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
-    mpathctl = os.path.join(os.path.dirname(sys.executable), "mpathctl")
-    return subprocess.run([mpathctl, "--socket", d.socket, *args], capture_output=True,
-                          text=True, timeout=120, check=False)
+    # as a module of the tree under test, like the daemon (an installed mpathctl script
+    # may belong to another checkout)
+    return subprocess.run(
+        [sys.executable, "-m", "dmpath.cli.main", "--socket", d.socket, *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
 
 
 @pytest.fixture
