@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dmpath.kernel import dmsetup
+from dmpath.kernel import dmsetup, nvme
 from dmpath.lab import nvmetcp
 from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, wait_for
 
@@ -159,6 +160,42 @@ def test_a_link_going_down_fails_its_controller_path_from_the_link_event(
           RETURN_TIMEOUT, d=d, f=f, path=victim)
 
 
+def test_a_removed_controller_leaves_the_map_and_a_new_connection_joins_it(
+    healthy: Lab, dmpathd: Start
+) -> None:
+    f, paths = healthy
+    d = dmpathd(extra=NVME_ONLY)
+    name = _map(d, paths)
+    wait_for(lambda: all(_states(name).values()), 60, "both paths active")
+    victim, other = paths
+    io = VerifiedIO(f"/dev/mapper/{name}", blocks=64).start()
+    try:
+        io.wait_writes(20, 60, "verified I/O to start")
+        f.remove_controller(victim.controller)
+        _wait(f"{victim.name} out of the map", lambda: _states(name) == {other.devnum: True},
+              FAULT_TIMEOUT, d=d, f=f, path=victim)
+        assert ("path_removed", victim.name) in [
+            (e["kind"], e["path"]) for e in d.show()["events"]
+        ]
+        io.wait_writes(io.writes + 50, FAULT_TIMEOUT, "I/O over the other controller")
+        # the host connects again: a new controller, a new disk of the same namespace
+        f.connect(victim.port)
+        new = wait_for(
+            lambda: [p for p in f.paths() if p.port == victim.port], RETURN_TIMEOUT,
+            "the namespace's disk through the new controller",
+        )[0]
+        _wait(f"{new.name} joined the map",
+              lambda: _states(name) == {new.devnum: True, other.devnum: True},
+              RETURN_TIMEOUT, d=d, f=f, path=new)
+        assert ("path_joined", new.name) in [(e["kind"], e["path"]) for e in d.show()["events"]]
+        io.wait_writes(io.writes + 50, FAULT_TIMEOUT, "I/O over both controllers")
+    finally:
+        io.stop()
+    assert io.errors == []
+    assert io.mismatches == 0
+    assert io.verify_all() == 0
+
+
 def ctl(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
     # as a module of the tree under test, like the daemon (an installed mpathctl script
     # may belong to another checkout)
@@ -183,6 +220,10 @@ def native(fabric: Lab) -> Iterator[nvmetcp.Fabric]:
 
 def test_native_multipath_is_shown_and_left_alone(native: nvmetcp.Fabric, dmpathd: Start) -> None:
     (head,) = native.heads()
+    outdir = os.environ.get("DMPATH_LAB_OUTDIR")
+    if outdir:  # what the reader saw, kept next to the run for the unit tests' fixtures
+        with open(os.path.join(outdir, "nvme_native_tree.txt"), "w") as fh:
+            fh.writelines(f"{k}={v}\n" for k, v in nvme.read_native_tree().items())
     # greedy: a disk of one path would be a map too; the native head must still not be
     d = dmpathd(defaults={"find_multipaths": "greedy"}, extra=NVME_ONLY)
     # asking for it by hand says why not, once the daemon has seen the disk
