@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 from dmpath.errors import DmpathError
 from dmpath.lab import netlab
+from dmpath.lab.netlab import read_attr as _read
+from dmpath.lab.netlab import write_attr as _write
 from dmpath.runner import run, tool_path
 
 NETNS = "dmpath-tgt"
@@ -108,16 +110,6 @@ class IscsiPath:
     @property
     def devnode(self) -> str:
         return "/dev/" + self.name
-
-
-def _write(path: pathlib.Path | str, value: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(value)
-
-
-def _read(path: pathlib.Path | str) -> str:
-    with open(path) as fh:
-        return fh.read().strip()
 
 
 class Fabric:

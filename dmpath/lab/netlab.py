@@ -11,6 +11,7 @@ target's namespace.
 from __future__ import annotations
 
 import os
+import pathlib
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -32,6 +33,17 @@ class Link(Protocol):
     def target_addr(self) -> str: ...
     @property
     def prefix(self) -> int: ...
+
+
+def write_attr(path: pathlib.Path | str, value: str) -> None:
+    """One configfs or sysfs attribute written (the kernel takes it in one write)."""
+    with open(path, "w") as fh:
+        fh.write(value)
+
+
+def read_attr(path: pathlib.Path | str) -> str:
+    with open(path) as fh:
+        return fh.read().strip()
 
 
 def mount_configfs() -> None:

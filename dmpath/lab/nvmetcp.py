@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 from dmpath.errors import DmpathError
 from dmpath.lab import netlab
+from dmpath.lab.netlab import read_attr as _read
+from dmpath.lab.netlab import write_attr as _write
 from dmpath.runner import run
 
 NETNS = "dmpath-nvmet"
@@ -105,16 +107,6 @@ class NvmePath:
     @property
     def devnode(self) -> str:
         return "/dev/" + self.name
-
-
-def _write(path: pathlib.Path | str, value: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(value)
-
-
-def _read(path: pathlib.Path | str) -> str:
-    with open(path) as fh:
-        return fh.read().strip()
 
 
 def ns_uuid(nsid: int) -> str:

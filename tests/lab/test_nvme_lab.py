@@ -71,6 +71,22 @@ def _states(name: str) -> dict[str, bool]:
     return {p.dev: p.active for _g, p in dmsetup.status(name).paths()}
 
 
+def _started(dmpathd: Start, paths: list[nvmetcp.NvmePath]) -> tuple[DaemonUnderTest, str]:
+    """dmpathd on the NVMe disks alone, its one map over both, both paths active."""
+    d = dmpathd(extra=NVME_ONLY)
+    name = _map(d, paths)
+    wait_for(lambda: all(_states(name).values()), 60, "both paths active")
+    return d, name
+
+
+def _stop_clean(io: VerifiedIO) -> None:
+    """The verified I/O stopped: no error, no block read back wrong, then or now."""
+    io.stop()
+    assert io.errors == []
+    assert io.mismatches == 0
+    assert io.verify_all() == 0
+
+
 def _why(d: DaemonUnderTest, f: nvmetcp.Fabric, path: nvmetcp.NvmePath) -> str:
     """Where a path stands, for a failure message: the controllers, the daemon."""
     out = [f"{c} {f.controller_state(c)}" for c in f.controllers()]
@@ -96,9 +112,7 @@ def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
 ) -> None:
     f, paths = healthy
     assert len(paths) == 2 and paths[0].wwid == paths[1].wwid != ""
-    d = dmpathd(extra=NVME_ONLY)
-    name = _map(d, paths)
-    wait_for(lambda: all(_states(name).values()), 60, "both paths active")
+    d, name = _started(dmpathd, paths)
     m = d.maps()[name]
     assert m["wwid"] == paths[0].wwid
     for p in m["paths"]:
@@ -126,11 +140,10 @@ def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
         _wait(f"{victim.name} reinstated", lambda: all(_states(name).values()),
               RETURN_TIMEOUT, d=d, f=f, path=victim)
         back_after = time.monotonic() - t1
-    finally:
+    except BaseException:
         io.stop()
-    assert io.errors == []
-    assert io.mismatches == 0
-    assert io.verify_all() == 0
+        raise
+    _stop_clean(io)
     with capsys.disabled():  # figures for the reader, never a verdict
         print(f"\n[nvme black hole] path failed in the table after {failed_after:.1f} s; "
               f"longest I/O stall {stall:.1f} s; reinstated {back_after:.1f} s after the "
@@ -141,9 +154,7 @@ def test_a_link_going_down_fails_its_controller_path_from_the_link_event(
     healthy: Lab, dmpathd: Start
 ) -> None:
     f, paths = healthy
-    d = dmpathd(extra=NVME_ONLY)
-    name = _map(d, paths)
-    wait_for(lambda: all(_states(name).values()), 60, "both paths active")
+    d, name = _started(dmpathd, paths)
     victim = paths[0]
     f.link(victim.port, up=False)
     failed = lambda: not _states(name)[victim.devnum]  # noqa: E731
@@ -164,9 +175,7 @@ def test_a_removed_controller_leaves_the_map_and_a_new_connection_joins_it(
     healthy: Lab, dmpathd: Start
 ) -> None:
     f, paths = healthy
-    d = dmpathd(extra=NVME_ONLY)
-    name = _map(d, paths)
-    wait_for(lambda: all(_states(name).values()), 60, "both paths active")
+    d, name = _started(dmpathd, paths)
     victim, other = paths
     io = VerifiedIO(f"/dev/mapper/{name}", blocks=64).start()
     try:
@@ -189,11 +198,10 @@ def test_a_removed_controller_leaves_the_map_and_a_new_connection_joins_it(
               RETURN_TIMEOUT, d=d, f=f, path=new)
         assert ("path_joined", new.name) in [(e["kind"], e["path"]) for e in d.show()["events"]]
         io.wait_writes(io.writes + 50, FAULT_TIMEOUT, "I/O over both controllers")
-    finally:
+    except BaseException:
         io.stop()
-    assert io.errors == []
-    assert io.mismatches == 0
-    assert io.verify_all() == 0
+        raise
+    _stop_clean(io)
 
 
 def ctl(d: DaemonUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
