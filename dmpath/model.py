@@ -180,8 +180,18 @@ class Snapshot:
     nvme_native: list[NativeSubsystem] = field(default_factory=list)
 
 
+def _as_lists(value: Any) -> Any:
+    """Tuples (of frozen records) as the lists JSON has, all the way down."""
+    if isinstance(value, tuple | list):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
+
+
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
     out = dataclasses.asdict(snap)
+    out["nvme_native"] = _as_lists(out["nvme_native"])
     for m, mo in zip(snap.maps, out["maps"], strict=True):
         mo["status"] = m.brackets()
         mo["working"] = m.working

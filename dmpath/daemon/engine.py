@@ -776,18 +776,19 @@ class Daemon:
         session or NVMe-TCP controller): its link going down fails the path at once."""
         if self.links is None:
             return
-        sessions: dict[str, list[str]] = {}
+        # the transport object each path rides (an iSCSI session, an NVMe-TCP controller)
+        owners: dict[str, list[str]] = {}
         for info in infos:
             devpath = info.properties.get("DEVPATH", "")
-            session = sysfs.iscsi_session_of(devpath)
-            if session is None and info.transport == "nvme:tcp":
-                session = nvme.controller_of(devpath)
-            if session is not None:
-                sessions.setdefault(session, []).append(info.name)
-        for session, names in sessions.items():
+            owner = sysfs.iscsi_session_of(devpath)
+            if owner is None and info.transport == "nvme:tcp":
+                owner = nvme.controller_of(devpath)
+            if owner is not None:
+                owners.setdefault(owner, []).append(info.name)
+        for owner, names in owners.items():
             address = await self.io(
-                nvme.fabric_address if session.startswith("nvme") else sysfs.iscsi_portal_address,
-                session,
+                nvme.fabric_address if owner.startswith("nvme") else sysfs.iscsi_portal_address,
+                owner,
             )
             link = await self.links.interface_for(address) if address else None
             if link is None:
@@ -796,7 +797,7 @@ class Daemon:
                 pr = self.paths.get(name)
                 if pr is not None:
                     pr.link = link.index
-            log.debug("%s (%s) goes out by %s", session, ", ".join(names), link.name)
+            log.debug("%s (%s) goes out by %s", owner, ", ".join(names), link.name)
 
     async def _watch_tcp(self) -> None:
         """Every TCP_POLL seconds, the TCP connections of the iSCSI sessions our paths use
