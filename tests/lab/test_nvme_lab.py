@@ -20,7 +20,14 @@ import pytest
 
 from dmpath.kernel import dmsetup, nvme
 from dmpath.lab import nvmetcp
-from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, wait_for
+from dmpath.lab.harness import (
+    DaemonUnderTest,
+    VerifiedIO,
+    daemon_view,
+    through_fault,
+    wait_explained,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -87,24 +94,13 @@ def _stop_clean(io: VerifiedIO) -> None:
     assert io.verify_all() == 0
 
 
-def _why(d: DaemonUnderTest, f: nvmetcp.Fabric, path: nvmetcp.NvmePath) -> str:
-    """Where a path stands, for a failure message: the controllers, the daemon."""
-    out = [f"{c} {f.controller_state(c)}" for c in f.controllers()]
-    with contextlib.suppress(Exception):
-        p = d.path(path.name)
-        out.append(f"daemon: {p['check']} ({p['check_reason']}), kernel {p['kernel_state']}")
-        out.append("events: " + "; ".join(
-            f"{e['kind']} {e['path']} {e['message']}" for e in d.show()["events"][-12:]
-        ))
-    return " | ".join(out)
-
-
 def _wait(what: str, pred: Callable[[], bool], timeout: float, *, d: DaemonUnderTest,
           f: nvmetcp.Fabric, path: nvmetcp.NvmePath) -> None:
-    try:
-        wait_for(pred, timeout, what)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {_why(d, f, path)}") from None
+    """Until ``pred``; a time-out says where the controllers and the daemon stand."""
+    controllers = lambda: " ".join(  # noqa: E731
+        f"{c} {f.controller_state(c)}" for c in f.controllers()
+    )
+    wait_explained(pred, timeout, what, lambda: f"{controllers()} | {daemon_view(d, path.name)}")
 
 
 def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
@@ -121,20 +117,17 @@ def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
     victim, other = paths
     io = VerifiedIO(f"/dev/mapper/{name}", blocks=64).start()
     try:
-        io.wait_writes(20, 60, "verified I/O to start")
-        io.longest_stall = 0.0  # from here on: what the fault costs
-        t0 = time.monotonic()
-        f.blackhole(victim.port)
-        _wait(
-            f"{victim.name} (black-holed port) failed in the table",
-            lambda: _states(name) == {victim.devnum: False, other.devnum: True},
-            FAULT_TIMEOUT, d=d, f=f, path=victim,
+        failed_after, stall = through_fault(
+            io,
+            lambda: f.blackhole(victim.port),
+            lambda: _wait(
+                f"{victim.name} (black-holed port) failed in the table",
+                lambda: _states(name) == {victim.devnum: False, other.devnum: True},
+                FAULT_TIMEOUT, d=d, f=f, path=victim,
+            ),
+            FAULT_TIMEOUT, "I/O over the other controller",
         )
-        failed_after = time.monotonic() - t0
         assert ("path_failed", victim.name) in [(e["kind"], e["path"]) for e in d.show()["events"]]
-        after = io.writes
-        io.wait_writes(after + 50, FAULT_TIMEOUT, "I/O over the other controller")
-        stall = io.longest_stall
         t1 = time.monotonic()
         f.clear_rules()
         _wait(f"{victim.name} reinstated", lambda: all(_states(name).values()),
@@ -179,14 +172,17 @@ def test_a_removed_controller_leaves_the_map_and_a_new_connection_joins_it(
     victim, other = paths
     io = VerifiedIO(f"/dev/mapper/{name}", blocks=64).start()
     try:
-        io.wait_writes(20, 60, "verified I/O to start")
-        f.remove_controller(victim.controller)
-        _wait(f"{victim.name} out of the map", lambda: _states(name) == {other.devnum: True},
-              FAULT_TIMEOUT, d=d, f=f, path=victim)
+        through_fault(
+            io,
+            lambda: f.remove_controller(victim.controller),
+            lambda: _wait(f"{victim.name} out of the map",
+                          lambda: _states(name) == {other.devnum: True},
+                          FAULT_TIMEOUT, d=d, f=f, path=victim),
+            FAULT_TIMEOUT, "I/O over the other controller",
+        )
         assert ("path_removed", victim.name) in [
             (e["kind"], e["path"]) for e in d.show()["events"]
         ]
-        io.wait_writes(io.writes + 50, FAULT_TIMEOUT, "I/O over the other controller")
         # the host connects again: a new controller, a new disk of the same namespace
         f.connect(victim.port)
         new = wait_for(
