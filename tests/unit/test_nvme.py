@@ -24,7 +24,7 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "nvme"
 PATH_DISK = "/devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1"
 HEAD = "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1"
 HIDDEN = "/devices/virtual/nvme-fabrics/ctl/nvme1/nvme0c1n1"
-WWID = "uuid.5c3b1a2e-0f4d-4b6a-9e21-d0a7f1e5c0de"
+WWID = "uuid.00000001-0f4d-4b6a-9e21-d0a7f1e5c0de"
 
 
 def captured_tree() -> dict[str, str]:
@@ -45,9 +45,12 @@ def test_native_view_from_the_captured_tree() -> None:
     assert (ns.name, ns.nsid, ns.wwid, ns.devnum) == ("nvme0n1", 1, WWID, "259:1")
     assert [(p.node, p.controller, p.state, p.transport, p.ana_state) for p in ns.paths] == [
         ("nvme0c0n1", "nvme0", "live", "tcp", "optimized"),
-        ("nvme0c1n1", "nvme1", "live", "tcp", "non-optimized"),
+        ("nvme0c1n1", "nvme1", "live", "tcp", "optimized"),
     ]
-    assert ns.paths[1].address == "traddr=203.0.113.18,trsvcid=4420,src_addr=203.0.113.17"
+    assert ns.paths[1].address == (
+        "traddr=203.0.113.18,trsvcid=4420,host_traddr=203.0.113.17,src_addr=203.0.113.17"
+    )
+    assert ns.size_sectors == 65536
 
 
 def test_a_path_node_of_another_namespace_is_not_this_ones() -> None:
@@ -155,7 +158,7 @@ def _native_snapshot() -> Snapshot:
 def test_snapshot_round_trip_keeps_the_native_view() -> None:
     snap = _native_snapshot()
     doc = snapshot_to_dict(snap)
-    assert doc["nvme_native"][0]["namespaces"][0]["paths"][1]["ana_state"] == "non-optimized"
+    assert doc["nvme_native"][0]["namespaces"][0]["paths"][1]["ana_state"] == "optimized"
     assert snapshot_from_dict(doc) == snap
     # a daemon from before the field: no native view, not an error
     doc = snapshot_to_dict(Snapshot())
@@ -165,7 +168,7 @@ def test_snapshot_round_trip_keeps_the_native_view() -> None:
 
 def _text(renderable: object) -> str:
     out = io.StringIO()
-    Console(file=out, width=120, color_system=None).print(renderable)
+    Console(file=out, width=160, color_system=None).print(renderable)
     return out.getvalue()
 
 
@@ -174,9 +177,9 @@ def test_status_shows_the_native_view_after_the_maps() -> None:
     lines = text.splitlines()
     assert lines[1] == "no multipath maps"
     assert "native NVMe multipath" in text
-    assert "[OK] nvme0n1  nsid 1  0  2/2 paths usable  " + WWID in text
-    addr = "traddr=203.0.113.18,trsvcid=4420,src_addr=203.0.113.17"
-    assert f"nvme0c1n1  nvme1  tcp  {addr}  live  ana non-optimized" in text
+    assert "[OK] nvme0n1  nsid 1  32M  2/2 paths usable  " + WWID in text
+    addr = "traddr=203.0.113.18,trsvcid=4420,host_traddr=203.0.113.17,src_addr=203.0.113.17"
+    assert f"nvme0c1n1  nvme1  tcp  {addr}  live  ana optimized" in text
     # asked for named maps: the native view is not one of them
     assert "native NVMe" not in _text(render_status(_native_snapshot(), 0.0, maps=["x"]))
 
