@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dmpath.kernel import dmsetup, nvme
+from dmpath.kernel import dmsetup, nvme, udev
 from dmpath.lab import nvmetcp
 from dmpath.lab.harness import (
     DaemonUnderTest,
@@ -28,6 +28,7 @@ from dmpath.lab.harness import (
     wait_explained,
     wait_for,
 )
+from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
 
@@ -86,6 +87,20 @@ def _started(dmpathd: Start, paths: list[nvmetcp.NvmePath]) -> tuple[DaemonUnder
     return d, name
 
 
+def _claimed(d: DaemonUnderTest, name: str) -> bool:
+    """Whether the udev helper (of the tree under test, with the daemon's config) claims
+    the disk, given what udev knows of it."""
+    props = udev.parse_export(
+        run("udevadm", ["info", "--query=property", "--export", f"/dev/{name}"]).stdout
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "dmpath.udevhelper", name],
+        env={**os.environ, **props, "DMPATH_CONFIG": d.config},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return "DM_MULTIPATH_DEVICE_PATH=1" in out.stdout.splitlines()
+
+
 def _stop_clean(io: VerifiedIO) -> None:
     """The verified I/O stopped: no error, no block read back wrong, then or now."""
     io.stop()
@@ -114,6 +129,8 @@ def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
     for p in m["paths"]:
         # no SG_IO on NVMe: the default checker (tur) becomes directio
         assert (p["transport"], p["checker"], p["check"]) == ("nvme:tcp", "directio", "up")
+    # udev's claim agrees with the daemon: both controllers' disks are paths
+    assert [_claimed(d, p.name) for p in paths] == [True, True]
     victim, other = paths
     io = VerifiedIO(f"/dev/mapper/{name}", blocks=64).start()
     try:
@@ -237,6 +254,7 @@ def test_native_multipath_is_shown_and_left_alone(native: nvmetcp.Fabric, dmpath
         60, f"dmpathd to refuse {head} as native NVMe multipath's",
     )
     assert head in refused.stderr
+    assert not _claimed(d, head)  # the udev rule leaves the kernel's device alone too
     snap = d.show()
     assert snap["maps"] == []
     assert [p["name"] for p in snap["unmapped_paths"]] == []
