@@ -175,13 +175,27 @@ class TransportState:
             return None
 
 
+#: an NVMe over Fabrics controller's states in which it carries no I/O: reconnecting
+#: after a lost connection (resetting, then connecting until ctrl_loss_tmo) or going away
+NVME_CONTROLLER_DOWN = frozenset({"resetting", "connecting", "deleting", "deleting (no IO)",
+                                  "dead"})
+
+
 def transport_state(sys_path: str, sys_root: str = "/sys") -> TransportState | None:
     """The state of the iSCSI session a device path runs over (``FAILED``: the connection
     is lost and the session recovering, until ``recovery_tmo`` fails its I/O or it logs
-    in again), or None for other transports."""
-    if (session := iscsi_session_of(sys_path)) is None:
-        return None
-    return iscsi_session_state(session, sys_root)
+    in again) or of its NVMe over Fabrics controller (not ``live``), or None for other
+    transports."""
+    if (session := iscsi_session_of(sys_path)) is not None:
+        return iscsi_session_state(session, sys_root)
+    if (m := _FABRICS_CTRL_RE.search(sys_path)) is not None:
+        ctrl = m.group(1)
+        return TransportState(
+            f"NVMe controller {ctrl}",
+            f"{sys_root.rstrip('/')}/class/nvme/{ctrl}/state",
+            NVME_CONTROLLER_DOWN,
+        )
+    return None
 
 
 def iscsi_session_state(session: str, sys_root: str = "/sys") -> TransportState:
