@@ -144,7 +144,11 @@ def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
             ),
             FAULT_TIMEOUT, "I/O over the other controller",
         )
-        assert ("path_failed", victim.name) in [(e["kind"], e["path"]) for e in d.show()["events"]]
+        events = d.show()["events"]
+        assert ("path_failed", victim.name) in [(e["kind"], e["path"]) for e in events]
+        # who told first: the kernel's dm event (I/O failed) or the daemon's check
+        told = next(e["message"] for e in events
+                    if e["path"] == victim.name and e["kind"] in ("path_failed", "check"))
         t1 = time.monotonic()
         f.clear_rules()
         _wait(f"{victim.name} reinstated", lambda: all(_states(name).values()),
@@ -157,15 +161,16 @@ def test_two_controllers_are_one_map_and_a_black_holed_one_is_failed_and_back(
     with capsys.disabled():  # figures for the reader, never a verdict
         print(f"\n[nvme black hole] path failed in the table after {failed_after:.1f} s; "
               f"longest I/O stall {stall:.1f} s; reinstated {back_after:.1f} s after the "
-              f"rules went")
+              f"rules went; first word: {told}")
 
 
 def test_a_link_going_down_fails_its_controller_path_from_the_link_event(
-    healthy: Lab, dmpathd: Start
+    healthy: Lab, dmpathd: Start, capsys: pytest.CaptureFixture[str]
 ) -> None:
     f, paths = healthy
     d, name = _started(dmpathd, paths)
     victim = paths[0]
+    t0 = time.monotonic()
     f.link(victim.port, up=False)
     failed = lambda: not _states(name)[victim.devnum]  # noqa: E731
     _wait("failed in the table", failed, FAULT_TIMEOUT, d=d, f=f, path=victim)
@@ -176,9 +181,14 @@ def test_a_link_going_down_fails_its_controller_path_from_the_link_event(
     kinds = [(e["kind"], e["path"]) for e in events]
     assert events.index(link_down[0]) < kinds.index(("path_failed", victim.name))
     assert d.path(victim.name)["check_reason"] == f"link {victim.port.host_if} down"
+    failed_after = time.monotonic() - t0
+    t1 = time.monotonic()
     f.link(victim.port, up=True)
     _wait(f"{victim.name} reinstated", lambda: all(_states(name).values()),
           RETURN_TIMEOUT, d=d, f=f, path=victim)
+    with capsys.disabled():  # figures for the reader, never a verdict
+        print(f"\n[nvme link down] path failed in the table within {failed_after:.1f} s; "
+              f"reinstated {time.monotonic() - t1:.1f} s after the link came back")
 
 
 def test_a_removed_controller_leaves_the_map_and_a_new_connection_joins_it(
