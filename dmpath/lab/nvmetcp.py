@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dmpath.errors import DmpathError
+from dmpath.kernel.nvme import native_multipath
 from dmpath.lab import netlab
 from dmpath.lab.netlab import read_attr as _read
 from dmpath.lab.netlab import write_attr as _write
@@ -63,7 +64,6 @@ HOST_MODULES = ("nvme_tcp", "nvme_fabrics", "nvme_core")
 RECONNECT_DELAY = 2
 #: how long connections and the disks' udev processing may take under emulation
 CONNECT_TIMEOUT = 120.0
-MULTIPATH_PARAM = "/sys/module/nvme_core/parameters/multipath"
 
 
 class FabricError(DmpathError):
@@ -119,14 +119,6 @@ def parse_connect_answer(text: str) -> str:
     if not fields.get("instance", "").isdigit():
         raise FabricError(f"unexpected answer from /dev/nvme-fabrics: {text.strip()!r}")
     return "nvme" + fields["instance"]
-
-
-def native_multipath() -> bool | None:
-    """nvme_core's ``multipath`` parameter; None while nvme_core is not loaded."""
-    try:
-        return _read(MULTIPATH_PARAM) == "Y"
-    except OSError:
-        return None
 
 
 def load_host(multipath: bool) -> None:
