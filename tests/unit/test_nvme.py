@@ -194,3 +194,15 @@ def test_native_path_health() -> None:
     text = _text(render_native([nvme.NativeSubsystem("s", "nqn.x\x1b[31m", "", "", "numa", ())],
                                RenderOptions(ascii=True)))
     assert "\x1b" not in text and "nqn.x\\x1b[31m" in text
+
+
+def test_the_lab_fabric_reads_the_connect_answer() -> None:
+    from dmpath.lab import nvmetcp
+
+    # what /dev/nvme-fabrics answered in the lab
+    assert nvmetcp.parse_connect_answer("instance=0,cntlid=1\n") == "nvme0"
+    assert nvmetcp.parse_connect_answer("instance=12,cntlid=2") == "nvme12"
+    with pytest.raises(nvmetcp.FabricError, match="unexpected answer"):
+        nvmetcp.parse_connect_answer("error")
+    # the namespace's WWID as the host shows it, known before the host connects
+    assert "uuid." + nvmetcp.ns_uuid(1) == WWID
