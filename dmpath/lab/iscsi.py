@@ -72,15 +72,8 @@ class FabricError(DmpathError):
 
 
 @dataclass(frozen=True)
-class Portal:
+class Portal(netlab.Link):
     """One target portal and the link to it: ``host_if`` is the initiator's interface."""
-
-    index: int
-    host_if: str
-    target_if: str
-    host_addr: str
-    target_addr: str
-    prefix: int = 24
 
     @property
     def tpgt(self) -> int:

@@ -13,26 +13,25 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Iterable
-from typing import Protocol
+from dataclasses import dataclass
 
 from dmpath.runner import run
 
 CONFIGFS = "/sys/kernel/config"
 
 
-class Link(Protocol):
-    """One veth pair: ``host_if`` in the root namespace, ``target_if`` in the target's."""
+@dataclass(frozen=True)
+class Link:
+    """One target port and the veth pair to it: ``host_if`` in the root namespace (the
+    initiator's or host's interface), ``target_if`` in the target's. Each fabric's port
+    type extends it with what its target calls the port."""
 
-    @property
-    def host_if(self) -> str: ...
-    @property
-    def target_if(self) -> str: ...
-    @property
-    def host_addr(self) -> str: ...
-    @property
-    def target_addr(self) -> str: ...
-    @property
-    def prefix(self) -> int: ...
+    index: int
+    host_if: str
+    target_if: str
+    host_addr: str
+    target_addr: str
+    prefix: int = 24
 
 
 def write_attr(path: pathlib.Path | str, value: str) -> None:

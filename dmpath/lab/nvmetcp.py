@@ -71,15 +71,10 @@ class FabricError(DmpathError):
 
 
 @dataclass(frozen=True)
-class Port:
+class Port(netlab.Link):
     """One target port and the link to it: ``host_if`` is the host's interface."""
 
-    index: int
-    host_if: str
-    target_if: str
-    host_addr: str
-    target_addr: str
-    prefix: int = 28
+    prefix: int = 28  # two /28s of one documentation range (see the module's docstring)
 
     @property
     def port_id(self) -> int:
