@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from dmpath.kernel.dmtable import DmInfo, MultipathTable
+from dmpath.kernel.nvme import NativeNamespace, NativePath, NativeSubsystem
 
 SNAPSHOT_VERSION = 1
 
@@ -175,10 +176,22 @@ class Snapshot:
     maps: list[Map] = field(default_factory=list)
     unmapped_paths: list[Path] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: native NVMe multipath (the kernel's, not ours: shown read-only)
+    nvme_native: list[NativeSubsystem] = field(default_factory=list)
+
+
+def _as_lists(value: Any) -> Any:
+    """Tuples (of frozen records) as the lists JSON has, all the way down."""
+    if isinstance(value, tuple | list):
+        return [_as_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_lists(v) for k, v in value.items()}
+    return value
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
     out = dataclasses.asdict(snap)
+    out["nvme_native"] = _as_lists(out["nvme_native"])
     for m, mo in zip(snap.maps, out["maps"], strict=True):
         mo["status"] = m.brackets()
         mo["working"] = m.working
@@ -191,6 +204,18 @@ def _path_from(d: dict[str, Any]) -> Path:
     d["kernel_state"] = KernelState(d.get("kernel_state", "absent"))
     names = {f.name for f in dataclasses.fields(Path)}
     return Path(**{k: v for k, v in d.items() if k in names})
+
+
+def _native_from(d: dict[str, Any]) -> NativeSubsystem:
+    namespaces = tuple(
+        NativeNamespace(
+            **{k: v for k, v in ns.items() if k != "paths"},
+            paths=tuple(NativePath(**p) for p in ns.get("paths", [])),
+        )
+        for ns in d.get("namespaces", [])
+    )
+    return NativeSubsystem(**{k: v for k, v in d.items() if k != "namespaces"},
+                           namespaces=namespaces)
 
 
 def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
@@ -219,4 +244,5 @@ def snapshot_from_dict(d: dict[str, Any]) -> Snapshot:
         maps=maps,
         unmapped_paths=[_path_from(p) for p in d.get("unmapped_paths", [])],
         events=[Event(**e) for e in d.get("events", [])],
+        nvme_native=[_native_from(n) for n in d.get("nvme_native", [])],
     )

@@ -81,19 +81,28 @@ def known_wwids(path: str) -> set[str]:
     return out
 
 
+def sysfs_wwid(name: str, sys_root: str) -> str:
+    """A disk's WWID in sysfs: the SCSI device's, or an NVMe namespace's own."""
+    base = os.path.join(sys_root, "block", name)
+    return _read(os.path.join(base, "device/wwid")) or _read(os.path.join(base, "wwid"))
+
+
+def native_nvme_head(name: str, sys_root: str) -> bool:
+    """Native NVMe multipath's head: the kernel's own multipath device, never a path
+    (claiming it would hide the one usable disk from systemd and LVM)."""
+    return "/nvme-subsystem/" in os.path.realpath(os.path.join(sys_root, "block", name))
+
+
 def same_lun_elsewhere(name: str, sys_root: str) -> bool:
     """Another disk reports the same sysfs wwid: two paths to one LUN."""
-    mine = _read(os.path.join(sys_root, "block", name, "device/wwid"))
+    mine = sysfs_wwid(name, sys_root)
     if not mine:
         return False
     try:
         disks = os.listdir(os.path.join(sys_root, "block"))
     except OSError:
         return False
-    return any(
-        d != name and _read(os.path.join(sys_root, "block", d, "device/wwid")) == mine
-        for d in disks
-    )
+    return any(d != name and sysfs_wwid(d, sys_root) == mine for d in disks)
 
 
 def decide(
@@ -104,11 +113,16 @@ def decide(
 ) -> bool:
     if name.startswith(("dm-", "md", "loop", "ram", "zram", "sr", "nbd")):
         return False
+    if name.startswith("nvme") and native_nvme_head(name, sys_root):
+        return False
     if held_by_our_map(name, sys_root, _uuid_prefix(settings)):
         return True
     uid_attrs = settings.get("uid_attribute", ["ID_SERIAL", "ID_WWN"])
     attrs = uid_attrs if isinstance(uid_attrs, list) else ["ID_SERIAL", "ID_WWN"]
     wwid = next((env[a] for a in attrs if isinstance(a, str) and env.get(a)), "")
+    if name.startswith("nvme"):
+        # as the daemon keys NVMe paths: on the namespace's wwid, not on ID_SERIAL
+        wwid = _read(os.path.join(sys_root, "block", name, "wwid")) or wwid
     if not wwid:
         return False
     if wwid in known_wwids(str(settings.get("wwids_file", "/etc/dmpath/wwids"))):

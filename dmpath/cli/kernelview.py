@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Mapping
 
 from dmpath.errors import DmpathError
-from dmpath.kernel import dmtable, mdstat, sysfs
+from dmpath.kernel import dmtable, mdstat, nvme, sysfs
 from dmpath.model import (
     Backend,
     GroupState,
@@ -239,4 +239,4 @@ def read_snapshot(
     facts: dict[str, sysfs.PathFacts] = {}
     maps = (dm_reader or _read_dm)(sys_root, facts)
     maps += _read_md(sys_root, mdstat_path, facts)
-    return Snapshot(source="kernel", maps=maps)
+    return Snapshot(source="kernel", maps=maps, nvme_native=nvme.read_native(sys_root))

@@ -496,6 +496,10 @@ def render_status(
         for p in snap.unmapped_paths:
             tree.add(_path_line(p, cells[p.name], widths, opts))
         parts.append(tree)
+    if snap.nvme_native and not maps:
+        from dmpath.cli.nativeview import render_native
+
+        parts.extend([Text(""), render_native(snap.nvme_native, opts)])
     return Group(*parts)
 
 

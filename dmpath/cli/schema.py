@@ -119,6 +119,33 @@ _EVENT_PROPS: dict[str, Any] = {
     "message": _STR,
 }
 
+_NATIVE_PATH_PROPS: dict[str, Any] = {
+    "node": {**_STR, "description": "the kernel's hidden per-path node, e.g. nvme0c1n1"},
+    "controller": {**_STR, "description": "controller, e.g. nvme1"},
+    "state": {**_STR, "description": "controller state: live, connecting, resetting, ..."},
+    "transport": {**_STR, "description": "tcp, rdma, fc, pcie, loop"},
+    "address": {**_STR, "description": "the controller's address (traddr=...,trsvcid=...)"},
+    "ana_state": {**_STR, "description": "optimized, non-optimized, inaccessible, ... or ''"},
+}
+
+_NATIVE_NS_PROPS: dict[str, Any] = {
+    "name": {**_STR, "description": "the namespace's one disk (the head), e.g. nvme0n1"},
+    "nsid": _INT,
+    "wwid": _STR,
+    "devnum": _STR,
+    "size_sectors": _INT0,
+    "paths": {"type": "array", "items": {"$ref": "#/$defs/native_path"}},
+}
+
+_NATIVE_SUBSYS_PROPS: dict[str, Any] = {
+    "name": {**_STR, "description": "e.g. nvme-subsys0"},
+    "nqn": _STR,
+    "model": _STR,
+    "serial": _STR,
+    "iopolicy": {**_STR, "description": "numa, round-robin"},
+    "namespaces": {"type": "array", "items": {"$ref": "#/$defs/native_namespace"}},
+}
+
 _SNAPSHOT_PROPS: dict[str, Any] = {
     "version": {"const": 1, "description": "schema version of this document"},
     "source": {"enum": ["daemon", "kernel"], "description": "kernel: no daemon was running"},
@@ -128,6 +155,11 @@ _SNAPSHOT_PROPS: dict[str, Any] = {
     "maps": {"type": "array", "items": {"$ref": "#/$defs/map"}},
     "unmapped_paths": {"type": "array", "items": {"$ref": "#/$defs/path"}},
     "events": {"type": "array", "items": {"$ref": "#/$defs/event"}},
+    "nvme_native": {
+        "type": "array",
+        "items": {"$ref": "#/$defs/native_subsystem"},
+        "description": "the kernel's native NVMe multipath, read-only (dmpathd leaves it)",
+    },
 }
 
 _LISTED_PATH_PROPS: dict[str, Any] = {
@@ -140,6 +172,9 @@ DEFS: dict[str, Any] = {
     "group": _obj(_GROUP_PROPS, "a priority group of a dm map"),
     "map": _obj(_MAP_PROPS, "a multipath map (dm table or md multipath array)"),
     "event": _obj(_EVENT_PROPS, "one entry of the daemon's history"),
+    "native_path": _obj(_NATIVE_PATH_PROPS, "one controller's path to a native namespace"),
+    "native_namespace": _obj(_NATIVE_NS_PROPS, "a namespace under native NVMe multipath"),
+    "native_subsystem": _obj(_NATIVE_SUBSYS_PROPS, "an NVMe subsystem under native multipath"),
     "listed_path": _obj(_LISTED_PATH_PROPS, "a path in show paths, with its map"),
     "error": _obj(
         {

@@ -137,7 +137,8 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "How paths are tested: SCSI TEST UNIT READY through SG_IO (tur: cheap, reads no "
         "data), a read of one block with O_DIRECT (directio: for devices without SCSI "
         "pass-through), or not at all (none: nothing is sent to the paths, and their "
-        "state is what the kernel reports after I/O errors). " + _OVERRIDE_NOTE,
+        "state is what the kernel reports after I/O errors). An NVMe path has no SCSI "
+        "behind it: where tur is set, it is checked with directio. " + _OVERRIDE_NOTE,
     ),
     OptionDoc(
         "defaults",
@@ -191,11 +192,14 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "blocked and their commands wait; when it expires, waiting and new commands fail "
         "at once, and they work again when the session is back) and to the FC remote "
         "port's fast_io_fail_tmo (the port is kept until dev_loss_tmo, its I/O failed from "
-        "this time). The kernel's own defaults, 120 s for iSCSI, leave a map's I/O stalled "
-        "for two minutes when a portal goes dark; 5 s, as multipath-tools, bounds the "
-        "stall by the iSCSI ping (noop_out_timeout, 5 s) plus this. A session is shared "
-        'by every LUN behind it, other LUNs included, and is written once. "off" '
-        "leaves the transports' timers alone.",
+        "this time), and to an NVMe over Fabrics controller's fast_io_fail_tmo (a "
+        "reconnecting controller otherwise holds I/O that is not fail-fast, a check's "
+        "read among it, until ctrl_loss_tmo, 600 s by default). The kernel's own "
+        "defaults, 120 s for iSCSI, leave a map's I/O stalled for two minutes when a "
+        "portal goes dark; 5 s, as multipath-tools, bounds the stall by the iSCSI ping "
+        "(noop_out_timeout, 5 s) plus this. A session (or controller) is shared by every "
+        'LUN behind it, other LUNs included, and is written once. "off" leaves the '
+        "transports' timers alone.",
     ),
     OptionDoc(
         "defaults",

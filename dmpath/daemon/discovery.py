@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dmpath.errors import DmpathError
-from dmpath.kernel import sgio, sysfs
+from dmpath.kernel import nvme, sgio, sysfs
 from dmpath.kernel.udev import UdevRecord, is_disk, is_dm, wwid_from_udev
 
 
@@ -49,10 +49,21 @@ def wwid_by_sgio(devnode: str) -> str:
     return w.serial if w else ""
 
 
+def choose_wwid(transport: str, sysfs_wwid: str | None, udev_wwid: str | None) -> str:
+    """A path's WWID: the udev ``uid_attribute`` value, except on NVMe, where the
+    namespace's own sysfs ``wwid`` comes first ("" when neither is known)."""
+    if transport.startswith("nvme:") and sysfs_wwid:
+        return sysfs_wwid
+    return udev_wwid or ""
+
+
 def path_info(rec: UdevRecord, uid_attributes: Sequence[str]) -> PathInfo | None:
     """A candidate path from a udev record, or None if it cannot be a path at all.
 
-    Only whole disks with a device node; dm and md devices are never paths.
+    Only whole disks with a device node; dm and md devices are never paths, nor is
+    native NVMe multipath's head (the kernel's own multipath device: dmpathd leaves it
+    alone). An NVMe namespace's WWID is its sysfs ``wwid`` (what udev copies into
+    ``ID_WWN``): ``ID_SERIAL`` names the subsystem's model and serial, not the namespace.
     """
     if not is_disk(rec) or is_dm(rec) or rec.sys_name.startswith("md") or not rec.devnode:
         return None
@@ -62,7 +73,11 @@ def path_info(rec: UdevRecord, uid_attributes: Sequence[str]) -> PathInfo | None
         facts = sysfs.read_path_facts(rec.sys_name)
     except (DmpathError, OSError):
         return None
-    wwid = wwid_from_udev(rec, tuple(uid_attributes)) or ""
+    if nvme.is_native_head(facts.sys_path):
+        return None
+    wwid = choose_wwid(
+        facts.transport.value, facts.wwid_sysfs, wwid_from_udev(rec, tuple(uid_attributes))
+    )
     if not wwid and rec.hctl:
         wwid = wwid_by_sgio(rec.devnode)
     return PathInfo(

@@ -40,7 +40,7 @@ from dmpath.daemon.checkpool import CheckPool, PoolClosed
 from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
-from dmpath.kernel import dmsetup, sockdiag, sysfs, udev
+from dmpath.kernel import dmsetup, nvme, sockdiag, sysfs, udev
 from dmpath.kernel.dmtable import MultipathTable
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.model import (
@@ -56,6 +56,7 @@ from dmpath.model import (
 )
 from dmpath.policy import alua, files, healing, polling, reconcile, tcpstall
 from dmpath.policy import filter as pfilter
+from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
 from dmpath.protocol import NotFound as NotFoundError
@@ -269,6 +270,7 @@ class Daemon:
                 sysfs.transport_state(info.properties.get("DEVPATH", "")),
             )
         )
+        self.read_native: Callable[[], list[nvme.NativeSubsystem]] = nvme.read_native
 
     # ------------------------------------------------------------------ helpers
 
@@ -733,6 +735,11 @@ class Daemon:
     async def _priority(self, info: discovery.PathInfo, prio: str) -> tuple[int, str]:
         if prio != "alua":
             return 1, ""
+        if pnvme.is_nvme(info.transport):
+            ana = await asyncio.get_running_loop().run_in_executor(
+                self.cpool, nvme.ana_state_of, info.name
+            )
+            return pnvme.ana_priority(ana), ana
         from dmpath.kernel import scsi, sgio
 
         try:
@@ -766,16 +773,23 @@ class Daemon:
 
     async def _find_links(self, infos: list[discovery.PathInfo]) -> None:
         """The interface each new network path leaves by (one route lookup per iSCSI
-        session): its link going down fails the path at once."""
+        session or NVMe-TCP controller): its link going down fails the path at once."""
         if self.links is None:
             return
-        sessions: dict[str, list[str]] = {}
+        # the transport object each path rides (an iSCSI session, an NVMe-TCP controller)
+        owners: dict[str, list[str]] = {}
         for info in infos:
-            session = sysfs.iscsi_session_of(info.properties.get("DEVPATH", ""))
-            if session is not None:
-                sessions.setdefault(session, []).append(info.name)
-        for session, names in sessions.items():
-            address = await self.io(sysfs.iscsi_portal_address, session)
+            devpath = info.properties.get("DEVPATH", "")
+            owner = sysfs.iscsi_session_of(devpath)
+            if owner is None and info.transport == "nvme:tcp":
+                owner = nvme.controller_of(devpath)
+            if owner is not None:
+                owners.setdefault(owner, []).append(info.name)
+        for owner, names in owners.items():
+            address = await self.io(
+                nvme.fabric_address if owner.startswith("nvme") else sysfs.iscsi_portal_address,
+                owner,
+            )
             link = await self.links.interface_for(address) if address else None
             if link is None:
                 continue
@@ -783,7 +797,7 @@ class Daemon:
                 pr = self.paths.get(name)
                 if pr is not None:
                     pr.link = link.index
-            log.debug("%s (%s) goes out by %s", session, ", ".join(names), link.name)
+            log.debug("%s (%s) goes out by %s", owner, ", ".join(names), link.name)
 
     async def _watch_tcp(self) -> None:
         """Every TCP_POLL seconds, the TCP connections of the iSCSI sessions our paths use
@@ -1036,6 +1050,7 @@ class Daemon:
     def _add_path_runtime(
         self, info: discovery.PathInfo, prio: int, alua: str, opts: cfgmod.MapOptions
     ) -> PathRuntime:
+        checker = pnvme.checker_for(str(opts.checker), info.transport)
         model = Path(
             name=info.name,
             devnum=info.devnum,
@@ -1047,7 +1062,7 @@ class Daemon:
             size_sectors=info.size_sectors,
             transport=info.transport,
             dev_state=info.dev_state,
-            checker=str(opts.checker),
+            checker=checker,
             priority=prio,
             alua_state=alua,
             interval=self.d.polling_interval,
@@ -1055,7 +1070,7 @@ class Daemon:
         pr = PathRuntime(
             info=info,
             model=model,
-            checker=self.make_checker(info, str(opts.checker)),
+            checker=self.make_checker(info, checker),
             session=sysfs.iscsi_session_of(info.properties.get("DEVPATH", "")) or "",
         )
         self.paths[info.name] = pr
@@ -1207,7 +1222,9 @@ class Daemon:
     # ------------------------------------------------------------------ checking
 
     def start_checking(self, pr: PathRuntime) -> None:
-        nexus = polling.nexus_of(pr.info.hctl, pr.info.name)
+        # an NVMe controller is its namespaces' nexus: they share its fate
+        ctrl = nvme.controller_of(pr.info.properties.get("DEVPATH", ""))
+        nexus = polling.nexus_of(pr.info.hctl, ctrl or pr.info.name)
         self.sched.add(pr.info.name, nexus, time.monotonic())
         self._wake_scheduler()
 
@@ -1504,7 +1521,10 @@ class Daemon:
         return {"pid": os.getpid(), "version": 1}
 
     async def op_show(self) -> dict[str, Any]:
-        return snapshot_to_dict(self.snapshot())
+        snap = self.snapshot()
+        # the kernel's own NVMe multipath, shown as it is: dmpathd manages none of it
+        snap.nvme_native = await self.io(self.read_native)
+        return snapshot_to_dict(snap)
 
     async def op_show_config(self) -> dict[str, Any]:
         return cfgmod.config_to_dict(self.cfg)
@@ -1557,6 +1577,11 @@ class Daemon:
         rec = self.records.get(name)
         if rec is None:
             raise NotFoundError(f"{spec}: no such block device")
+        if nvme.is_native_head(rec.sys_path):
+            raise NotFoundError(
+                f"{spec}: native NVMe multipath's device (the kernel joins its paths; "
+                "dmpathd leaves it alone)"
+            )
         info = discovery.path_info(rec, self.d.uid_attribute)
         if info is None or not info.wwid:
             raise NotFoundError(f"{spec}: not usable as a path (no WWID)")

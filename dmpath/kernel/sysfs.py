@@ -104,6 +104,8 @@ def detect_transport(
 
 _SESSION_RE = re.compile(r"/(session\d+)/")
 _RPORT_RE = re.compile(r"/(rport-\d+:\d+-\d+)/")
+#: an NVMe over Fabrics controller, as a namespace disk's device path shows it
+_FABRICS_CTRL_RE = re.compile(r"/nvme-fabrics/ctl/(nvme\d+)/")
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ def transport_timers(sys_path: str, sys_root: str = "/sys") -> dict[str, Transpo
     """The timers a device path's transport has, by the option that sets them:
     ``fast_io_fail_tmo`` (the iSCSI session's recovery_tmo, the FC remote port's
     fast_io_fail_tmo), ``dev_loss_tmo`` (FC remote port), ``eh_deadline`` (the SCSI
-    host's). Empty for devices with none (NVMe, dm)."""
+    host's; the NVMe over Fabrics controller's fast_io_fail_tmo). Empty for devices with
+    none (NVMe over PCIe, dm)."""
     root = sys_root.rstrip("/")
     out: dict[str, TransportTimer] = {}
     if (m := _RPORT_RE.search(sys_path)) is not None:
@@ -138,6 +141,13 @@ def transport_timers(sys_path: str, sys_root: str = "/sys") -> dict[str, Transpo
     elif (session := iscsi_session_of(sys_path)) is not None:
         out["fast_io_fail_tmo"] = TransportTimer(
             session, "recovery_tmo", f"{root}/class/iscsi_session/{session}/recovery_tmo"
+        )
+    elif (m := _FABRICS_CTRL_RE.search(sys_path)) is not None:
+        # a reconnecting controller holds I/O without fail-fast (a check's read) until
+        # ctrl_loss_tmo, 600 s by default, unless its fast_io_fail_tmo says otherwise
+        ctrl = m.group(1)
+        out["fast_io_fail_tmo"] = TransportTimer(
+            ctrl, "fast_io_fail_tmo", f"{root}/class/nvme/{ctrl}/fast_io_fail_tmo"
         )
     if (host := scsi_host_number(sys_path)) is not None:
         out["eh_deadline"] = TransportTimer(
@@ -165,13 +175,27 @@ class TransportState:
             return None
 
 
+#: an NVMe over Fabrics controller's states in which it carries no I/O: reconnecting
+#: after a lost connection (resetting, then connecting until ctrl_loss_tmo) or going away
+NVME_CONTROLLER_DOWN = frozenset({"resetting", "connecting", "deleting", "deleting (no IO)",
+                                  "dead"})
+
+
 def transport_state(sys_path: str, sys_root: str = "/sys") -> TransportState | None:
     """The state of the iSCSI session a device path runs over (``FAILED``: the connection
     is lost and the session recovering, until ``recovery_tmo`` fails its I/O or it logs
-    in again), or None for other transports."""
-    if (session := iscsi_session_of(sys_path)) is None:
-        return None
-    return iscsi_session_state(session, sys_root)
+    in again) or of its NVMe over Fabrics controller (not ``live``), or None for other
+    transports."""
+    if (session := iscsi_session_of(sys_path)) is not None:
+        return iscsi_session_state(session, sys_root)
+    if (m := _FABRICS_CTRL_RE.search(sys_path)) is not None:
+        ctrl = m.group(1)
+        return TransportState(
+            f"NVMe controller {ctrl}",
+            f"{sys_root.rstrip('/')}/class/nvme/{ctrl}/state",
+            NVME_CONTROLLER_DOWN,
+        )
+    return None
 
 
 def iscsi_session_state(session: str, sys_root: str = "/sys") -> TransportState:

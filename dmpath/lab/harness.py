@@ -307,6 +307,52 @@ class VerifiedIO:
         return bad
 
 
+def daemon_view(d: DaemonUnderTest, path: str) -> str:
+    """What the daemon says of a path and its last events, for a failure message."""
+    try:
+        p = d.path(path)
+        events = "; ".join(
+            f"{e['kind']} {e['path']} {e['message']}" for e in d.show()["events"][-12:]
+        )
+    except Exception as exc:  # noqa: BLE001 - a message about a failure must not fail
+        return f"daemon: cannot say ({exc})"
+    return (
+        f"daemon: {p['check']} ({p['check_reason']}), kernel {p['kernel_state']} | "
+        f"events: {events}"
+    )
+
+
+def wait_explained(
+    pred: Callable[[], Any], timeout: float, what: str, explain: Callable[[], str]
+) -> None:
+    """``wait_for``; a time-out also says where things stand (``explain()``)."""
+    try:
+        wait_for(pred, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {explain()}") from None
+
+
+def through_fault(
+    io: VerifiedIO,
+    inject: Callable[[], None],
+    failed: Callable[[], None],
+    timeout: float,
+    what: str,
+) -> tuple[float, float]:
+    """Once ``io`` flows: ``inject`` a fault, ``failed`` waits until the path is failed,
+    then ``io`` must go on (50 more writes, ``what``). Returns the seconds from the fault
+    to the failure and the longest stall of the I/O since the fault (figures to print,
+    never to judge by)."""
+    io.wait_writes(20, 60, "verified I/O to start")
+    io.longest_stall = 0.0  # from here on: what the fault costs
+    t0 = time.monotonic()
+    inject()
+    failed()
+    failed_after = time.monotonic() - t0
+    io.wait_writes(io.writes + 50, timeout, what)
+    return failed_after, io.longest_stall
+
+
 def remove_dm_maps(uuid_prefix: str = "dmpath-") -> list[str]:
     """Remove every dm map dmpath made (only those); returns their names, sorted."""
     removed = []

@@ -34,13 +34,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dmpath.errors import DmpathError
+from dmpath.lab import netlab
+from dmpath.lab.netlab import read_attr as _read
+from dmpath.lab.netlab import write_attr as _write
 from dmpath.runner import run, tool_path
 
 NETNS = "dmpath-tgt"
 TARGET_IQN = "iqn.2026-12.org.dmpath.lab:fabric"
 INITIATOR_IQN = "iqn.2026-12.org.dmpath.lab:host"
 ISCSI_PORT = 3260
-CONFIGFS = "/sys/kernel/config"
+CONFIGFS = netlab.CONFIGFS
 LIO = pathlib.Path(CONFIGFS) / "target"
 #: the backstores' files (the guest's /tmp is memory)
 STORE_DIR = "/tmp/dmpath-iscsi"
@@ -69,15 +72,8 @@ class FabricError(DmpathError):
 
 
 @dataclass(frozen=True)
-class Portal:
+class Portal(netlab.Link):
     """One target portal and the link to it: ``host_if`` is the initiator's interface."""
-
-    index: int
-    host_if: str
-    target_if: str
-    host_addr: str
-    target_addr: str
-    prefix: int = 24
 
     @property
     def tpgt(self) -> int:
@@ -107,24 +103,6 @@ class IscsiPath:
     @property
     def devnode(self) -> str:
         return "/dev/" + self.name
-
-
-def _write(path: pathlib.Path | str, value: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(value)
-
-
-def _read(path: pathlib.Path | str) -> str:
-    with open(path) as fh:
-        return fh.read().strip()
-
-
-def _nft(*args: str, check: bool = True) -> None:
-    """nft in the target's namespace: a fault is the network's or the target's, never the
-    initiator's own (a packet the initiator's own firewall drops is a send that failed,
-    and its TCP keeps it queued as unsent; a packet lost beyond the link is sent and
-    never acknowledged, as on a SAN whose switch port died)."""
-    run("ip", ["netns", "exec", NETNS, "nft", *args], check=check)
 
 
 class Fabric:
@@ -160,43 +138,9 @@ class Fabric:
     def _network(self) -> None:
         for mod in MODULES:
             run("modprobe", [mod])
-        if not os.path.ismount(CONFIGFS):  # the guest mounts no configfs itself
-            run("mount", ["-t", "configfs", "configfs", CONFIGFS])
-        run("ip", ["netns", "add", NETNS])
-        run("ip", ["-n", NETNS, "link", "set", "lo", "up"])
-        for p in self.portals:
-            run(
-                "ip",
-                [
-                    "link",
-                    "add",
-                    p.host_if,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    p.target_if,
-                    "netns",
-                    NETNS,
-                ],
-            )
-            run("ip", ["addr", "add", f"{p.host_addr}/{p.prefix}", "dev", p.host_if])
-            run(
-                "ip",
-                ["-n", NETNS, "addr", "add", f"{p.target_addr}/{p.prefix}", "dev", p.target_if],
-            )
-            run("ip", ["link", "set", p.host_if, "up"])
-            run("ip", ["-n", NETNS, "link", "set", p.target_if, "up"])
-        _nft("add", "table", "inet", NFT_TABLE)
-        for chain, hook in (("out", "output"), ("in", "input")):
-            _nft(
-                "add",
-                "chain",
-                "inet",
-                NFT_TABLE,
-                chain,
-                f"{{ type filter hook {hook} priority 0 ; }}",
-            )
+        netlab.mount_configfs()
+        netlab.make_namespace(NETNS, self.portals)
+        netlab.make_rules_table(NETNS, NFT_TABLE)
 
     def _target(self) -> None:
         os.makedirs(STORE_DIR, exist_ok=True)
@@ -239,7 +183,7 @@ class Fabric:
                 _write(port / "alua_tg_pt_gp", group.name)
                 self.alua_dirs.setdefault(p.index, []).append(group)
             # the listening socket belongs to the namespace of whoever makes the portal
-            run("nsenter", [f"--net=/run/netns/{NETNS}", "mkdir", str(tpg / "np" / p.address)])
+            netlab.in_namespace(NETNS, "mkdir", [str(tpg / "np" / p.address)])
             _write(tpg / "enable", "1")
 
     def _initiator(self) -> None:
@@ -324,12 +268,7 @@ class Fabric:
     # ------------------------------------------------------------------ faults
 
     def _rules(self, p: Portal, verdict: str) -> None:
-        # both directions, at the target: the portal neither receives nor answers
-        for chain, addr, port in (("in", "daddr", "dport"), ("out", "saddr", "sport")):
-            _nft(
-                "add", "rule", "inet", NFT_TABLE, chain,
-                "ip", addr, p.target_addr, "tcp", port, str(ISCSI_PORT), *verdict.split(),
-            )
+        netlab.add_rules(NETNS, NFT_TABLE, p.target_addr, ISCSI_PORT, verdict)
 
     def blackhole(self, p: Portal) -> None:
         """The portal's packets vanish: commands neither complete nor fail (a dead
@@ -341,8 +280,7 @@ class Fabric:
         self._rules(p, "reject with tcp reset")
 
     def clear_rules(self) -> None:
-        for chain in ("out", "in"):
-            _nft("flush", "chain", "inet", NFT_TABLE, chain, check=False)
+        netlab.flush_rules(NETNS, NFT_TABLE)
 
     def netem(self, p: Portal, spec: str | None) -> None:
         """``tc netem`` on the portal's link (e.g. ``"loss 20%"``, ``"delay 200ms"``);
@@ -354,7 +292,7 @@ class Fabric:
 
     def link(self, p: Portal, up: bool) -> None:
         """The initiator's interface to the portal goes down (or comes back)."""
-        run("ip", ["link", "set", p.host_if, "up" if up else "down"])
+        netlab.set_link(p, up)
 
     def port_enabled(self, p: Portal, enabled: bool) -> None:
         """The target disables (or re-enables) the portal's target port group."""
@@ -429,10 +367,8 @@ class Fabric:
         for name in os.listdir(STORE_DIR) if os.path.isdir(STORE_DIR) else []:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(STORE_DIR, name))
-        _nft("delete", "table", "inet", NFT_TABLE, check=False)
-        for p in self.portals:
-            run("ip", ["link", "del", p.host_if], check=False)
-        run("ip", ["netns", "del", NETNS], check=False)
+        netlab.remove_rules_table(NETNS, NFT_TABLE)
+        netlab.remove_namespace(NETNS, self.portals)
         self.tpg_dirs.clear()
         self.alua_dirs.clear()
 

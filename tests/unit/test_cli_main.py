@@ -832,3 +832,17 @@ def test_exit_codes_are_documented_in_the_man_page() -> None:
     text = man.read_text()
     for code in main.EXIT_CODES:
         assert re.search(rf"^\.B {code}$|^\.IP {code}\b|^{code}\b", text, re.M), code
+
+
+def test_the_native_nvme_view_validates() -> None:
+    """The kernel's native NVMe multipath in the status document (tuples of the frozen
+    records become arrays)."""
+    from dmpath.kernel.nvme import NativeNamespace, NativePath, NativeSubsystem
+
+    path = NativePath("nvme0c1n1", "nvme1", "live", "tcp", "traddr=203.0.113.18", "optimized")
+    ns = NativeNamespace("nvme0n1", 1, "uuid.5c3b1a2e", "259:1", 65536, (path,))
+    sub = NativeSubsystem("nvme-subsys0", "nqn.x", "Linux", "1", "numa", (ns,))
+    doc = snapshot_to_dict(Snapshot(nvme_native=[sub]))
+    validate(doc, schema.STATUS_SCHEMA)
+    doc["nvme_native"][0]["namespaces"][0]["paths"][0]["extra"] = 1
+    assert len(list(_errors(doc, schema.STATUS_SCHEMA, schema.STATUS_SCHEMA, "$"))) == 1

@@ -11,6 +11,7 @@ import asyncio
 import pathlib
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -576,3 +577,47 @@ def test_a_check_that_meets_the_standby_port_regroups_without_a_uevent(
 
     run_alua(tmp_path, check)
 
+
+def test_nvme_paths_are_checked_with_directio_and_the_native_view_is_shown(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The configured checker is tur; NVMe paths have no SG_IO and get directio. The
+    daemon's show carries the kernel's native NVMe view as its reader gives it."""
+    from dataclasses import replace
+
+    from dmpath.kernel.nvme import NativeSubsystem
+
+    checkers: dict[str, str] = {}
+    native = [NativeSubsystem("nvme-subsys0", "nqn.x", "Linux", "1", "numa", ())]
+
+    async def main() -> None:
+        san = SimSan(2, 2)
+        d, ops = make_daemon(san, str(tmp_path), extra=FAST + 'checker = "tur"\n')
+        scan, make = d.scan_records, d.make_checker
+
+        def nvme_scan(*args: Any) -> Any:
+            infos, holders = scan(*args)
+            return {n: i and replace(i, transport="nvme:tcp") for n, i in infos.items()}, holders
+
+        def record(info: Any, kind: str) -> Any:
+            checkers[info.name] = kind
+            return make(info, kind)
+
+        d.scan_records, d.make_checker = nvme_scan, record
+        d.read_native = lambda: native
+        connect_uevents(d, ops)
+        try:
+            await d.adopt()
+            await d.scan()
+            await until(lambda: ops.active_paths() == 4, "coldplug")
+            shown = await d.op_show()
+            assert {p["checker"] for m in shown["maps"] for p in m["paths"]} == {"directio"}
+            assert shown["nvme_native"] == [
+                {"name": "nvme-subsys0", "nqn": "nqn.x", "model": "Linux", "serial": "1",
+                 "iopolicy": "numa", "namespaces": []}
+            ]
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+    assert len(checkers) == 4 and set(checkers.values()) == {"directio"}

@@ -277,11 +277,22 @@ def test_transport_timers_by_option() -> None:
     )
     assert fc["dev_loss_tmo"].attribute == "/sys/class/fc_remote_ports/rport-6:0-1/dev_loss_tmo"
     assert fc["eh_deadline"].attribute == "/sys/class/scsi_host/host6/eh_deadline"
-    # scsi_debug has no transport class, only its host; NVMe and dm have none at all
+    # an NVMe over Fabrics controller has its own fast_io_fail_tmo (a real DEVPATH)
+    assert sysfs.transport_timers("/devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1") == {
+        "fast_io_fail_tmo": sysfs.TransportTimer(
+            "nvme1", "fast_io_fail_tmo", "/sys/class/nvme/nvme1/fast_io_fail_tmo"
+        )
+    }
+    # scsi_debug has no transport class, only its host; NVMe over PCIe, a native NVMe
+    # head and dm have none at all
     assert list(sysfs.transport_timers(
         "/devices/pseudo_0/adapter0/host6/target6:0:0/6:0:0:0/block/sda"
     )) == ["eh_deadline"]
-    for other in ("/devices/virtual/nvme-fabrics/ctl/nvme1/nvme1n1", "/devices/virtual/block/dm-0"):
+    for other in (
+        "/devices/pci0000:00/0000:00:04.0/nvme/nvme0/nvme0n1",
+        "/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1",
+        "/devices/virtual/block/dm-0",
+    ):
         assert sysfs.transport_timers(other) == {}
 
 

@@ -138,3 +138,33 @@ def test_assemble_mode_runs_dmpathd_once_from_the_helpers_directory(
 def test_usage_error_without_a_device(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--assemble"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+NVME_ENV = {"ID_SERIAL": "Linux_dmpath0001_1", "ID_WWN": "uuid.5c3b1a2e-0f4d"}
+
+
+def nvme_disk(root: pathlib.Path, name: str, parent: str) -> None:
+    """An NVMe namespace's disk where the kernel puts it: under its controller (native
+    multipath off) or under its subsystem (the native head); /sys/block links to it."""
+    real = root / "devices" / parent / name
+    real.mkdir(parents=True)
+    (real / "wwid").write_text("uuid.5c3b1a2e-0f4d\n")
+    (root / "block").mkdir(exist_ok=True)
+    (root / "block" / name).symlink_to(real, target_is_directory=True)
+
+
+def test_nvme_paths_are_claimed_by_the_namespaces_wwid(tmp_path: pathlib.Path) -> None:
+    wwids = tmp_path / "wwids"
+    wwids.write_text("/uuid.5c3b1a2e-0f4d/\n")  # what the daemon records for NVMe
+    nvme_disk(tmp_path, "nvme0n1", "nvme-fabrics/ctl/nvme0")
+    strict = {"find_multipaths": "strict", "wwids_file": str(wwids)}
+    assert decide("nvme0n1", NVME_ENV, strict, str(tmp_path))
+    on = {"wwids_file": str(tmp_path / "none")}
+    assert not decide("nvme0n1", NVME_ENV, on, str(tmp_path))
+    nvme_disk(tmp_path, "nvme1n1", "nvme-fabrics/ctl/nvme1")
+    assert decide("nvme0n1", NVME_ENV, on, str(tmp_path))  # a second controller's disk
+
+
+def test_a_native_nvme_head_is_never_claimed(tmp_path: pathlib.Path) -> None:
+    nvme_disk(tmp_path, "nvme0n1", "nvme-subsystem/nvme-subsys0")
+    assert not decide("nvme0n1", NVME_ENV, {"find_multipaths": "greedy"}, str(tmp_path))
