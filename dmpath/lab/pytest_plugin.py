@@ -45,6 +45,15 @@ def _is_lab(item: pytest.Item) -> bool:
     return item.get_closest_marker("lab") is not None
 
 
+def boot_of(item: pytest.Item) -> str:
+    """The lab boot flavour a lab item runs in (``@pytest.mark.lab(boot=...)``)."""
+    from dmpath.lab.boots import DEFAULT_BOOT
+
+    mark = item.get_closest_marker("lab")
+    boot = mark.kwargs.get("boot") if mark is not None else None
+    return str(boot) if boot else DEFAULT_BOOT
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
@@ -89,13 +98,18 @@ class _HostBridge:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.lab_ids: list[str] = []
-        self.results: dict[str, _Outcome] | None = None
-        self.boot_error = ""
+        #: boot flavour -> the lab test ids that run in it, in collection order
+        self.lab_ids: dict[str, list[str]] = {}
+        #: boot flavour -> outcomes, once that flavour has been booted
+        self.results: dict[str, dict[str, _Outcome]] = {}
+        self.boot_error: dict[str, str] = {}
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # the final selection: after -k/-m deselection, which runs in modifyitems hooks
-        self.lab_ids = [i.nodeid for i in session.items if _is_lab(i)]
+        self.lab_ids = {}
+        for i in session.items:
+            if _is_lab(i):
+                self.lab_ids.setdefault(boot_of(i), []).append(i.nodeid)
 
     def _write(self, line: str) -> None:
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -104,16 +118,17 @@ class _HostBridge:
         else:
             print(line, file=sys.stderr)
 
-    def _run_lab(self) -> dict[str, _Outcome]:
-        from dmpath.lab.vm import run_in_lab
+    def _run_lab(self, boot: str) -> dict[str, _Outcome]:
+        from dmpath.lab.boots import runner
 
         results: dict[str, _Outcome] = {}
+        ids = self.lab_ids.get(boot, [])
         try:
             outdir = tempfile.mkdtemp(prefix="dmpath-lab-pytest-")
             res_file = os.path.join(outdir, "results.jsonl")
             ids_file = os.path.join(outdir, "test-ids.txt")
             with open(ids_file, "w") as fh:
-                fh.write("\n".join(self.lab_ids) + "\n")
+                fh.write("\n".join(ids) + "\n")
             argv = [
                 sys.executable,
                 "-m",
@@ -126,15 +141,16 @@ class _HostBridge:
                 # command line, which is cut at 2 KiB (a long one hangs the boot)
                 "@" + ids_file,
             ]
-            self._write(f"\n[lab] running {len(self.lab_ids)} lab tests inside one VM boot")
-            run = run_in_lab(
+            self._write(f"\n[lab] running {len(ids)} lab tests inside one {boot} boot")
+            run = runner(boot)(
                 ["env", f"DMPATH_LAB_RESULTS={res_file}", *argv],
                 outdir=outdir,
                 echo=lambda ln: self._write("  lab| " + ln),
                 progress=lambda m: self._write("[lab] " + m),
             )
             self._write(
-                f"[lab] guest finished with status {run.returncode} in {run.duration:.0f} s"
+                f"[lab] {boot} guest finished with status {run.returncode}"
+                f" in {run.duration:.0f} s"
             )
             if os.path.exists(res_file):
                 with open(res_file) as fh:
@@ -142,9 +158,13 @@ class _HostBridge:
                         rec = json.loads(ln)
                         results.setdefault(rec["nodeid"], _Outcome()).phases[rec["when"]] = rec
             if not results:
-                self.boot_error = "the lab VM produced no results:\n" + run.output[-3000:]
+                self.boot_error[boot] = (
+                    f"the {boot} lab boot produced no results:\n" + run.output[-3000:]
+                )
         except Exception as exc:  # noqa: BLE001 - any failure to boot fails every lab test
-            self.boot_error = f"could not run the lab VM: {type(exc).__name__}: {exc}"
+            self.boot_error[boot] = (
+                f"could not run the {boot} lab boot: {type(exc).__name__}: {exc}"
+            )
         return results
 
     @pytest.hookimpl(tryfirst=True)
@@ -158,11 +178,12 @@ class _HostBridge:
         if self.config.getoption("--no-lab"):
             phases = _one_phase("skipped", [item.location[0], 0, "Skipped: --no-lab"])
         else:
-            if self.results is None:
-                self.results = self._run_lab()
-            found = self.results.get(item.nodeid)
+            boot = boot_of(item)
+            if boot not in self.results:
+                self.results[boot] = self._run_lab(boot)
+            found = self.results[boot].get(item.nodeid)
             if found is None:
-                why = self.boot_error or "lab test did not run in the VM"
+                why = self.boot_error.get(boot) or f"lab test did not run in the {boot} boot"
                 phases = _one_phase("failed", why)
             else:
                 phases = found.phases
