@@ -2,7 +2,8 @@
 
 A lab test says where it runs with its marker: ``@pytest.mark.lab`` runs in the default
 boot (Debian 12's 6.1 kernel with the host's root file system shared read-only);
-``@pytest.mark.lab(boot="NAME")`` runs in the boot named NAME. The pytest bridge boots
+``@pytest.mark.lab(boot="NAME")`` runs in the boot named NAME: ``systemd`` boots a Debian
+12 image with systemd as PID 1 (``sysboot.py``). The pytest bridge boots
 each flavour once per session and runs all of that flavour's tests inside it.
 """
 
@@ -43,9 +44,23 @@ def _default(
     return run_in_lab(argv, outdir=outdir, echo=echo, progress=progress)
 
 
+def _systemd(
+    argv: Sequence[str],
+    *,
+    outdir: str,
+    echo: Callable[[str], None],
+    progress: Callable[[str], None],
+) -> LabRun:
+    from dmpath.lab.sysboot import run_systemd_lab
+
+    return run_systemd_lab(argv, outdir=outdir, echo=echo, progress=progress)
+
+
 #: flavour name -> how to boot it and run a command inside
 BOOTS: dict[str, BootRunner] = {
     DEFAULT_BOOT: _default,
+    # a Debian 12 image with systemd as PID 1 and dmpath installed (docs/lab-systemd.md)
+    "systemd": _systemd,
 }
 
 

@@ -34,6 +34,11 @@ APT_PACKAGES = (
     "iproute2",
     # verified I/O under faults, the blktests way (crc32c verify, direct I/O)
     "fio",
+    # the systemd flavour (sysimage.py, sysboot.py): the Debian image is built with
+    # mmdebstrap and mkfs.ext4 -d; each boot writes to a qcow2 overlay made by qemu-img
+    "mmdebstrap",
+    "e2fsprogs",
+    "qemu-utils",
 )
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel
