@@ -161,6 +161,9 @@ def _boot(
     try:
         for line in proc.stdout:
             last[0] = time.monotonic()
+            line = line.replace("\r", "")
+            if not line.strip():
+                continue  # the serial console's blank lines
             lines.append(line)
             echo(line.rstrip("\n"))
         rc = proc.wait()

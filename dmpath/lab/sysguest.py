@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"unknown phase {phase!r}")
     except Exception as exc:  # noqa: BLE001 - one line for the host, then power off
         log(f"{phase} failed: {exc}")
+        # what the host needs to see why: the daemon's side of the story
+        subprocess.call(["journalctl", "-b", "--no-pager", "-n", "80", "-u", "dmpathd.service",
+                         "-u", "dmpathd.socket"])
         rc = 1
     finally:
         with open(os.path.join(args.out, f"{phase or 'unknown'}-status"), "w") as fh:

@@ -34,8 +34,10 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 
 #: Debian packages in the image. Python libraries come from Debian where its version
-#: meets pyproject.toml (pyudev 0.24, pyroute2 0.7.2, rich 13.3); Debian 12's python3-sh
-#: is 1.14, below the ``sh>=2.0`` dmpath needs, so ``sh`` goes into the venv by pip.
+#: meets pyproject.toml (pyudev 0.24, rich 13.3); Debian 12's python3-sh (1.14) and
+#: python3-pyroute2 (0.7.2, without the AsyncIPRoute dmpathd's link watch imports: the
+#: first boot of this flavour found that) are too old, so those two go into the venv by
+#: pip.
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -47,7 +49,6 @@ PACKAGES = (
     # pip builds the project at each boot without build isolation (no index there)
     "python3-wheel",
     "python3-pyudev",
-    "python3-pyroute2",
     "python3-rich",
     # the lab tests run inside with pytest; tests/conftest.py imports hypothesis
     "python3-pytest",
@@ -59,7 +60,7 @@ PACKAGES = (
 )
 
 #: from PyPI into the image's venv (pinned: the image hash must name what is inside)
-PIP_PACKAGES = ("sh==2.4.0",)
+PIP_PACKAGES = ("sh==2.4.0", "pyroute2==0.9.7")
 
 #: the venv dmpath is installed into at each boot (``--system-site-packages`` sees the
 #: Debian libraries)
