@@ -105,11 +105,24 @@ def qemu_command(
     return cmd
 
 
-def guest_argv(argv: Sequence[str], host_out: str) -> dict[str, object]:
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read()
+
+
+def guest_argv(
+    argv: Sequence[str], host_out: str, read: Callable[[str], str] = _read
+) -> dict[str, object]:
     """The host's pytest command as the guest runs it: ``env VAR=...`` split off, the
     host's Python replaced by the image's venv, paths in the output directory moved to
-    where the guest mounts it."""
-    args = list(argv)
+    where the guest mounts it, ``@FILE`` arguments spliced in (Debian 12's pytest, 7.2,
+    does not read them; the command travels in a file, so its length does not matter)."""
+    args: list[str] = []
+    for a in argv:
+        if a.startswith("@"):
+            args += [ln.strip() for ln in read(a[1:]).splitlines() if ln.strip()]
+        else:
+            args.append(a)
     env: dict[str, str] = {}
     if args[:1] == ["env"]:
         args = args[1:]
@@ -120,8 +133,6 @@ def guest_argv(argv: Sequence[str], host_out: str) -> dict[str, object]:
     def moved(s: str) -> str:
         if s.startswith(host_out + "/"):
             return GUEST_OUT + s[len(host_out):]
-        if s.startswith("@" + host_out + "/"):
-            return "@" + GUEST_OUT + s[len(host_out) + 1:]
         return s
 
     env = {k: moved(v) for k, v in env.items()}
@@ -159,9 +170,9 @@ def _boot(
     threading.Thread(target=watchdog, daemon=True).start()
     assert proc.stdout is not None
     try:
-        for line in proc.stdout:
+        for raw in proc.stdout:
             last[0] = time.monotonic()
-            line = line.replace("\r", "")
+            line = raw.replace("\r", "")
             if not line.strip():
                 continue  # the serial console's blank lines
             lines.append(line)
