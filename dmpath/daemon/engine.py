@@ -1749,19 +1749,34 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, hup)
     daemon.notify = notify
-    server = ControlServer(daemon.socket_path, daemon.handle)
+    started = asyncio.Event()
+
+    async def handle(op: str, args: dict[str, Any], peer: Any) -> Any:
+        # The socket listens from the start (systemd may hold it already: socket
+        # activation), but a request is answered only once the coldplug is done: before
+        # that "status" would say there are no maps while the kernel has them (seen
+        # under systemd: mpathctl starting the daemon through the socket got "maps: []").
+        await started.wait()
+        return await daemon.handle(op, args, peer)
+
+    server = ControlServer(daemon.socket_path, handle)
     await server.start()
     try:
         async with assembly_lock(daemon.socket_path):
-            await _serve_locked(daemon, notify, stop)
+            await _serve_locked(daemon, notify, stop, started)
     finally:
         await server.stop()
 
 
 async def _serve_locked(
-    daemon: Daemon, notify: Callable[[str], object], stop: asyncio.Event
+    daemon: Daemon,
+    notify: Callable[[str], object],
+    stop: asyncio.Event,
+    started: asyncio.Event | None = None,
 ) -> None:
     await daemon.start()
+    if started is not None:
+        started.set()
     notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
     interval = watchdog_usec / 2e6 if watchdog_usec else 0
