@@ -93,9 +93,11 @@ Description=dmpath lab: run this boot's phase, then power off
 After=multi-user.target
 # only when the lab boots the image (a phase is named on the kernel command line)
 ConditionKernelCommandLine=dmpath.lab.phase
-# the machine goes down when the phase ends, however it ends
-SuccessAction=poweroff-force
-FailureAction=poweroff-force
+# the machine goes down when the phase ends, however it ends, the orderly way: units
+# stopped, file systems unmounted (poweroff-force would skip that: the shutdown is
+# under test)
+SuccessAction=poweroff
+FailureAction=poweroff
 
 [Service]
 Type=oneshot

@@ -80,3 +80,10 @@ def test_the_guest_runs_the_hosts_pytest_command_with_its_own_python_and_paths()
 def test_the_phase_comes_from_the_kernel_command_line() -> None:
     assert phase_of(sysboot.kernel_cmdline("prepare")) == "prepare"
     assert phase_of("root=/dev/vda quiet") == ""
+
+
+def test_a_phase_ends_with_an_orderly_poweroff() -> None:
+    # the shutdown is under test: poweroff-force would skip stopping units and unmounting
+    unit = sysimage.BOOTSTRAP_UNIT
+    assert "SuccessAction=poweroff\n" in unit and "FailureAction=poweroff\n" in unit
+    assert "force" not in unit
