@@ -86,4 +86,4 @@ def test_a_phase_ends_with_an_orderly_poweroff() -> None:
     # the shutdown is under test: poweroff-force would skip stopping units and unmounting
     unit = sysimage.BOOTSTRAP_UNIT
     assert "SuccessAction=poweroff\n" in unit and "FailureAction=poweroff\n" in unit
-    assert "force" not in unit
+    assert "Action=poweroff-force" not in unit
