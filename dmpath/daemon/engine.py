@@ -195,6 +195,9 @@ class Daemon:
         self.cfg = cfg
         # False for a one-shot assembly (``dmpathd --once``): maps are made, nobody checks
         self.checking = checking
+        #: set once the kernel's existing maps are adopted: until then a request would
+        #: be answered as if there were none (see ``serve``)
+        self.adopted = asyncio.Event()
         self.config_path = config_path
         self.socket_path = socket_path or cfg.defaults.socket
         self.dm = DmBackend(cfg.defaults.dm_uuid_prefix, kernel_dm_ops())
@@ -362,6 +365,7 @@ class Daemon:
 
     async def start(self) -> None:
         await self.adopt()
+        self.adopted.set()
         self.monitor = udev.Monitor.from_netlink()
         self.monitor.start()
         loop = asyncio.get_running_loop()
@@ -1749,34 +1753,31 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, hup)
     daemon.notify = notify
-    started = asyncio.Event()
 
     async def handle(op: str, args: dict[str, Any], peer: Any) -> Any:
         # The socket listens from the start (systemd may hold it already: socket
-        # activation), but a request is answered only once the coldplug is done: before
-        # that "status" would say there are no maps while the kernel has them (seen
-        # under systemd: mpathctl starting the daemon through the socket got "maps: []").
-        await started.wait()
+        # activation), but a request other than ping is answered only once the kernel's
+        # maps are adopted: before that "status" said there were no maps while the
+        # kernel had them (seen under systemd: mpathctl starting the daemon through the
+        # socket got "maps: []"). Not until the coldplug is done: that takes minutes at
+        # scale, and the maps it is making are worth seeing meanwhile.
+        if op != "ping":
+            await daemon.adopted.wait()
         return await daemon.handle(op, args, peer)
 
     server = ControlServer(daemon.socket_path, handle)
     await server.start()
     try:
         async with assembly_lock(daemon.socket_path):
-            await _serve_locked(daemon, notify, stop, started)
+            await _serve_locked(daemon, notify, stop)
     finally:
         await server.stop()
 
 
 async def _serve_locked(
-    daemon: Daemon,
-    notify: Callable[[str], object],
-    stop: asyncio.Event,
-    started: asyncio.Event | None = None,
+    daemon: Daemon, notify: Callable[[str], object], stop: asyncio.Event
 ) -> None:
     await daemon.start()
-    if started is not None:
-        started.set()
     notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
     interval = watchdog_usec / 2e6 if watchdog_usec else 0
