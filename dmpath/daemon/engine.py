@@ -54,8 +54,7 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import alua, files, healing, polling, reconcile, tcpstall
-from dmpath.policy import filter as pfilter
+from dmpath.policy import alua, claim, files, healing, polling, reconcile, tcpstall
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
@@ -630,18 +629,17 @@ class Daemon:
         """Not blacklisted, and held by nothing but our own maps (LVM, another map or an
         md array using a disk make it someone else's)."""
         ours = {mr.model.sysfs for mr in self.maps.values()} if holders else set()
-        if any(h not in ours for h in holders):
-            return False
-        cand = pfilter.Candidate(
-            devnode_name=info.name,
-            wwid=info.wwid,
+        disk = claim.Disk(
+            name=info.name,
+            properties=info.properties,
             vendor=info.vendor,
             product=info.model,
-            properties=info.properties,
-            protocol=pfilter.protocol_of(info.properties, info.transport),
+            transport=info.transport,
+            wwid=info.wwid,
+            held_by_ours=any(h in ours for h in holders),
+            foreign_holders=tuple(h for h in holders if h not in ours),
         )
-        blocked, _why = pfilter.is_blacklisted(cand, self.cfg)
-        return not blocked
+        return claim.admissible(disk, self.cfg).claimed
 
     async def _update_candidates(self, dirty: set[str]) -> None:
         """Read the facts of the records that changed (off the loop) and re-decide them;
@@ -698,8 +696,7 @@ class Daemon:
         if full:
             touched |= set(self.cands_by_wwid)
         await self._drop_paths(gone)
-        known = await self.io(files.read_wwids, self.d.wwids_file)
-        known |= cfgmod.configured_wwids(self.cfg)
+        known = claim.known_wwids(await self.io(files.read_wwids, self.d.wwids_file), self.cfg)
         new_maps: list[tuple[str, list[discovery.PathInfo]]] = []
         grow: list[tuple[MapRuntime, list[discovery.PathInfo]]] = []
         for wwid in sorted(touched):
@@ -710,7 +707,7 @@ class Daemon:
                 continue
             mr = self._map_for_wwid(wwid, {i.devnum for i in infos})
             if mr is None:
-                if pfilter.should_manage(wwid, len(infos), known, self.d.find_multipaths):
+                if claim.should_map(wwid, len(infos), known, self.cfg):
                     new_maps.append((wwid, infos))
             else:
                 grow.append((mr, infos))

@@ -42,7 +42,7 @@ def retrigger(names: list[str], action: str = "change") -> None:
 
 
 @contextlib.contextmanager
-def installed_rule(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.Path]:
     """The project's rule with the venv's helper and a private config; yields the config.
 
     udev passes no environment to its programs, so DMPATH_CONFIG is baked into the rule.
@@ -53,7 +53,7 @@ def installed_rule(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
         "[defaults]\n"
         f'wwids_file = "{tmp_path}/wwids"\n'
         f'bindings_file = "{tmp_path}/bindings"\n'
-        f'socket = "{tmp_path}/run/dmpathd.sock"\n'
+        f'socket = "{tmp_path}/run/dmpathd.sock"\n' + extra
     )
     # the installer's own rewrite: the rule calls the venv's helper (and dmpathd)
     steps = install.plan(install.source_tree(), str(tmp_path / "root"), os.path.dirname(helper))
@@ -81,6 +81,41 @@ def test_rule_claims_both_paths_of_a_lun(scsi_paths: list[topo.LabPath], tmp_pat
         assert _our_map() is None
     retrigger(names)
     assert "DMPATH_PATH" not in props(scsi_paths[0].name)
+
+
+def test_a_blacklisted_lun_is_neither_claimed_nor_mapped(
+    scsi_paths: list[topo.LabPath], tmp_path: pathlib.Path
+) -> None:
+    """One decision for udev and the daemon: a LUN whose WWID is blacklisted, seen through
+    two paths, stays visible to LVM and systemd, and dmpathd makes no map of it."""
+    names = [p.name for p in scsi_paths]
+    wwid = props(names[0])["ID_SERIAL"]
+    with installed_rule(tmp_path, f'[blacklist]\nwwid = ["^{wwid}$"]\n') as cfg:
+        retrigger(names)
+        for name in names:
+            got = props(name)
+            assert "DMPATH_PATH" not in got and got.get("SYSTEMD_READY") != "0", name
+        res = run(sys.executable, ["-m", "dmpath.daemon.main", "--once", "--config", str(cfg)],
+                  check=False)
+        assert res.returncode == 0, res.stderr
+        assert _our_map() is None
+        # lifted by an exception: claimed again (the same rules, both ways)
+        cfg.write_text(cfg.read_text() + f'[blacklist_exceptions]\nwwid = ["^{wwid}$"]\n')
+        retrigger(names)
+        assert all(claimed(n) for n in names)
+    retrigger(names)
+
+
+def test_an_unreadable_config_claims_nothing_new_and_says_so_in_the_kernel_log(
+    scsi_paths: list[topo.LabPath], tmp_path: pathlib.Path
+) -> None:
+    names = [p.name for p in scsi_paths]
+    with installed_rule(tmp_path, 'find_multipath = "greedy"\n'):  # misspelt key
+        retrigger(names)
+        assert not any(claimed(n) for n in names)
+        log = run("dmesg", []).stdout
+        assert f"dmpath-udev: {names[0]}: " in log and "find_multipath" in log
+    retrigger(names)
 
 
 def _our_map() -> tuple[str, str, set[str]] | None:
