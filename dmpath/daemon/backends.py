@@ -2,9 +2,10 @@
 
 Each reads the kernel's view of a map into a ``KernelMap`` and carries out the healing
 actions. They hold no state: the kernel is asked every time (DESIGN.md §Conventions 5).
-Ownership is marked in the kernel itself so a restarted daemon can adopt exactly what it
-made and nothing else: dm maps by their uuid prefix (``dmpath-`` by default, deliberately
-not multipath-tools' ``mpath-``), md arrays by the ``dmpath-`` prefix of their md name.
+Ownership is marked in the kernel itself so a restarted daemon adopts multipath maps and
+nothing else: dm maps by their uuid prefix (``mpath-`` by default, multipath-tools' own,
+which LVM, kpartx and udev's links recognise; dmpathd never runs beside multipathd), md
+arrays by the ``dmpath-`` prefix of their md name.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmioctl, dmsetup, mdadm
 from dmpath.kernel.dmtable import DmDevice, DmInfo, MultipathStatus, MultipathTable
@@ -270,7 +272,9 @@ def kernel_dm_ops() -> DmOps:
 class DmBackend:
     kind = Backend.DM
 
-    def __init__(self, uuid_prefix: str = "dmpath-", ops: DmOps | None = None) -> None:
+    def __init__(
+        self, uuid_prefix: str = DEFAULT_DM_UUID_PREFIX, ops: DmOps | None = None
+    ) -> None:
         self.uuid_prefix = uuid_prefix
         self.ops: DmOps = ops if ops is not None else DmsetupOps()
 

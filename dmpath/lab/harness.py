@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dmpath.client import request
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.kernel import dmsetup, mdadm
 
 BLOCK = 4096
@@ -353,7 +354,7 @@ def through_fault(
     return failed_after, io.longest_stall
 
 
-def remove_dm_maps(uuid_prefix: str = "dmpath-") -> list[str]:
+def remove_dm_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
     """Remove every dm map dmpath made (only those); returns their names, sorted."""
     removed = []
     for dev in sorted(dmsetup.list_maps(), key=lambda d: d.name):

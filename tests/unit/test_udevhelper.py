@@ -114,7 +114,7 @@ def test_known_wwid_or_our_holder_claims_a_single_path(tmp_path: pathlib.Path) -
     disk(tmp_path, "sda", "naa.1")
     strict = conf(tmp_path, 'find_multipaths = "strict"\n', "wwids")
     assert claims(tmp_path, "sda", SCSI, strict)
-    disk(tmp_path, "sdb", "naa.2", holders={"dm-0": "dmpath-1Linux_scsi_debug_2001"})
+    disk(tmp_path, "sdb", "naa.2", holders={"dm-0": "mpath-1Linux_scsi_debug_2001"})
     assert claims(tmp_path, "sdb", {}, strict)
     # held by something that is not ours: never hidden from its user
     disk(tmp_path, "sdd", "naa.3", holders={"dm-1": "LVM-foreign"})
@@ -166,7 +166,7 @@ def test_an_unreadable_config_claims_nothing_new_and_says_why(
 
 
 def test_assembler_leaves_a_disk_already_in_one_of_our_maps(tmp_path: pathlib.Path) -> None:
-    disk(tmp_path, "sdb", "naa.2", holders={"dm-0": "dmpath-1Linux_scsi_debug_2001"})
+    disk(tmp_path, "sdb", "naa.2", holders={"dm-0": "mpath-1Linux_scsi_debug_2001"})
     assert assembler("sdb", Config(), str(tmp_path), str(tmp_path / "run"), ()) == "map"
 
 
