@@ -34,6 +34,8 @@ APT_PACKAGES = (
     "iproute2",
     # verified I/O under faults, the blktests way (crc32c verify, direct I/O)
     "fio",
+    # LVM on a map, with Debian's lvm2 and its udev rules as they ship
+    "lvm2",
 )
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel
