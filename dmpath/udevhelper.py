@@ -255,15 +255,53 @@ def assemble(name: str, config: str) -> int:
     return 1
 
 
+def partitions_of(name: str, sys_root: str = "/sys") -> list[int]:
+    """The partition numbers the kernel shows for disk ``name`` (sda1 -> 1, nvme0n1p2 -> 2)."""
+    base = os.path.join(sys_root, "class/block", name)
+    out = []
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return []
+    for e in entries:
+        number = _read(os.path.join(base, e, "partition"))
+        if e.startswith(name) and number.isdigit():
+            out.append(int(number))
+    return sorted(out)
+
+
+def drop_partitions(name: str, sys_root: str = "/sys") -> int:
+    """Take a claimed path's partitions out of the kernel's view (``partx -d``): the map's
+    partition maps are the way to that data, and a mount or a PV scan must not find it
+    through one path. Nothing runs when the path has none."""
+    numbers = partitions_of(name, sys_root)
+    if not numbers:
+        return 0
+    import shutil
+    import subprocess
+
+    partx = shutil.which("partx", path=SAFE_PATH) or "/usr/bin/partx"
+    span = f"{numbers[0]}-{numbers[-1]}"
+    res = subprocess.run(
+        [partx, "-d", "--nr", span, f"/dev/{name}"], capture_output=True, text=True, check=False
+    )
+    if res.returncode != 0:
+        log_kernel(f"{name}: partx -d --nr {span}: {res.stderr.strip() or res.returncode}")
+    return res.returncode
+
+
 def main(argv: list[str] | None = None, log: Callable[[str], None] = log_kernel) -> int:
     args = sys.argv[1:] if argv is None else argv
-    mode_assemble = args[:1] == ["--assemble"]
-    if mode_assemble:
+    mode = args[0] if args[:1] in (["--assemble"], ["--drop-partitions"]) else ""
+    if mode:
         args = args[1:]
     if not args:
-        print("usage: dmpath-udev [--assemble] DEVNAME", file=sys.stderr)
+        print("usage: dmpath-udev [--assemble | --drop-partitions] DEVNAME", file=sys.stderr)
         return 2
     name = os.path.basename(args[0])
+    if mode == "--drop-partitions":
+        return drop_partitions(name)
+    mode_assemble = mode == "--assemble"
     config = os.environ.get("DMPATH_CONFIG", DEFAULT_CONFIG)
     if mode_assemble:
         return assemble(name, config)

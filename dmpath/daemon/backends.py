@@ -21,7 +21,7 @@ from typing import Protocol
 
 from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
-from dmpath.kernel import dmioctl, dmsetup, mdadm
+from dmpath.kernel import dmioctl, dmsetup, kpartx, mdadm
 from dmpath.kernel.dmtable import DmDevice, DmInfo, MultipathStatus, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
@@ -367,6 +367,28 @@ class DmBackend:
 
     def flush(self, name: str, force: bool = False) -> None:
         self.ops.remove(name, force)
+
+    def partitions(self, kname: str, uuid: str) -> dict[str, int]:
+        """The map's partition maps (``NAME-partN``) and how many hold each open."""
+        names = kpartx.partition_maps(uuid, kpartx.dm_holders(kname))
+        return {n: self.ops.info(n).open_count for n in names}
+
+    def sync_partitions(self, name: str, kname: str, uuid: str) -> tuple[list[str], list[str]]:
+        """Partition maps made to match the table on the map now; (before, after)."""
+        before = kpartx.partition_maps(uuid, kpartx.dm_holders(kname))
+        try:
+            table = kpartx.has_table(kpartx.first_sector(name))
+        except FileNotFoundError:
+            return before, before  # no node (udev never made it): nothing can be read
+        except OSError as exc:
+            raise DmpathError(f"{name}: cannot read its first sector: {exc.strerror}") from exc
+        if not table and not before:
+            return before, before
+        kpartx.update(name)
+        return before, kpartx.partition_maps(uuid, kpartx.dm_holders(kname))
+
+    def remove_partitions(self, name: str) -> None:
+        kpartx.delete(name)
 
 
 def free_md_slot(md_dir: str) -> int | None:

@@ -267,3 +267,18 @@ def test_nvme_paths_are_claimed_by_the_namespaces_wwid(tmp_path: pathlib.Path) -
 def test_a_native_nvme_head_is_never_claimed(tmp_path: pathlib.Path) -> None:
     nvme_disk(tmp_path, "nvme0n1", "nvme-subsystem/nvme-subsys0")
     assert not claims(tmp_path, "nvme0n1", NVME_ENV, conf(tmp_path, 'find_multipaths = "greedy"\n'))
+
+
+def test_partitions_of_a_path_are_read_from_sysfs(tmp_path: pathlib.Path) -> None:
+    for disk_name, parts in (("sda", {"sda1": "1", "sda3": "3"}), ("nvme0n1", {"nvme0n1p2": "2"})):
+        base = tmp_path / "class/block" / disk_name
+        (base / "holders").mkdir(parents=True)
+        (base / "queue").mkdir()
+        for p, n in parts.items():
+            (base / p).mkdir()
+            (base / p / "partition").write_text(n + "\n")
+    assert udevhelper.partitions_of("sda", str(tmp_path)) == [1, 3]
+    assert udevhelper.partitions_of("nvme0n1", str(tmp_path)) == [2]
+    assert udevhelper.partitions_of("sdz", str(tmp_path)) == []
+    # nothing to drop: no partx is run
+    assert udevhelper.drop_partitions("sdz", str(tmp_path)) == 0
