@@ -36,6 +36,8 @@ APT_PACKAGES = (
     "fio",
     # LVM on a map, with Debian's lvm2 and its udev rules as they ship
     "lvm2",
+    # partition maps on multipath maps (dmpathd runs it; dmpath/kernel/kpartx.py)
+    "kpartx",
 )
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel
