@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import pathlib
 import re
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -32,6 +33,17 @@ def kernel_partitions(name: str) -> list[str]:
     return sorted(e for e in os.listdir(base) if os.path.exists(f"{base}/{e}/partition"))
 
 
+def kernel_events(monitor_output: str) -> set[tuple[str, str]]:
+    """(action, device) pairs from ``udevadm monitor --kernel`` lines such as
+    ``KERNEL[12.3] add      /devices/.../block/sdc/sdc1 (block)``."""
+    out = set()
+    for line in monitor_output.splitlines():
+        words = line.split()
+        if len(words) == 4 and words[0].startswith("KERNEL["):
+            out.add((words[1], os.path.basename(words[2])))
+    return out
+
+
 def sfdisk(*args: str, script: str | None = None) -> None:
     res = run("sfdisk", ["-q", *args], stdin=script, check=False)
     # a dm device has no partition re-read (BLKRRPART): sfdisk says so and exits 1; the
@@ -39,8 +51,25 @@ def sfdisk(*args: str, script: str | None = None) -> None:
     assert res.returncode in (0, 1), res.stderr
 
 
+@pytest.fixture
+def host_added() -> Iterator[Callable[[], None]]:
+    """``add()`` plugs in one more SCSI host (a new path); it is unplugged at teardown."""
+    added: list[bool] = []
+
+    def add() -> None:
+        topo.add_host()
+        added.append(True)
+
+    yield add
+    for _ in added:
+        topo.remove_last_host()
+
+
 def test_partition_maps_follow_the_table_and_go_with_their_map(
-    scsi_paths: list[topo.LabPath], dmpathd: Start, tmp_path: pathlib.Path
+    scsi_paths: list[topo.LabPath],
+    dmpathd: Start,
+    tmp_path: pathlib.Path,
+    host_added: Callable[[], None],
 ) -> None:
     names = [p.name for p in scsi_paths]
     with installed_rule(tmp_path):
@@ -70,10 +99,27 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
             fh.seek(start * 512)
             assert fh.read(14) == b"partition two\n"
 
-        # the paths' own partitions (a rescan of one path makes them) are taken away
-        run("blockdev", ["--rereadpt", f"/dev/{names[0]}"], check=False)
-        run("udevadm", ["settle", "-t", "60"])
-        wait_for(lambda: kernel_partitions(names[0]) == [], 30, f"{names[0]}'s partitions gone")
+        # a path that appears now is scanned by the kernel, which makes its partitions
+        # (sdX1, sdX2) before anyone sees the disk; the rule takes them away
+        watch = subprocess.Popen(
+            ["udevadm", "monitor", "--kernel", "--subsystem-match=block"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            host_added()
+            new = next(p for p in topo.discover() if p.name not in names)
+            run("udevadm", ["settle", "-t", "60"])
+            wait_for(lambda: kernel_partitions(new.name) == [], 30, f"{new.name}'s partitions")
+            d.wait_maps({"mpatha": 3})
+        finally:
+            watch.terminate()
+            output = watch.communicate(timeout=10)[0]
+        seen = kernel_events(output)
+        for n in (1, 2):
+            part = f"{new.name}{n}"
+            assert ("add", part) in seen, f"the kernel made {part}: {sorted(seen)}"
+            assert ("remove", part) in seen, f"the rule took {part} away: {sorted(seen)}"
 
         # the table changes: partition 2 goes, its map goes
         sfdisk("--delete", MAP, "2")
