@@ -13,6 +13,7 @@ import pytest
 
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
+from dmpath.lab.boots import BOTH_KERNELS
 from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, cleanup_maps, wait_for
 from dmpath.runner import run
 
@@ -64,6 +65,8 @@ def _udev_wwid(p: topo.LabPath) -> str:
     return str(dev.properties.get("ID_SERIAL"))
 
 
+# the daemon's failover and healing on both kernels (CI's budget: these two, not the file)
+@pytest.mark.lab(kernels=BOTH_KERNELS)
 def test_idle_map_offline_path_failed_and_reinstated_without_io(
     scsi_paths: list[topo.LabPath], dmpathd: Start
 ) -> None:
@@ -93,6 +96,7 @@ def test_idle_map_offline_path_failed_and_reinstated_without_io(
     print(f"\nidle map: dead path noticed in {noticed:.2f} s, return in {back:.2f} s")
 
 
+@pytest.mark.lab(kernels=BOTH_KERNELS)
 def test_verified_io_survives_path_cycles(lab_topology: Topo, dmpathd: Start) -> None:
     paths = lab_topology("1x4")
     d = dmpathd(defaults={"path_grouping_policy": "multibus"})
