@@ -46,16 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "provision":
             from dmpath.lab.provision import MODERN_KERNEL, ensure_lab, find_kernel
 
-            kernel = ensure_lab(lambda m: print("lab:", m, file=sys.stderr))
+            image = ensure_lab(lambda m: print("lab:", m, file=sys.stderr))
             modern = find_kernel(series=MODERN_KERNEL)
-            print(f"lab: ready (kernels {kernel} and {modern})", file=sys.stderr)
+            print(f"lab: ready (kernels {image} and {modern})", file=sys.stderr)
             return 0
         if args.cmd == "bench":
             return bench.host_main(args, tour_display_args())
         from dmpath.lab.vm import GUEST_MEMORY, run_in_lab
 
         memory = GUEST_MEMORY
-        kernel = None
+        kernel: str | None = None
         if args.cmd == "run":
             kernel = args.kernel
             cmd = args.command[1:] if args.command[:1] == ["--"] else args.command

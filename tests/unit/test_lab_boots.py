@@ -178,11 +178,11 @@ def test_choose_kernel_default_and_series() -> None:
     assert choose_kernel(images) == "/boot/vmlinuz-6.1.0-57-amd64"
     assert choose_kernel(images, "6.12") == "/boot/vmlinuz-6.12.117+deb12-amd64"
     assert choose_kernel(images, "6.1") == "/boot/vmlinuz-6.1.0-57-amd64"
-    with pytest.raises(LabSetupError, match="install Debian 12's linux-image-6.12-amd64"):
+    with pytest.raises(LabSetupError, match=r"install Debian 12's linux-image-6\.12-amd64"):
         choose_kernel(images[1:], "6.12")
-    with pytest.raises(LabSetupError, match="below 6.8"):
+    with pytest.raises(LabSetupError, match=r"below 6\.8"):
         choose_kernel(images[:1])
-    with pytest.raises(LabSetupError, match="MAJOR.MINOR"):
+    with pytest.raises(LabSetupError, match=r"MAJOR\.MINOR"):
         choose_kernel(images, "6")
 
 
