@@ -33,6 +33,7 @@ from dmpath.model import (
     KernelState,
     md_member_state,
 )
+from dmpath.policy.mdmigrate import data_map_name, data_table, data_uuid
 from dmpath.runner import CommandResult
 
 log = logging.getLogger("dmpathd")
@@ -363,6 +364,23 @@ class DmBackend:
 
     def flush(self, name: str, force: bool = False) -> None:
         self.ops.remove(name, force)
+
+    def ensure_data_map(
+        self, name: str, wwid: str, offset: int, sectors: int | None
+    ) -> str | None:
+        """Make the linear data map ``<name>-data`` on map ``name`` if it is missing
+        (``[[multipaths]] data_offset``: a former md array, dmpath.policy.mdmigrate);
+        returns its name when it was made, None when it was there already."""
+        data = data_map_name(name)
+        try:
+            dmsetup.info(data)
+            return None
+        except DmpathError:
+            pass  # not there (dmsetup says "Device does not exist"): make it
+        info = self.ops.info(name)
+        table = data_table(info.devnum, self.ops.table(name).length, offset, sectors)
+        dmsetup.create(data, table, uuid=data_uuid(self.uuid_for(wwid)))
+        return data
 
 
 def free_md_slot(md_dir: str) -> int | None:

@@ -424,8 +424,9 @@ class Daemon:
         """Take back maps made by an earlier dmpathd: read them, change nothing."""
         for name, km in (await self.k(self.dm.read_ours)).items():
             wwid = self.dm.wwid_of(km.uuid) or ""
-            self._install_map(name, wwid, Backend.DM, km)
+            mr = self._install_map(name, wwid, Backend.DM, km)
             self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
+            await self._ensure_data_map(mr)
         try:
             md_maps = await self.k(self.md.list_ours)
         except DmpathError as exc:
@@ -1112,6 +1113,7 @@ class Daemon:
                 return False
             if m.backend == Backend.DM:
                 await self._wait_for_node(m.name)
+                await self._ensure_data_map(mr)
             self._register_map(mr)
             for i in infos:
                 self.paths[i.name].map_name = m.name
@@ -1123,6 +1125,27 @@ class Daemon:
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
         return True
+
+    async def _ensure_data_map(self, mr: MapRuntime) -> None:
+        """The data map of a map configured with ``data_offset`` (a migrated md array):
+        made when missing, at every start, so the data is where the admin left it."""
+        o = mr.opts
+        if o.data_offset is None or mr.model.backend != Backend.DM:
+            return
+        try:
+            made = await self.k(
+                self.dm.ensure_data_map, mr.model.name, mr.model.wwid, o.data_offset,
+                o.data_sectors,
+            )
+        except DmpathError as exc:
+            self.event("error", mr.model.name, message=f"cannot make its data map: {exc}")
+            return
+        if made:
+            self.event(
+                "map_created",
+                mr.model.name,
+                message=f"made data map {made} on {mr.model.name} from sector {o.data_offset}",
+            )
 
     async def _wait_for_node(self, name: str) -> None:
         """Until udev has made /dev/mapper/NAME for a new map (a map is shown, and so
