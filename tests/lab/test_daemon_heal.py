@@ -115,6 +115,8 @@ def test_verified_io_survives_path_cycles(lab_topology: Topo, dmpathd: Start) ->
             assert not io.errors, io.errors[:5]
             print(f"cycle {cycle}: {io.writes} writes, {io.reads} reads, 0 errors")
     finally:
+        # the daemon's whole log, kept on the host, per kernel (the lab's output directory)
+        d.keep_log(f"heal-cycles-{os.uname().release}.log")
         for p in paths:
             topo.set_state(p, "running")
         io.stop()
