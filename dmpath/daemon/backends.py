@@ -382,6 +382,18 @@ class DmBackend:
         dmsetup.create(data, table, uuid=data_uuid(self.uuid_for(wwid)))
         return data
 
+    def data_map_open(self, name: str) -> int | None:
+        """How many hold the data map of ``name`` open (a mount, LVM), None if it has none."""
+        try:
+            return dmsetup.info(data_map_name(name)).open_count
+        except DmpathError:
+            return None
+
+    def remove_data_map(self, name: str, force: bool = False) -> None:
+        """Remove the data map of ``name`` (it holds the map open), if there is one."""
+        if self.data_map_open(name) is not None:
+            dmsetup.remove(data_map_name(name), force=force)
+
 
 def free_md_slot(md_dir: str) -> int | None:
     """The lowest slot of the array with no member (``rdN`` links name the used ones)."""

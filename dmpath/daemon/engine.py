@@ -1693,10 +1693,18 @@ class Daemon:
         mr = self.find_map(name)
         async with self._claimed(mr):
             await self.refresh(mr)
-            if mr.model.open_count and not force:
+            holders = mr.model.open_count
+            data = mr.model.backend == Backend.DM and mr.opts.data_offset is not None
+            data_open = await self.k(self.dm.data_map_open, name) if data else None
+            if data_open is not None:
+                # the map's own data map holds it; what counts is who holds the data map
+                holders += data_open - 1
+            if holders and not force:
                 raise PolicyRefusal(
-                    f"{name} is open ({mr.model.open_count} holders): not flushing (use --force)"
+                    f"{name} is open ({holders} holders): not flushing (use --force)"
                 )
+            if data_open is not None:
+                await self.k(self.dm.remove_data_map, name, force)
             await self.k(self.backend(mr.model.backend).flush, name, force)
         self._unregister_map(name)
         self.flushed.add(mr.model.wwid)

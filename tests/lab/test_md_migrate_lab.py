@@ -289,6 +289,17 @@ def test_migrate_md_moves_every_byte_and_fails_over(md_setup: Setup) -> None:
         topo.set_state(victim, "running")
     s.daemon.wait_path(victim.name, timeout=60, kernel_state="active")
 
+    # flushing the map takes its data map with it, unless that is open
+    fd = os.open(data_dev, os.O_RDONLY)
+    try:
+        with pytest.raises(Exception, match="is open"):
+            s.daemon.request("flush_map", {"map": MAP})
+    finally:
+        os.close(fd)
+    s.daemon.request("flush_map", {"map": MAP})
+    settle()
+    assert not os.path.exists(data_dev) and not os.path.exists(f"/dev/mapper/{MAP}")
+
 
 def _rest_mismatches(dev: str, size: int) -> list[int]:
     """Blocks past the first 8 MiB that lost the "before" pattern."""

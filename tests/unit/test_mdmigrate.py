@@ -71,7 +71,8 @@ def test_refuses_a_raid1() -> None:
 def test_refuses_members_that_disagree_on_the_offset() -> None:
     sbs = supers()
     other = examine("/dev/sdc")
-    sbs["/dev/sdc"] = dataclasses.replace(other, fields={**other.fields, "Data Offset": "4096 sectors"})
+    moved = {**other.fields, "Data Offset": "4096 sectors"}
+    sbs["/dev/sdc"] = dataclasses.replace(other, fields=moved)
     with pytest.raises(mm.MigrationRefused, match="disagree on the data offset"):
         mm.plan_migration("/dev/md0", detail(), sbs, SIZES, name="x")
 
