@@ -31,7 +31,7 @@ def test_the_mdadm_layer_says_the_personality_is_gone_in_one_line() -> None:
     assert not mdadm.read_mdstat().has_multipath
 
 
-def test_the_daemon_with_backend_md_reports_it_once_per_map_and_makes_nothing(
+def test_the_daemon_with_backend_md_says_it_in_one_line_and_makes_nothing(
     scsi_paths: list[LabPath], dmpathd: Start
 ) -> None:
     d = dmpathd(defaults={"backend": "md"})
