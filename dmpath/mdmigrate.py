@@ -9,10 +9,11 @@ does the steps, in an order where every refusal comes before the first change:
 2. refuse while dmpathd runs (its assembly lock: it could re-assemble the array or take
    the paths half-way), while the array is mounted or held by another device, or when the
    configuration already has an entry for the LUN;
-3. stop the array (md refuses while anything has it open: refused, nothing changed);
-4. write the ``[[multipaths]]`` entry (alias, ``backend = "dm"``, ``data_offset``,
+3. write the ``[[multipaths]]`` entry (alias, ``backend = "dm"``, ``data_offset``,
    ``data_sectors``) into the configuration, and the WWID into the wwids file, so the
-   daemon makes both maps again at every boot;
+   daemon makes both maps again at every boot (and udev claims the paths for dmpath);
+4. stop the array (md refuses while anything has it open: the record is taken back,
+   refused, nothing changed);
 5. erase the md superblocks (a few KiB before or after the data, never the data), so no
    mdadm, udev rule or blkid takes the paths or the map for an md member any more;
 6. create the multipath map (the daemon's name, uuid and table for that LUN) and the
@@ -21,6 +22,7 @@ does the steps, in an order where every refusal comes before the first change:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import time
@@ -42,6 +44,7 @@ from dmpath.policy.mdmigrate import (
     multipaths_entry,
     plan_migration,
 )
+from dmpath.runner import run
 
 #: udev has made /dev/mapper/NAME well within this (udev-synchronised dmsetup create)
 NODE_WAIT = 30.0
@@ -196,25 +199,51 @@ def _migrate_locked(
     result = Migration(plan, wwid, map_uuid, config_path, done=not dry_run)
     if dry_run:
         return result
+    # recorded before the stop: the stop's change events then find the paths claimed by
+    # dmpath's udev rule (ID_FS_TYPE=mpath_member), so md's incremental assembly rule
+    # leaves them alone instead of starting the array again over them
+    try:
+        files.write_atomic(config_path, new_text, mode=0o644)
+        new_wwid = files.remember_wwid(d.wwids_file, wwid)
+    except (DmpathError, OSError) as exc:
+        raise DmpathError(f"cannot write {config_path}: {exc}; nothing was changed") from exc
     try:
         mdadm.stop(dev)
     except ArrayBusy:
+        files.write_atomic(config_path, old_text, mode=0o644)
+        if new_wwid:
+            files.forget_wwid(d.wwids_file, wwid)
         raise MigrationRefused(
             f"{array} is open (a process, a mount namespace, a holder): close it first; "
             "nothing was changed"
         ) from None
-    try:
-        files.write_atomic(config_path, new_text, mode=0o644)
-        files.remember_wwid(d.wwids_file, wwid)
-    except (DmpathError, OSError) as exc:
-        raise DmpathError(
-            f"{array} is stopped but {config_path} could not be written ({exc}); the data "
-            f"is untouched: mdadm --assemble {array} {' '.join(plan.members)} restarts it"
-        ) from exc
-    for m in plan.members:
-        mdadm.zero_superblock(m)
+    _erase_superblocks(plan.members)
     _make_maps(plan, new_cfg, wwid, map_uuid)
     return result
+
+
+def _erase_superblocks(members: tuple[str, ...]) -> None:
+    """Erase the members' md superblocks; an array something assembled again over them in
+    the meantime (an mdadm rule of another udev set-up) is stopped first, a few times."""
+    names = {os.path.basename(m) for m in members}
+    last = ""
+    for _attempt in range(5):
+        for arr in mdadm.read_mdstat().arrays:
+            if names & {m.name for m in arr.members}:
+                with contextlib.suppress(DmpathError):
+                    mdadm.stop(f"/dev/{arr.name}")
+        try:
+            for m in members:
+                mdadm.zero_superblock(m)
+            return
+        except DmpathError as exc:
+            last = str(exc)
+            run("udevadm", ["settle", "-t", "10"], check=False, timeout=20)
+    raise DmpathError(
+        f"the array is stopped and recorded, but its superblocks could not be erased "
+        f"({last}); the data is untouched: erase them with mdadm --zero-superblock, then "
+        f"start dmpathd"
+    )
 
 
 def _make_maps(plan: MigrationPlan, cfg: cfgmod.Config, wwid: str, map_uuid: str) -> None:
