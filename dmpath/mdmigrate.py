@@ -202,21 +202,39 @@ def _migrate_locked(
     # recorded before the stop: the stop's change events then find the paths claimed by
     # dmpath's udev rule (ID_FS_TYPE=mpath_member), so md's incremental assembly rule
     # leaves them alone instead of starting the array again over them
+    existed = files.read_text(config_path) is not None
+    new_wwid = False
+
+    def undo() -> None:
+        """Take the record back: the array keeps running as it was."""
+        with contextlib.suppress(DmpathError, OSError):
+            if existed:
+                files.write_atomic(config_path, old_text, mode=0o644)
+            else:
+                os.unlink(config_path)
+            if new_wwid:
+                files.forget_wwid(d.wwids_file, wwid)
+
     try:
         files.write_atomic(config_path, new_text, mode=0o644)
         new_wwid = files.remember_wwid(d.wwids_file, wwid)
     except (DmpathError, OSError) as exc:
-        raise DmpathError(f"cannot write {config_path}: {exc}; nothing was changed") from exc
+        undo()
+        raise DmpathError(
+            f"cannot record the map in {config_path} or {d.wwids_file}: {exc}; nothing was "
+            "changed"
+        ) from exc
     try:
         mdadm.stop(dev)
     except ArrayBusy:
-        files.write_atomic(config_path, old_text, mode=0o644)
-        if new_wwid:
-            files.forget_wwid(d.wwids_file, wwid)
+        undo()
         raise MigrationRefused(
             f"{array} is open (a process, a mount namespace, a holder): close it first; "
             "nothing was changed"
         ) from None
+    except DmpathError:
+        undo()
+        raise
     _erase_superblocks(plan.members)
     _make_maps(plan, new_cfg, wwid, map_uuid)
     return result

@@ -11,6 +11,7 @@ import pytest
 from dmpath import config as c
 from dmpath.cli import main as cli
 from dmpath.errors import DmpathError
+from dmpath.kernel.dmtable import DmInfo
 from dmpath.kernel.mdstat import MdDetail, MdExamine, parse_detail, parse_examine
 from dmpath.policy import mdmigrate as mm
 
@@ -131,3 +132,99 @@ def test_mpathctl_migrate_md_refusal_is_one_line(
     rc = cli.main(["migrate-md", "/dev/md/nosuch"])
     err = capsys.readouterr().err
     assert rc == 7 and err.count("\n") == 1 and "is not a running md array" in err
+
+
+# --------------------------------------------------------------------------- the steps
+
+
+@pytest.fixture
+def fake_array(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> dict[str, object]:
+    """migrate() against a fake array: every kernel and tool call replaced, recorded."""
+    from dmpath import mdmigrate
+    from dmpath.kernel import dmsetup, mdadm
+
+    calls: list[tuple[str, ...]] = []
+    state: dict[str, object] = {"stop": None, "calls": calls}
+    monkeypatch.setattr(mdmigrate, "_kname", lambda array: "md127")
+    monkeypatch.setattr(mdmigrate, "_members", lambda kname: ["/dev/sda", "/dev/sdc"])
+    monkeypatch.setattr(mdmigrate, "_sectors", lambda kname: 65536)
+    monkeypatch.setattr(mdmigrate, "_wwid", lambda members, attrs: "1Linux_scsi_debug_2000")
+    monkeypatch.setattr(mdmigrate, "_in_use", lambda kname, array: "")
+    monkeypatch.setattr(mdmigrate, "_devnum", lambda dev: {"/dev/sda": "8:0"}.get(dev, "8:32"))
+    monkeypatch.setattr(mdadm, "detail", lambda dev: detail())
+    monkeypatch.setattr(mdadm, "examine", examine)
+    monkeypatch.setattr(mdadm, "read_mdstat", lambda: mdmigrate.mdadm.MdStat(personalities=()))
+
+    def stop(dev: str) -> None:
+        calls.append(("stop", dev))
+        if state["stop"] is not None:
+            raise state["stop"]  # type: ignore[misc]
+
+    monkeypatch.setattr(mdadm, "stop", stop)
+    monkeypatch.setattr(mdadm, "zero_superblock", lambda m: calls.append(("zero", m)) or True)
+
+    def create(name: str, table: object, *, uuid: str) -> None:
+        calls.append(("create", name, str(table).strip(), uuid))
+
+    monkeypatch.setattr(dmsetup, "create", create)
+    monkeypatch.setattr(dmsetup, "info", lambda name: DmInfo(name, "u", 253, 0, 0, 1, 0))
+    cfg = tmp_path / "dmpath.toml"
+    cfg.write_text(
+        f'[defaults]\nsocket = "{tmp_path}/s.sock"\nwwids_file = "{tmp_path}/wwids"\n'
+        f'bindings_file = "{tmp_path}/bindings"\n'
+    )
+    state["config"] = cfg
+    state["wwids"] = tmp_path / "wwids"
+    return state
+
+
+def test_migrate_records_stops_erases_then_makes_both_maps(fake_array: dict[str, object]) -> None:
+    from dmpath import mdmigrate
+
+    cfg = fake_array["config"]
+    assert isinstance(cfg, pathlib.Path)
+    m = mdmigrate.migrate("/dev/md127", name="ora", config_path=str(cfg))
+    assert m.done and m.plan.map_name == "ora"
+    calls = fake_array["calls"]
+    assert calls[:3] == [("stop", "/dev/md127"), ("zero", "/dev/sda"), ("zero", "/dev/sdc")]
+    assert calls[3][:2] == ("create", "ora") and calls[3][3] == "dmpath-1Linux_scsi_debug_2000"
+    assert calls[4] == (
+        "create",
+        "ora-data",
+        "0 63488 linear 253:0 2048",
+        "data-dmpath-1Linux_scsi_debug_2000",
+    )
+    opts = c.effective_options(c.load_config(cfg), "1Linux_scsi_debug_2000", "", "")
+    assert (opts.alias, opts.data_offset, opts.data_sectors) == ("ora", 2048, 63488)
+    assert "1Linux_scsi_debug_2000" in pathlib.Path(str(fake_array["wwids"])).read_text()
+
+
+def test_an_open_array_is_refused_and_the_record_taken_back(fake_array: dict[str, object]) -> None:
+    from dmpath import mdmigrate
+    from dmpath.kernel.mdadm import ArrayBusy
+    from dmpath.runner import CommandResult
+
+    cfg = fake_array["config"]
+    assert isinstance(cfg, pathlib.Path)
+    before = cfg.read_text()
+    busy = CommandResult(("mdadm", "--stop"), 1, "", "Cannot get exclusive access", 0.0)
+    fake_array["stop"] = ArrayBusy(busy, "/dev/md127")
+    with pytest.raises(mm.MigrationRefused, match="is open.*nothing was changed"):
+        mdmigrate.migrate("/dev/md127", name="ora", config_path=str(cfg))
+    assert cfg.read_text() == before
+    wwids = pathlib.Path(str(fake_array["wwids"]))
+    assert not wwids.exists() or "1Linux_scsi_debug_2000" not in wwids.read_text()
+    assert [k for k, *_ in fake_array["calls"]] == ["stop"]  # type: ignore[attr-defined]
+
+
+def test_a_dry_run_and_a_configured_wwid_change_nothing(fake_array: dict[str, object]) -> None:
+    from dmpath import mdmigrate
+
+    cfg = fake_array["config"]
+    assert isinstance(cfg, pathlib.Path)
+    m = mdmigrate.migrate("/dev/md127", name="ora", config_path=str(cfg), dry_run=True)
+    assert not m.done and fake_array["calls"] == []
+    cfg.write_text(cfg.read_text() + '[[multipaths]]\nwwid = "1Linux_scsi_debug_2000"\n')
+    with pytest.raises(mm.MigrationRefused, match=r"multipaths\[0\] already configures"):
+        mdmigrate.migrate("/dev/md127", name="ora", config_path=str(cfg))
+    assert fake_array["calls"] == []
