@@ -209,7 +209,7 @@ def test_an_open_array_is_refused_and_the_record_taken_back(fake_array: dict[str
     before = cfg.read_text()
     busy = CommandResult(("mdadm", "--stop"), 1, "", "Cannot get exclusive access", 0.0)
     fake_array["stop"] = ArrayBusy(busy, "/dev/md127")
-    with pytest.raises(mm.MigrationRefused, match="is open.*nothing was changed"):
+    with pytest.raises(mm.MigrationRefused, match=r"is open.*nothing was changed"):
         mdmigrate.migrate("/dev/md127", name="ora", config_path=str(cfg))
     assert cfg.read_text() == before
     wwids = pathlib.Path(str(fake_array["wwids"]))
