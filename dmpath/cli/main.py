@@ -71,7 +71,8 @@ EXIT_CODES: dict[int, str] = {
     4: "the kernel operation or a tool it runs failed",
     5: "a device is unusable",
     6: "the kernel lacks a feature (e.g. the md multipath personality)",
-    EXIT_REFUSED: "refused: the daemon will not do it because it would hurt; see --force",
+    EXIT_REFUSED: "refused: the daemon will not do it because it would hurt; see --force "
+    "(migrate-md: the array cannot be moved as it is; nothing was changed)",
     EXIT_NOT_RUNNING: "dmpathd is not running (and the kernel could not be read instead)",
     EXIT_PERMISSION: "permission denied: actions need root",
     EXIT_NOT_FOUND: "no such map or path",
