@@ -60,6 +60,15 @@ NEVER_PATH_DEVNODE: Final = (
 # --------------------------------------------------------------------------- records
 
 
+
+#: multipath-tools' prefix, on purpose: LVM (its multipath component detection reads a
+#: holder's dm uuid), kpartx's rules, udev's ``dm-uuid-mpath-<wwid>`` links and the tools
+#: that look for them (os-brick, CSI drivers) recognise a multipath map by it. Measured in
+#: the lab: with any other prefix LVM sees each path as a duplicate PV and refuses a VG on
+#: the map ("Cannot use device ... with duplicates"). dmpathd refuses to run beside
+#: multipathd, so the two never share maps.
+DEFAULT_DM_UUID_PREFIX: Final = "mpath-"
+
 @dataclass(frozen=True)
 class Defaults:
     """``[defaults]``: values for every map unless ``[[devices]]``/``[[multipaths]]`` say else."""
@@ -92,7 +101,7 @@ class Defaults:
     bindings_file: str = "/etc/dmpath/bindings"
     wwids_file: str = "/etc/dmpath/wwids"
     socket: str = "/run/dmpath/dmpathd.sock"
-    dm_uuid_prefix: str = "dmpath-"
+    dm_uuid_prefix: str = DEFAULT_DM_UUID_PREFIX
     flush_on_last_del: bool = False
     coalesce_ms: int = 200
 

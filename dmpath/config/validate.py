@@ -270,7 +270,6 @@ _NAME_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+:@-]{0,126}$")
 _UUID_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,32}$")
 _FOREIGN_UUID_PREFIXES: Final = (
-    ("mpath-", "multipath-tools"),
     ("LVM-", "LVM"),
     ("CRYPT-", "cryptsetup"),
 )

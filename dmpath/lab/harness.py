@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dmpath.client import request
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.kernel import dmsetup, mdadm
 from dmpath.runner import run
 
@@ -354,8 +355,8 @@ def through_fault(
     return failed_after, io.longest_stall
 
 
-def remove_data_maps(uuid_prefix: str = "dmpath-") -> list[str]:
-    """Remove the data maps on dmpath's maps (uuid ``data-dmpath-...``, linear, so not in
+def remove_data_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
+    """Remove the data maps on dmpath's maps (uuid ``data-`` + the map's, linear, so not in
     ``dmsetup ls --target multipath``): they hold their map open, so they go first."""
     from dmpath.policy.mdmigrate import DATA_UUID_PREFIX
 
@@ -374,7 +375,7 @@ def remove_data_maps(uuid_prefix: str = "dmpath-") -> list[str]:
     return sorted(removed)
 
 
-def remove_dm_maps(uuid_prefix: str = "dmpath-") -> list[str]:
+def remove_dm_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
     """Remove every dm map dmpath made (only those); returns their names, sorted."""
     remove_data_maps(uuid_prefix)
     removed = []

@@ -39,6 +39,12 @@ APT_PACKAGES = (
     "iproute2",
     # verified I/O under faults, the blktests way (crc32c verify, direct I/O)
     "fio",
+    # LVM on a map, with Debian's lvm2 and its udev rules as they ship
+    "lvm2",
+    # partition maps on multipath maps (dmpathd runs it; dmpath/kernel/kpartx.py), and
+    # sfdisk to write the tables the partition tests read
+    "kpartx",
+    "fdisk",
 )
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel

@@ -38,7 +38,7 @@ def test_coldplug_2x2_and_1x4_named_per_config(lab_topology: Topo, dmpathd: Star
         mine = {p.devnum for p in paths if _udev_wwid(p) == m["wwid"]}
         assert table_devs(m["name"]) == mine, m["name"]
         assert m["status"] == "[2/2] [UU]"
-        assert dmsetup.info(m["name"]).uuid == "dmpath-" + m["wwid"]
+        assert dmsetup.info(m["name"]).uuid == "mpath-" + m["wwid"]
     assert len({m["wwid"] for m in maps.values()}) == len(wwids) == 2
     d.stop()
     cleanup_maps()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import CommandError
 from dmpath.kernel import dmsetup, mdadm
@@ -231,11 +232,11 @@ def test_migrate_md_moves_every_byte_and_fails_over(md_setup: Setup) -> None:
     table = dmsetup.table(MAP)
     assert sorted(p.dev for g in table.groups for p in g.paths) == sorted(p.devnum for p in s.paths)
     info = dmsetup.info(MAP)
-    assert info.uuid == "dmpath-" + done["wwid"]
+    assert info.uuid == DEFAULT_DM_UUID_PREFIX + done["wwid"]
     line = run("dmsetup", ["table", DATA]).stdout.strip()
     assert line == f"0 {done['data_sectors']} linear {info.devnum} {s.data_offset}"
     assert run("dmsetup", ["info", "-c", "--noheadings", "-o", "uuid", DATA]).stdout.strip() == (
-        "data-dmpath-" + done["wwid"]
+        "data-" + DEFAULT_DM_UUID_PREFIX + done["wwid"]
     )
     data_dev = f"/dev/mapper/{DATA}"
     assert size_bytes(data_dev) == s.size

@@ -45,7 +45,7 @@ def test_empty_file_is_all_defaults() -> None:
     assert d.max_polling_interval == 60.0
     assert d.find_multipaths is c.FindMultipaths.ON
     assert d.uid_attribute == ("ID_SERIAL", "ID_WWN")
-    assert d.dm_uuid_prefix == "dmpath-"
+    assert d.dm_uuid_prefix == "mpath-"
     assert d.coalesce_ms == 200
     assert cfg.blacklist == c.BUILTIN_BLACKLIST
     assert cfg.blacklist_exceptions == c.BUILTIN_EXCEPTIONS
@@ -183,7 +183,7 @@ ERRORS: list[tuple[str, str, int | None, str]] = [
         "property name",
     ),
     ("[defaults]\nbindings_file = 'bindings'\n", "defaults.bindings_file", 2, "absolute"),
-    ("[defaults]\ndm_uuid_prefix = 'mpath-'\n", "defaults.dm_uuid_prefix", 2, "multipath-tools"),
+    ("[defaults]\ndm_uuid_prefix = 'CRYPT-'\n", "defaults.dm_uuid_prefix", 2, "cryptsetup"),
     ("[defaults]\ndm_uuid_prefix = 'LVM-x'\n", "defaults.dm_uuid_prefix", 2, "LVM"),
     ("[defaults]\ndm_uuid_prefix = 'part1-'\n", "defaults.dm_uuid_prefix", 2, "partition"),
     ("[defaults]\ndm_uuid_prefix = ''\n", "defaults.dm_uuid_prefix", 2, "1 to 32"),

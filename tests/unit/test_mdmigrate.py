@@ -10,6 +10,7 @@ import pytest
 
 from dmpath import config as c
 from dmpath.cli import main as cli
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel.dmtable import DmInfo
 from dmpath.kernel.mdstat import MdDetail, MdExamine, parse_detail, parse_examine
@@ -187,12 +188,13 @@ def test_migrate_records_stops_erases_then_makes_both_maps(fake_array: dict[str,
     assert m.done and m.plan.map_name == "ora"
     calls = fake_array["calls"]
     assert calls[:3] == [("stop", "/dev/md127"), ("zero", "/dev/sda"), ("zero", "/dev/sdc")]
-    assert calls[3][:2] == ("create", "ora") and calls[3][3] == "dmpath-1Linux_scsi_debug_2000"
+    uuid = DEFAULT_DM_UUID_PREFIX + "1Linux_scsi_debug_2000"
+    assert calls[3][:2] == ("create", "ora") and calls[3][3] == uuid
     assert calls[4] == (
         "create",
         "ora-data",
         "0 63488 linear 253:0 2048",
-        "data-dmpath-1Linux_scsi_debug_2000",
+        "data-" + uuid,
     )
     opts = c.effective_options(c.load_config(cfg), "1Linux_scsi_debug_2000", "", "")
     assert (opts.alias, opts.data_offset, opts.data_sectors) == ("ora", 2048, 63488)
