@@ -454,6 +454,24 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "characters; each alias at most once. A user-friendly name is never given out if "
         "an alias here already uses it.",
     ),
+    OptionDoc(
+        "multipaths",
+        "data_offset",
+        "integer (sectors of 512 bytes)",
+        "",
+        "Where the data on this LUN starts: the daemon keeps a linear map named "
+        "<map>-data over the map from this sector on, and makes it again at every start. "
+        "Written by mpathctl migrate-md: the data of an md multipath array starts after "
+        "its superblock, so the data map shows it at sector 0, as /dev/mdN did.",
+    ),
+    OptionDoc(
+        "multipaths",
+        "data_sectors",
+        "integer (sectors of 512 bytes)",
+        "",
+        "The data map's length (the former array's size); without it, the rest of the "
+        "LUN. Needs data_offset.",
+    ),
     # ---- devices
     OptionDoc(
         "devices",

@@ -177,6 +177,11 @@ class MultipathEntry:
     wwid: str
     alias: str | None = None
     overrides: Overrides = Overrides()
+    #: a data map ``<name>-data`` over the map from this sector on (``mpathctl
+    #: migrate-md``: the data of a former md array starts after its superblock)
+    data_offset: int | None = None
+    #: the data map's length in sectors; None: the rest of the LUN
+    data_sectors: int | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,9 @@ class MapOptions:
     user_friendly_names: bool
     alias_prefix: str
     origins: tuple[tuple[str, str], ...] = ()
+    #: [[multipaths]] data_offset / data_sectors (None: no data map)
+    data_offset: int | None = None
+    data_sectors: int | None = None
 
     def origin(self, option: str) -> str:
         return dict(self.origins).get(option, "defaults")

@@ -35,6 +35,7 @@ from dmpath.model import (
     KernelState,
     md_member_state,
 )
+from dmpath.policy.mdmigrate import data_map_name, data_table, data_uuid
 from dmpath.runner import CommandResult
 
 log = logging.getLogger("dmpathd")
@@ -367,6 +368,35 @@ class DmBackend:
 
     def flush(self, name: str, force: bool = False) -> None:
         self.ops.remove(name, force)
+
+    def ensure_data_map(
+        self, name: str, wwid: str, offset: int, sectors: int | None
+    ) -> str | None:
+        """Make the linear data map ``<name>-data`` on map ``name`` if it is missing
+        (``[[multipaths]] data_offset``: a former md array, dmpath.policy.mdmigrate);
+        returns its name when it was made, None when it was there already."""
+        data = data_map_name(name)
+        try:
+            dmsetup.info(data)
+            return None
+        except DmpathError:
+            pass  # not there (dmsetup says "Device does not exist"): make it
+        info = self.ops.info(name)
+        table = data_table(info.devnum, self.ops.table(name).length, offset, sectors)
+        dmsetup.create(data, table, uuid=data_uuid(self.uuid_for(wwid)))
+        return data
+
+    def data_map_open(self, name: str) -> int | None:
+        """How many hold the data map of ``name`` open (a mount, LVM), None if it has none."""
+        try:
+            return dmsetup.info(data_map_name(name)).open_count
+        except DmpathError:
+            return None
+
+    def remove_data_map(self, name: str, force: bool = False) -> None:
+        """Remove the data map of ``name`` (it holds the map open), if there is one."""
+        if self.data_map_open(name) is not None:
+            dmsetup.remove(data_map_name(name), force=force)
 
     def partitions(self, kname: str, uuid: str) -> dict[str, int]:
         """The map's partition maps (``NAME-partN``) and how many hold each open."""

@@ -426,8 +426,9 @@ class Daemon:
         """Take back maps made by an earlier dmpathd: read them, change nothing."""
         for name, km in (await self.k(self.dm.read_ours)).items():
             wwid = self.dm.wwid_of(km.uuid) or ""
-            self._install_map(name, wwid, Backend.DM, km)
+            mr = self._install_map(name, wwid, Backend.DM, km)
             self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
+            await self._ensure_data_map(mr)
             self._partitions_later(name, "adopted")
         try:
             md_maps = await self.k(self.md.list_ours)
@@ -1169,6 +1170,7 @@ class Daemon:
                 return False
             if m.backend == Backend.DM:
                 await self._wait_for_node(m.name)
+                await self._ensure_data_map(mr)
             self._register_map(mr)
             if m.backend == Backend.DM:
                 self._partitions_later(m.name, "map created")
@@ -1182,6 +1184,27 @@ class Daemon:
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
         return True
+
+    async def _ensure_data_map(self, mr: MapRuntime) -> None:
+        """The data map of a map configured with ``data_offset`` (a migrated md array):
+        made when missing, at every start, so the data is where the admin left it."""
+        o = mr.opts
+        if o.data_offset is None or mr.model.backend != Backend.DM:
+            return
+        try:
+            made = await self.k(
+                self.dm.ensure_data_map, mr.model.name, mr.model.wwid, o.data_offset,
+                o.data_sectors,
+            )
+        except DmpathError as exc:
+            self.event("error", mr.model.name, message=f"cannot make its data map: {exc}")
+            return
+        if made:
+            self.event(
+                "map_created",
+                mr.model.name,
+                message=f"made data map {made} on {mr.model.name} from sector {o.data_offset}",
+            )
 
     async def _wait_for_node(self, name: str) -> None:
         """Until udev has made /dev/mapper/NAME for a new map (a map is shown, and so
@@ -1743,10 +1766,18 @@ class Daemon:
                 if parts:
                     await self.k(self.dm.remove_partitions, name)
                     await self.refresh(mr)
-            if mr.model.open_count and not force:
+            holders = mr.model.open_count
+            data = mr.model.backend == Backend.DM and mr.opts.data_offset is not None
+            data_open = await self.k(self.dm.data_map_open, name) if data else None
+            if data_open is not None:
+                # the map's own data map holds it; what counts is who holds the data map
+                holders += data_open - 1
+            if holders and not force:
                 raise PolicyRefusal(
-                    f"{name} is open ({mr.model.open_count} holders): not flushing (use --force)"
+                    f"{name} is open ({holders} holders): not flushing (use --force)"
                 )
+            if data_open is not None:
+                await self.k(self.dm.remove_data_map, name, force)
             await self.k(self.backend(mr.model.backend).flush, name, force)
         self._unregister_map(name)
         self.flushed.add(mr.model.wwid)

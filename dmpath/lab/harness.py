@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from dmpath.client import request
 from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.kernel import dmsetup, mdadm
+from dmpath.runner import run
 
 BLOCK = 4096
 T = TypeVar("T")
@@ -354,8 +355,29 @@ def through_fault(
     return failed_after, io.longest_stall
 
 
+def remove_data_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
+    """Remove the data maps on dmpath's maps (uuid ``data-`` + the map's, linear, so not in
+    ``dmsetup ls --target multipath``): they hold their map open, so they go first."""
+    from dmpath.policy.mdmigrate import DATA_UUID_PREFIX
+
+    res = run(
+        "dmsetup",
+        ["info", "-c", "--noheadings", "--separator", "\t", "-o", "name,uuid"],
+        check=False,
+        timeout=60,
+    )
+    removed = []
+    for line in res.stdout.splitlines():
+        name, _, uuid = line.partition("\t")
+        if uuid.strip().startswith(DATA_UUID_PREFIX + uuid_prefix):
+            dmsetup.remove(name.strip(), force=True)
+            removed.append(name.strip())
+    return sorted(removed)
+
+
 def remove_dm_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
     """Remove every dm map dmpath made (only those); returns their names, sorted."""
+    remove_data_maps(uuid_prefix)
     removed = []
     for dev in sorted(dmsetup.list_maps(), key=lambda d: d.name):
         if dmsetup.info(dev.name).uuid.startswith(uuid_prefix):

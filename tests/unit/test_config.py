@@ -662,3 +662,20 @@ def test_fast_io_fail_tmo(tmp_path: Path) -> None:
     for text, want in (("'off'", "off"), ("30", 30)):
         p.write_text(f"[defaults]\nfast_io_fail_tmo = {text}\n")
         assert c.load_config(p).defaults.fast_io_fail_tmo == want
+
+
+def test_multipaths_data_map_keys_round_trip_and_are_checked() -> None:
+    text = '[[multipaths]]\nwwid = "w1"\nalias = "old"\ndata_offset = 2048\ndata_sectors = 61440\n'
+    cfg = c.parse_config(text)
+    mp = cfg.multipaths[0]
+    assert (mp.data_offset, mp.data_sectors) == (2048, 61440)
+    opts = c.effective_options(cfg, "w1", "", "")
+    assert (opts.data_offset, opts.data_sectors) == (2048, 61440)
+    assert c.effective_options(cfg, "w2", "", "").data_offset is None
+    assert c.parse_config(c.config_to_toml(cfg)) == cfg
+    with pytest.raises(ConfigError, match=r"multipaths\[0\].data_sectors: needs data_offset"):
+        c.parse_config('[[multipaths]]\nwwid = "w1"\ndata_sectors = 8\n')
+    with pytest.raises(ConfigError, match=r"data_offset: must be between 0"):
+        c.parse_config('[[multipaths]]\nwwid = "w1"\ndata_offset = -1\n')
+    with pytest.raises(ConfigError, match=r"data_offset"):
+        c.parse_config('[defaults]\ndata_offset = 8\n')
