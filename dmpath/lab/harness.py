@@ -12,6 +12,7 @@ import contextlib
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -356,8 +357,9 @@ def through_fault(
 
 
 def remove_data_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
-    """Remove the data maps on dmpath's maps (uuid ``data-`` + the map's, linear, so not in
-    ``dmsetup ls --target multipath``): they hold their map open, so they go first."""
+    """Remove the data maps and partition maps on dmpath's maps (uuid ``data-`` or
+    ``partN-`` + the map's; linear, so not in ``dmsetup ls --target multipath``): they
+    hold their map open, so they go first."""
     from dmpath.policy.mdmigrate import DATA_UUID_PREFIX
 
     res = run(
@@ -369,7 +371,10 @@ def remove_data_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
     removed = []
     for line in res.stdout.splitlines():
         name, _, uuid = line.partition("\t")
-        if uuid.strip().startswith(DATA_UUID_PREFIX + uuid_prefix):
+        uuid = uuid.strip()
+        if uuid.startswith(DATA_UUID_PREFIX + uuid_prefix) or re.match(
+            r"part[0-9]+-" + re.escape(uuid_prefix), uuid
+        ):
             dmsetup.remove(name.strip(), force=True)
             removed.append(name.strip())
     return sorted(removed)

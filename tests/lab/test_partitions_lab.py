@@ -14,7 +14,7 @@ import pytest
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
-from dmpath.lab.harness import DaemonUnderTest, wait_for
+from dmpath.lab.harness import DaemonUnderTest, LabTimeout, wait_for
 from dmpath.lab.udevrule import installed_rule, retrigger
 from dmpath.runner import run
 
@@ -82,8 +82,23 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
         )
         wwid = d.wait_maps({"mpatha": 2})["mpatha"]["wwid"]
         # a new table, written through the map: dmpathd makes the partition maps
+        udev_seen = subprocess.Popen(
+            ["udevadm", "monitor", "--udev", "--property", "--subsystem-match=block"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         sfdisk(MAP, script="label: dos\n,16M,L\n,16M,L\n")
-        wait_for(lambda: {"mpatha-part1", "mpatha-part2"} <= maps(), 60, "partition maps")
+        try:
+            wait_for(lambda: {"mpatha-part1", "mpatha-part2"} <= maps(), 60, "partition maps")
+        except LabTimeout as exc:
+            udev_seen.terminate()
+            raise AssertionError(
+                f"{exc}\nevents: {d.events('partitions') + d.events('error')}\n"
+                f"udev: {udev_seen.communicate(timeout=10)[0][-3000:]}\n"
+                f"daemon log: {pathlib.Path(d.log_path).read_text()[-3000:]}"
+            ) from exc
+        udev_seen.terminate()
+        udev_seen.communicate(timeout=10)
         assert any("mpatha-part1, mpatha-part2" in e["message"] for e in d.events("partitions"))
         assert dmsetup.info("mpatha-part2").uuid == f"part2-mpath-{wwid}"
         link = pathlib.Path(f"/dev/disk/by-id/dm-uuid-part1-mpath-{wwid}")
