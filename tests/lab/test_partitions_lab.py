@@ -25,7 +25,15 @@ MAP = "/dev/mapper/mpatha"
 
 
 def maps() -> set[str]:
-    return {d.name for d in dmsetup.list_maps()}
+    """Every dm device's name (partition maps are linear: ``dmsetup ls --target
+    multipath`` leaves them out)."""
+    out = set()
+    for dev in pathlib.Path("/sys/block").glob("dm-*"):
+        try:
+            out.add((dev / "dm/name").read_text().strip())
+        except OSError:
+            continue  # removed while being read
+    return out
 
 
 def kernel_partitions(name: str) -> list[str]:
