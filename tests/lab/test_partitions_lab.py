@@ -107,7 +107,12 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
             ) from exc
         udev_seen.terminate()
         udev_seen.communicate(timeout=10)
-        assert any("mpatha-part1, mpatha-part2" in e["message"] for e in d.events("partitions"))
+        # the maps exist as soon as kpartx made them; the daemon's event follows
+        wait_for(
+            lambda: any("mpatha-part1, mpatha-part2" in e["message"] for e in d.events("partitions")),
+            30,
+            "the partitions event",
+        )
         assert dmsetup.info("mpatha-part2").uuid == f"part2-mpath-{wwid}"
         link = pathlib.Path(f"/dev/disk/by-id/dm-uuid-part1-mpath-{wwid}")
         wait_for(link.exists, 30, f"udev's {link}")
