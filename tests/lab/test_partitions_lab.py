@@ -108,11 +108,10 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
         udev_seen.terminate()
         udev_seen.communicate(timeout=10)
         # the maps exist as soon as kpartx made them; the daemon's event follows
-        wait_for(
-            lambda: any("mpatha-part1, mpatha-part2" in e["message"] for e in d.events("partitions")),
-            30,
-            "the partitions event",
-        )
+        def told() -> bool:
+            return any("mpatha-part1, mpatha-part2" in e["message"] for e in d.events("partitions"))
+
+        wait_for(told, 30, "the partitions event")
         assert dmsetup.info("mpatha-part2").uuid == f"part2-mpath-{wwid}"
         link = pathlib.Path(f"/dev/disk/by-id/dm-uuid-part1-mpath-{wwid}")
         wait_for(link.exists, 30, f"udev's {link}")
