@@ -40,30 +40,26 @@ class UnknownBoot(DmpathError):
     exit_code = 2
 
 
-def _default(
-    argv: Sequence[str],
-    *,
-    outdir: str,
-    echo: Callable[[str], None],
-    progress: Callable[[str], None],
-) -> LabRun:
-    return run_in_lab(argv, outdir=outdir, echo=echo, progress=progress)
+def _kernel_boot(series: str | None) -> BootRunner:
+    """The runner for a boot of the host's root file system on a kernel of ``series``
+    (None: the default choice, the newest kernel that still has md multipath)."""
 
+    def boot(
+        argv: Sequence[str],
+        *,
+        outdir: str,
+        echo: Callable[[str], None],
+        progress: Callable[[str], None],
+    ) -> LabRun:
+        return run_in_lab(argv, outdir=outdir, echo=echo, progress=progress, kernel=series)
 
-def _modern(
-    argv: Sequence[str],
-    *,
-    outdir: str,
-    echo: Callable[[str], None],
-    progress: Callable[[str], None],
-) -> LabRun:
-    return run_in_lab(argv, outdir=outdir, echo=echo, progress=progress, kernel=MODERN_BOOT)
+    return boot
 
 
 #: flavour name -> how to boot it and run a command inside
 BOOTS: dict[str, BootRunner] = {
-    DEFAULT_BOOT: _default,
-    MODERN_BOOT: _modern,
+    DEFAULT_BOOT: _kernel_boot(None),
+    MODERN_BOOT: _kernel_boot(MODERN_BOOT),
 }
 
 #: flavours named after the kernel series they boot: an item of one of these checks in the

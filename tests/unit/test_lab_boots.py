@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from dmpath.lab.boots import BOOTS, UnknownBoot, runner
@@ -55,17 +57,24 @@ def test_host(): pass
 '''
 
 
-def test_each_flavour_boots_once_with_its_own_tests(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_host_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tests: str, conftest: str
+) -> tuple[pytest.RunResult, pathlib.Path]:
+    """A host-side pytest session over ``tests`` with fake boots; (result, boot log)."""
     bootlog = pytester.path / "boots.log"
     monkeypatch.setenv("BOOTLOG", str(bootlog))
     monkeypatch.delenv("DMPATH_LAB", raising=False)
     monkeypatch.delenv("CI", raising=False)
-    pytester.makeconftest("pytest_plugins = ['dmpath.lab.pytest_plugin']\n" + FAKE_BOOTS)
-    pytester.makepyfile(test_mixed=TESTS)
+    pytester.makeconftest("pytest_plugins = ['dmpath.lab.pytest_plugin']\n" + conftest)
+    pytester.makepyfile(test_session=tests)
     # a subprocess: the fake boots must not replace the real ones in this session
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider"), bootlog
+
+
+def test_each_flavour_boots_once_with_its_own_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, bootlog = run_host_session(pytester, monkeypatch, TESTS, FAKE_BOOTS)
     # the guest's outcomes are the host's: c failed in its boot, e's boot does not exist
     result.assert_outcomes(passed=4, failed=1, errors=1)
     assert bootlog.read_text().splitlines() == [
@@ -106,14 +115,8 @@ def test_default(): pass
 def test_kernels_make_one_item_per_kernel_each_in_its_own_boot(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bootlog = pytester.path / "boots.log"
-    monkeypatch.setenv("BOOTLOG", str(bootlog))
-    monkeypatch.delenv("DMPATH_LAB", raising=False)
-    monkeypatch.delenv("CI", raising=False)
     conftest = FAKE_BOOTS + 'boots.BOOTS["6.12"] = fake("6.12")\n'
-    pytester.makeconftest("pytest_plugins = ['dmpath.lab.pytest_plugin']\n" + conftest)
-    pytester.makepyfile(test_kernels=KERNEL_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result, bootlog = run_host_session(pytester, monkeypatch, KERNEL_TESTS, conftest)
     result.assert_outcomes(passed=8)
     assert bootlog.read_text().splitlines() == [
         "6.1 test_both[6.1],test_both_param[6.1-1],test_both_param[6.1-2],test_default",

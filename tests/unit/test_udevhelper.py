@@ -129,13 +129,17 @@ def test_never_claims_stacked_or_virtual_devices(tmp_path: pathlib.Path) -> None
         assert not claims(tmp_path, name, ENV, greedy)
 
 
-def test_output_is_udev_properties(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = tmp_path / "dmpath.toml"
-    cfg.write_text('[defaults]\nfind_multipaths = "greedy"\n')
+def udev_env(monkeypatch: pytest.MonkeyPatch, cfg: pathlib.Path, text: str) -> None:
+    """The helper as udev runs it for a SCSI disk, with ``text`` as its config."""
+    cfg.write_text(text)
     monkeypatch.setenv("DMPATH_CONFIG", str(cfg))
     for k, v in SCSI.items():
         monkeypatch.setenv(k, v)
+
+
+def test_output_is_udev_properties(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    udev_env(monkeypatch, tmp_path / "dmpath.toml", '[defaults]\nfind_multipaths = "greedy"\n')
     # /dev/sdq is in no /sys here: the decision runs on the udev properties alone
     logged: list[str] = []
     assert main(["/dev/sdq"], log=logged.append) == 0
@@ -148,11 +152,11 @@ def test_output_is_udev_properties(tmp_path: pathlib.Path, capsys: pytest.Captur
 def test_an_unreadable_config_claims_nothing_new_and_says_why(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = tmp_path / "dmpath.toml"
-    cfg.write_text('[defaults]\nfind_multipaths = "greedy"\nfind_multipath = "on"\n')
-    monkeypatch.setenv("DMPATH_CONFIG", str(cfg))
-    for k, v in SCSI.items():
-        monkeypatch.setenv(k, v)
+    udev_env(
+        monkeypatch,
+        tmp_path / "dmpath.toml",
+        '[defaults]\nfind_multipaths = "greedy"\nfind_multipath = "on"\n',
+    )
     logged: list[str] = []
     assert main(["/dev/sdq"], log=logged.append) == 0
     assert capsys.readouterr().out == ""
