@@ -625,8 +625,8 @@ def test_nvme_paths_are_checked_with_directio_and_the_native_view_is_shown(
 
 def test_a_write_seen_on_a_map_brings_its_partition_maps_in_line(tmp_path: pathlib.Path) -> None:
     """udev's watch (a change with no DM_COOKIE) on one of our maps runs the partition
-    sync for that map, once per burst; our own resumes (with a cookie), other devices and a
-    map with no working path do not."""
+    sync for that map, once per burst; our own resumes (with a cookie) and other devices
+    do not."""
     from dmpath.kernel import udev
 
     async def scenario(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
