@@ -1,17 +1,16 @@
 """``dmpath-udev``: udev's fast question "is this disk a multipath path dmpath manages?".
 
 Run by udev (IMPORT{program}) for every disk add/change event, so it must be quick and
-must work without the daemon: it imports nothing beyond the standard library, reads only
-sysfs, the wwids file and (if present) the config's ``[defaults]``, and prints udev
-properties on stdout. A disk is claimed when:
-
-- one of our dm maps already holds it (sysfs holders with a ``dmpath-`` dm uuid), or
-- its WWID is in the wwids file (dmpath made a map of it before), or
-- ``find_multipaths`` is not ``strict`` and another disk shows the same WWID (``on``),
-  or any disk not blacklisted (``greedy``: every disk with a WWID).
+must work without the daemon: it imports the standard library only, reads sysfs, the
+udev database, the wwids file and the configuration, and prints udev properties on
+stdout. The decision itself is ``dmpath.policy.claim``, the one the daemon uses before
+it builds a map: the blacklist and its exceptions, the wwids file, ``[[multipaths]]``,
+``find_multipaths`` and ``uid_attribute`` all count here exactly as there.
 
 Claimed disks get ``DM_MULTIPATH_DEVICE_PATH=1``, ``SYSTEMD_READY=0`` and
 ``ID_FS_TYPE=mpath_member``, which LVM, md and systemd honour by leaving the disk alone.
+A configuration that exists but cannot be read claims nothing new (disks our maps hold
+stay claimed) and says why in the kernel log.
 
 ``dmpath-udev --assemble DEVNAME`` (the rule's RUN for a claimed disk) sees that the disk
 ends up in a map. A running daemon follows udev itself, and an installed service is
@@ -23,10 +22,16 @@ RUN program leaves running, so a daemon cannot be started from here).
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Callable
+
+from dmpath.config import NEVER_PATH_DEVNODE, Config, Defaults, load_config
+from dmpath.errors import ConfigError, DmpathError
+from dmpath.kernel import nvme, sysfs
+from dmpath.policy import claim
 
 DEFAULT_CONFIG = "/etc/dmpath/dmpath.toml"
-DEFAULT_SOCKET = "/run/dmpath/dmpathd.sock"
 #: where systemd looks for an installed dmpathd.service (administrator's, runtime, vendor)
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system",
              "/lib/systemd/system")
@@ -42,34 +47,30 @@ def _read(path: str) -> str:
         return ""
 
 
-def _settings(config_path: str) -> dict[str, object]:
-    """``[defaults]`` of the config, or {} when it is missing or invalid (the daemon
-    reports config errors; udev must never fail because of one)."""
+class ConfigUnreadable(Exception):
+    """The configuration exists but cannot be used; the text says why, in one line."""
+
+
+def load(config_path: str) -> Config:
+    """The configuration as the daemon reads it (a missing file is the defaults)."""
     try:
-        import tomllib
-
-        with open(config_path, "rb") as fh:
-            data = tomllib.load(fh)
-        d = data.get("defaults", {})
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise ConfigUnreadable(str(exc).splitlines()[0]) from exc
 
 
-def _uuid_prefix(settings: dict[str, object]) -> str:
-    return str(settings.get("dm_uuid_prefix", "dmpath-"))
+def _holders(name: str, sys_root: str) -> list[tuple[str, str]]:
+    """(holder, its dm uuid or "") for each device stacked on ``name``."""
+    hdir = os.path.join(sys_root, "class/block", name, "holders")
+    try:
+        names = sorted(os.listdir(hdir))
+    except OSError:
+        return []
+    return [(h, _read(os.path.join(sys_root, "class/block", h, "dm/uuid"))) for h in names]
 
 
 def held_by_our_map(name: str, sys_root: str, uuid_prefix: str) -> bool:
-    hdir = os.path.join(sys_root, "class/block", name, "holders")
-    try:
-        holders = os.listdir(hdir)
-    except OSError:
-        return False
-    return any(
-        _read(os.path.join(sys_root, "class/block", h, "dm/uuid")).startswith(uuid_prefix)
-        for h in holders
-    )
+    return any(u.startswith(uuid_prefix) for _h, u in _holders(name, sys_root))
 
 
 def known_wwids(path: str) -> set[str]:
@@ -81,56 +82,106 @@ def known_wwids(path: str) -> set[str]:
     return out
 
 
+def udev_db_properties(devnum: str, run_root: str = "/run") -> dict[str, str]:
+    """What udev recorded for a block device (``E:`` lines of its database entry): the
+    properties the daemon sees through libudev."""
+    props: dict[str, str] = {}
+    for line in _read(os.path.join(run_root, "udev/data", f"b{devnum}")).splitlines():
+        if line.startswith("E:") and "=" in line:
+            k, v = line[2:].split("=", 1)
+            props[k] = v
+    return props
+
+
+def read_disk(
+    name: str, properties: dict[str, str], cfg: Config, sys_root: str = "/sys"
+) -> claim.Disk:
+    """The claim decision's view of one disk, from sysfs and the given udev properties."""
+    try:
+        facts = sysfs.read_path_facts(name, sys_root)
+    except DmpathError:
+        return claim.Disk(name=name, properties=properties)
+    prefix = cfg.defaults.dm_uuid_prefix
+    holders = _holders(name, sys_root)
+    return claim.Disk(
+        name=name,
+        properties=properties,
+        vendor=(facts.vendor or properties.get("ID_VENDOR") or "").strip(),
+        product=(facts.model or properties.get("ID_MODEL") or "").strip(),
+        transport=str(facts.transport.value),
+        sysfs_wwid=facts.wwid_sysfs or "",
+        native_nvme_head=nvme.is_native_head(facts.sys_path),
+        held_by_ours=any(u.startswith(prefix) for _h, u in holders),
+        foreign_holders=tuple(h for h, u in holders if not u.startswith(prefix)),
+    )
+
+
+def siblings(
+    me: claim.Disk, cfg: Config, sys_root: str = "/sys", run_root: str = "/run"
+) -> list[claim.Disk]:
+    """The other disks that may show ``me``'s WWID, with the properties udev recorded.
+
+    One LUN reports one VPD 0x83 identifier on every path, so disks whose sysfs wwid
+    differs from ours are skipped unread: the udev database is read only for likely
+    siblings, which keeps a coldplug of a thousand disks from reading a million files.
+    """
+    try:
+        names = sorted(os.listdir(os.path.join(sys_root, "block")))
+    except OSError:
+        return []
+    out = []
+    for n in names:
+        if n == me.name or re.search(NEVER_PATH_DEVNODE, n):
+            continue
+        theirs = sysfs_wwid(n, sys_root)
+        if me.sysfs_wwid and theirs and theirs != me.sysfs_wwid:
+            continue
+        devnum = _read(os.path.join(sys_root, "block", n, "dev"))
+        out.append(read_disk(n, udev_db_properties(devnum, run_root), cfg, sys_root))
+    return out
+
+
 def sysfs_wwid(name: str, sys_root: str) -> str:
     """A disk's WWID in sysfs: the SCSI device's, or an NVMe namespace's own."""
     base = os.path.join(sys_root, "block", name)
     return _read(os.path.join(base, "device/wwid")) or _read(os.path.join(base, "wwid"))
 
 
-def native_nvme_head(name: str, sys_root: str) -> bool:
-    """Native NVMe multipath's head: the kernel's own multipath device, never a path
-    (claiming it would hide the one usable disk from systemd and LVM)."""
-    return "/nvme-subsystem/" in os.path.realpath(os.path.join(sys_root, "block", name))
-
-
-def same_lun_elsewhere(name: str, sys_root: str) -> bool:
-    """Another disk reports the same sysfs wwid: two paths to one LUN."""
-    mine = sysfs_wwid(name, sys_root)
-    if not mine:
-        return False
-    try:
-        disks = os.listdir(os.path.join(sys_root, "block"))
-    except OSError:
-        return False
-    return any(d != name and sysfs_wwid(d, sys_root) == mine for d in disks)
-
-
 def decide(
     name: str,
     env: dict[str, str],
-    settings: dict[str, object],
+    cfg: Config,
     sys_root: str = "/sys",
-) -> bool:
-    if name.startswith(("dm-", "md", "loop", "ram", "zram", "sr", "nbd")):
-        return False
-    if name.startswith("nvme") and native_nvme_head(name, sys_root):
-        return False
-    if held_by_our_map(name, sys_root, _uuid_prefix(settings)):
-        return True
-    uid_attrs = settings.get("uid_attribute", ["ID_SERIAL", "ID_WWN"])
-    attrs = uid_attrs if isinstance(uid_attrs, list) else ["ID_SERIAL", "ID_WWN"]
-    wwid = next((env[a] for a in attrs if isinstance(a, str) and env.get(a)), "")
-    if name.startswith("nvme"):
-        # as the daemon keys NVMe paths: on the namespace's wwid, not on ID_SERIAL
-        wwid = _read(os.path.join(sys_root, "block", name, "wwid")) or wwid
-    if not wwid:
-        return False
-    if wwid in known_wwids(str(settings.get("wwids_file", "/etc/dmpath/wwids"))):
-        return True
-    mode = str(settings.get("find_multipaths", "on"))
-    if mode == "greedy":
-        return True
-    return mode == "on" and same_lun_elsewhere(name, sys_root)
+    run_root: str = "/run",
+) -> claim.Verdict:
+    """The claim decision for ``name`` with ``env`` as its udev properties."""
+    me = read_disk(name, env, cfg, sys_root)
+    if me.held_by_ours:
+        return claim.claim(me, [], frozenset(), cfg)
+    first = claim.admissible(me, cfg)
+    if not first.claimed:
+        return first
+    known = claim.known_wwids(known_wwids(cfg.defaults.wwids_file), cfg)
+    return claim.claim(me, siblings(me, cfg, sys_root, run_root), known, cfg)
+
+
+def decide_without_config(name: str, sys_root: str = "/sys") -> claim.Verdict:
+    """With a configuration that cannot be read, only disks our maps already hold stay
+    claimed: claiming more on defaults the administrator did not choose could hide a
+    disk that LVM or a mount needs."""
+    if held_by_our_map(name, sys_root, Defaults().dm_uuid_prefix):
+        return claim.Verdict(True, f"{name}: a path of one of our maps")
+    return claim.Verdict(False, f"{name}: nothing new is claimed while the config is unreadable")
+
+
+def log_kernel(message: str) -> None:
+    """A warning in the kernel log (and so the journal): udev discards what a program
+    prints on stderr unless it runs with debug logging."""
+    try:
+        with open("/dev/kmsg", "w") as fh:
+            fh.write(f"<4>dmpath-udev: {message}\n")
+    except OSError:
+        print(f"dmpath-udev: {message}", file=sys.stderr)
 
 
 def daemon_answers(socket_path: str) -> bool:
@@ -159,16 +210,16 @@ def service_installed(run_root: str = "/run", unit_dirs: tuple[str, ...] = UNIT_
 
 def assembler(
     name: str,
-    settings: dict[str, object],
+    cfg: Config,
     sys_root: str = "/sys",
     run_root: str = "/run",
     unit_dirs: tuple[str, ...] = UNIT_DIRS,
 ) -> str:
     """Who puts a claimed disk into its map: "daemon", "service", "map" (it already is
     in one of ours) or "once" (nobody: run ``dmpathd --once``)."""
-    if held_by_our_map(name, sys_root, _uuid_prefix(settings)):
+    if held_by_our_map(name, sys_root, cfg.defaults.dm_uuid_prefix):
         return "map"
-    if daemon_answers(str(settings.get("socket", DEFAULT_SOCKET))):
+    if daemon_answers(cfg.defaults.socket):
         return "daemon"
     if service_installed(run_root, unit_dirs):
         return "service"
@@ -186,8 +237,12 @@ def dmpathd_program(argv0: str) -> str:
 
 
 def assemble(name: str, config: str) -> int:
-    settings = _settings(config)
-    who = assembler(name, settings)
+    try:
+        cfg = load(config)
+    except ConfigUnreadable as exc:
+        log_kernel(f"{name}: not assembled: {exc}")
+        return 1
+    who = assembler(name, cfg)
     if who != "once":
         return 0
     program = dmpathd_program(sys.argv[0])
@@ -200,19 +255,62 @@ def assemble(name: str, config: str) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def partitions_of(name: str, sys_root: str = "/sys") -> list[int]:
+    """The partition numbers the kernel shows for disk ``name`` (sda1 -> 1, nvme0n1p2 -> 2)."""
+    base = os.path.join(sys_root, "class/block", name)
+    out = []
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return []
+    for e in entries:
+        number = _read(os.path.join(base, e, "partition"))
+        if e.startswith(name) and number.isdigit():
+            out.append(int(number))
+    return sorted(out)
+
+
+def drop_partitions(name: str, sys_root: str = "/sys") -> int:
+    """Take a claimed path's partitions out of the kernel's view (``partx -d``): the map's
+    partition maps are the way to that data, and a mount or a PV scan must not find it
+    through one path. Nothing runs when the path has none."""
+    numbers = partitions_of(name, sys_root)
+    if not numbers:
+        return 0
+    import shutil
+    import subprocess
+
+    partx = shutil.which("partx", path=SAFE_PATH) or "/usr/bin/partx"
+    span = f"{numbers[0]}-{numbers[-1]}"
+    res = subprocess.run(
+        [partx, "-d", "--nr", span, f"/dev/{name}"], capture_output=True, text=True, check=False
+    )
+    if res.returncode != 0:
+        log_kernel(f"{name}: partx -d --nr {span}: {res.stderr.strip() or res.returncode}")
+    return res.returncode
+
+
+def main(argv: list[str] | None = None, log: Callable[[str], None] = log_kernel) -> int:
     args = sys.argv[1:] if argv is None else argv
-    mode_assemble = args[:1] == ["--assemble"]
-    if mode_assemble:
+    mode = args[0] if args[:1] in (["--assemble"], ["--drop-partitions"]) else ""
+    if mode:
         args = args[1:]
     if not args:
-        print("usage: dmpath-udev [--assemble] DEVNAME", file=sys.stderr)
+        print("usage: dmpath-udev [--assemble | --drop-partitions] DEVNAME", file=sys.stderr)
         return 2
     name = os.path.basename(args[0])
+    if mode == "--drop-partitions":
+        return drop_partitions(name)
+    mode_assemble = mode == "--assemble"
     config = os.environ.get("DMPATH_CONFIG", DEFAULT_CONFIG)
     if mode_assemble:
         return assemble(name, config)
-    if decide(name, dict(os.environ), _settings(config)):
+    try:
+        verdict = decide(name, dict(os.environ), load(config))
+    except ConfigUnreadable as exc:
+        verdict = decide_without_config(name)
+        log(f"{name}: {exc}; {'kept' if verdict.claimed else 'not'} claimed")
+    if verdict.claimed:
         print("DMPATH_PATH=1")
         print("DM_MULTIPATH_DEVICE_PATH=1")
         print("SYSTEMD_READY=0")

@@ -5,8 +5,9 @@ The kernel still knows the tables, which paths it uses and which it failed, and 
 arrays; it does not know checker results, priorities or history, so those stay ``unknown``
 and the views say so (``source="kernel"``).
 
-Only dmpath's own dm maps are shown (uuid ``dmpath-<wwid>``): a multipath-tools map on the
-same host is not ours to describe. md multipath arrays carry no such mark and are all shown.
+Only multipath maps are shown (uuid ``mpath-<wwid>``, the prefix dmpathd gives its maps):
+other dm devices are not ours to describe. md multipath arrays carry no such mark and are
+all shown.
 
 The building of maps from parsed kernel records is pure (``dm_map``, ``md_map``); the thin
 ``read_snapshot`` does the I/O through the kernel layer.
@@ -18,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmtable, mdstat, nvme, sysfs
 from dmpath.model import (
@@ -34,7 +36,7 @@ from dmpath.model import (
 log = logging.getLogger("dmpath.cli.kernelview")
 
 #: dm uuid prefix of the maps dmpath creates
-UUID_PREFIX = "dmpath-"
+UUID_PREFIX = DEFAULT_DM_UUID_PREFIX
 
 _GROUP_STATES = {
     dmtable.GroupState.ACTIVE: GroupState.ACTIVE,

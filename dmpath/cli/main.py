@@ -71,7 +71,8 @@ EXIT_CODES: dict[int, str] = {
     4: "the kernel operation or a tool it runs failed",
     5: "a device is unusable",
     6: "the kernel lacks a feature (e.g. the md multipath personality)",
-    EXIT_REFUSED: "refused: the daemon will not do it because it would hurt; see --force",
+    EXIT_REFUSED: "refused: the daemon will not do it because it would hurt; see --force "
+    "(migrate-md: the array cannot be moved as it is; nothing was changed)",
     EXIT_NOT_RUNNING: "dmpathd is not running (and the kernel could not be read instead)",
     EXIT_PERMISSION: "permission denied: actions need root",
     EXIT_NOT_FOUND: "no such map or path",
@@ -347,6 +348,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("map", metavar="MAP")
     p.add_argument("state", choices=("on", "off"))
     cmd("reconfigure", "re-read the configuration", cmd_reconfigure)
+    p = cmd(
+        "migrate-md",
+        "move an md multipath array's data to dm maps over the same paths (dmpathd stopped)",
+        cmd_migrate_md,
+    )
+    p.add_argument("array", metavar="ARRAY", help="/dev/mdN or /dev/md/NAME of a running array")
+    p.add_argument("--name", metavar="NAME", help="map name (default: the array's md name)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="configuration to record the map in (default: /etc/dmpath/dmpath.toml)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="check and show the plan only")
     return parser
 
 
@@ -667,6 +682,49 @@ def cmd_queueing(ctx: Ctx, args: argparse.Namespace) -> int:
 
 def cmd_reconfigure(ctx: Ctx, args: argparse.Namespace) -> int:
     return _act(ctx, "reconfigure", {}, "configuration reloaded")
+
+
+def cmd_migrate_md(ctx: Ctx, args: argparse.Namespace) -> int:
+    """Runs here, not in the daemon: the daemon must be stopped while an array moves."""
+    from dmpath import mdmigrate
+    from dmpath.config import DEFAULT_CONFIG_PATH
+
+    if os.geteuid() != 0 and not args.dry_run:
+        raise PermissionDenied("migrate-md stops an md array and creates dm maps: run as root")
+    m = mdmigrate.migrate(
+        args.array,
+        name=check_text("map name", args.name) if args.name else None,
+        config_path=args.config or DEFAULT_CONFIG_PATH,
+        dry_run=args.dry_run,
+    )
+    p = m.plan
+    result = {
+        "array": p.array,
+        "array_uuid": p.array_uuid,
+        "wwid": m.wwid,
+        "map": p.map_name,
+        "map_uuid": m.map_uuid,
+        "data_map": p.data_map,
+        "paths": list(p.members),
+        "data_offset": p.data_offset,
+        "data_sectors": p.data_sectors,
+        "config": m.config_path,
+        "done": m.done,
+    }
+    if ctx.json:
+        ctx.print_json({"ok": True, "result": result})
+        return EXIT_OK
+    verb = "would move" if not m.done else "moved"
+    line = Text(f"{ctx.opts.glyphs.ok} ", style="green")
+    line.append(
+        render.sanitize(
+            f"{verb} {p.array} to /dev/mapper/{p.data_map}: sectors {p.data_offset}.."
+            f"{p.data_offset + p.data_sectors - 1} of map {p.map_name} over "
+            f"{', '.join(p.members)} (WWID {m.wwid}); recorded in {m.config_path}"
+        )
+    )
+    ctx.show(line)
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- errors

@@ -355,11 +355,14 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "string",
         _toml_value(_D.dm_uuid_prefix),
         "Start of the dm UUID of every map dmpath creates (the UUID is this plus the "
-        "WWID); it is how dmpath tells its maps from others. Deliberately not multipath-"
-        "tools' mpath-: multipath-tools' udev rules and multipathd treat every map whose "
-        "UUID starts with mpath- as theirs and act on it and on its paths, so the two "
-        "tools must never claim the same maps. Prefixes that belong to other tools "
-        "(mpath-, LVM-, CRYPT-, partN-) are refused.",
+        "WWID); it is how dmpath tells its maps from others. multipath-tools' own mpath- "
+        "by default, on purpose: LVM recognises a path of a multipath map by its holder's "
+        "mpath- UUID (with any other prefix it sees every path as a duplicate PV and "
+        "refuses a volume group on the map), kpartx's udev rules make partition maps only "
+        "on mpath- maps, and udev's /dev/disk/by-id/dm-uuid-mpath-WWID links are what "
+        "OpenStack and CSI drivers look for. dmpathd refuses to run beside multipathd, and "
+        "multipath-tools' own udev rules must not be installed with it (dmpathd(8)). "
+        "Prefixes that belong to other tools (LVM-, CRYPT-, partN-) are refused.",
     ),
     OptionDoc(
         "defaults",
@@ -450,6 +453,24 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "'_', '.', '+', ':', '@', '-', starting with a letter or digit, at most 127 "
         "characters; each alias at most once. A user-friendly name is never given out if "
         "an alias here already uses it.",
+    ),
+    OptionDoc(
+        "multipaths",
+        "data_offset",
+        "integer (sectors of 512 bytes)",
+        "",
+        "Where the data on this LUN starts: the daemon keeps a linear map named "
+        "<map>-data over the map from this sector on, and makes it again at every start. "
+        "Written by mpathctl migrate-md: the data of an md multipath array starts after "
+        "its superblock, so the data map shows it at sector 0, as /dev/mdN did.",
+    ),
+    OptionDoc(
+        "multipaths",
+        "data_sectors",
+        "integer (sectors of 512 bytes)",
+        "",
+        "The data map's length (the former array's size); without it, the rest of the "
+        "LUN. Needs data_offset.",
     ),
     # ---- devices
     OptionDoc(

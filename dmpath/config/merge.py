@@ -37,10 +37,13 @@ def effective_options(cfg: Config, wwid: str, vendor: str, product: str) -> MapO
         if _matches(dev.vendor, vendor) and _matches(dev.product, product):
             apply(dev.overrides, f"devices[{i}]")
     alias = None
+    data_offset: int | None = None
+    data_sectors: int | None = None
     for i, mp in enumerate(cfg.multipaths):
         if mp.wwid == wwid:
             apply(mp.overrides, f"multipaths[{i}]")
             alias = mp.alias
+            data_offset, data_sectors = mp.data_offset, mp.data_sectors
             break
     return MapOptions(
         wwid=wwid,
@@ -48,6 +51,8 @@ def effective_options(cfg: Config, wwid: str, vendor: str, product: str) -> MapO
         user_friendly_names=d.user_friendly_names,
         alias_prefix=d.alias_prefix,
         origins=tuple(sorted(origins.items())),
+        data_offset=data_offset,
+        data_sectors=data_sectors,
         **values,
     )
 

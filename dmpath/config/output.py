@@ -48,6 +48,9 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         if mp.alias is not None:
             entry["alias"] = mp.alias
         entry.update(_overrides_dict(mp.overrides))
+        for key in ("data_offset", "data_sectors"):
+            if getattr(mp, key) is not None:
+                entry[key] = getattr(mp, key)
         multipaths.append(entry)
     devices = []
     for dev in cfg.devices:

@@ -60,6 +60,15 @@ NEVER_PATH_DEVNODE: Final = (
 # --------------------------------------------------------------------------- records
 
 
+
+#: multipath-tools' prefix, on purpose: LVM (its multipath component detection reads a
+#: holder's dm uuid), kpartx's rules, udev's ``dm-uuid-mpath-<wwid>`` links and the tools
+#: that look for them (os-brick, CSI drivers) recognise a multipath map by it. Measured in
+#: the lab: with any other prefix LVM sees each path as a duplicate PV and refuses a VG on
+#: the map ("Cannot use device ... with duplicates"). dmpathd refuses to run beside
+#: multipathd, so the two never share maps.
+DEFAULT_DM_UUID_PREFIX: Final = "mpath-"
+
 @dataclass(frozen=True)
 class Defaults:
     """``[defaults]``: values for every map unless ``[[devices]]``/``[[multipaths]]`` say else."""
@@ -92,7 +101,7 @@ class Defaults:
     bindings_file: str = "/etc/dmpath/bindings"
     wwids_file: str = "/etc/dmpath/wwids"
     socket: str = "/run/dmpath/dmpathd.sock"
-    dm_uuid_prefix: str = "dmpath-"
+    dm_uuid_prefix: str = DEFAULT_DM_UUID_PREFIX
     flush_on_last_del: bool = False
     coalesce_ms: int = 200
 
@@ -168,6 +177,11 @@ class MultipathEntry:
     wwid: str
     alias: str | None = None
     overrides: Overrides = Overrides()
+    #: a data map ``<name>-data`` over the map from this sector on (``mpathctl
+    #: migrate-md``: the data of a former md array starts after its superblock)
+    data_offset: int | None = None
+    #: the data map's length in sectors; None: the rest of the LUN
+    data_sectors: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +217,9 @@ class MapOptions:
     user_friendly_names: bool
     alias_prefix: str
     origins: tuple[tuple[str, str], ...] = ()
+    #: [[multipaths]] data_offset / data_sectors (None: no data map)
+    data_offset: int | None = None
+    data_sectors: int | None = None
 
     def origin(self, option: str) -> str:
         return dict(self.origins).get(option, "defaults")

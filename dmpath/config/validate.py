@@ -270,7 +270,6 @@ _NAME_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+:@-]{0,126}$")
 _UUID_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,32}$")
 _FOREIGN_UUID_PREFIXES: Final = (
-    ("mpath-", "multipath-tools"),
     ("LVM-", "LVM"),
     ("CRYPT-", "cryptsetup"),
 )
@@ -317,6 +316,14 @@ _WWID_RE = re.compile(r"^[^\s/#]+$")
 def valid_wwid(wwid: str) -> bool:
     """Whether a WWID can be stored in the bindings and wwids files (and named in a map)."""
     return bool(_WWID_RE.match(wwid))
+
+
+#: [[multipaths]] keys of the data map a migrated md array leaves (``mpathctl migrate-md``)
+DATA_MAP_KEYS: Final = ("data_offset", "data_sectors")
+#: 2^63 bytes in 512-byte sectors: more than any block device holds
+_MAX_SECTORS: Final = (1 << 63) // 512
+_offset = _int(0, _MAX_SECTORS)  # 0: md metadata 0.90/1.0 keep the superblock at the end
+_sectors = _int(1, _MAX_SECTORS)
 
 
 def _wwid(ctx: _Ctx, path: KeyPath, value: object) -> str:
@@ -481,7 +488,7 @@ def config_from_dict(
     alias_seen: dict[str, int] = {}
     for i, t in enumerate(_array_of_tables(ctx, ("multipaths",), data.get("multipaths", []))):
         path: KeyPath = ("multipaths", i)
-        _reject_unknown(ctx, path, t, ("wwid", "alias", *OVERRIDABLE))
+        _reject_unknown(ctx, path, t, ("wwid", "alias", *DATA_MAP_KEYS, *OVERRIDABLE))
         if "wwid" not in t:
             ctx.fail((*path, "wwid"), "missing: every [[multipaths]] table names its WWID")
         wwid = _wwid(ctx, (*path, "wwid"), t["wwid"])
@@ -499,7 +506,21 @@ def config_from_dict(
                     "under one name would mix their paths",
                 )
             alias_seen[alias] = i
-        multipaths.append(MultipathEntry(wwid, alias, _overrides(ctx, path, t)))
+        offset = (
+            _offset(ctx, (*path, "data_offset"), t["data_offset"]) if "data_offset" in t else None
+        )
+        length = (
+            _sectors(ctx, (*path, "data_sectors"), t["data_sectors"])
+            if "data_sectors" in t
+            else None
+        )
+        if length is not None and offset is None:
+            ctx.fail((*path, "data_sectors"), "needs data_offset (the data map starts there)")
+        multipaths.append(
+            MultipathEntry(
+                wwid, alias, _overrides(ctx, path, t), data_offset=offset, data_sectors=length
+            )
+        )
     devices: list[DeviceEntry] = []
     for i, t in enumerate(_array_of_tables(ctx, ("devices",), data.get("devices", []))):
         path = ("devices", i)

@@ -2,9 +2,10 @@
 
 Each reads the kernel's view of a map into a ``KernelMap`` and carries out the healing
 actions. They hold no state: the kernel is asked every time (DESIGN.md §Conventions 5).
-Ownership is marked in the kernel itself so a restarted daemon can adopt exactly what it
-made and nothing else: dm maps by their uuid prefix (``dmpath-`` by default, deliberately
-not multipath-tools' ``mpath-``), md arrays by the ``dmpath-`` prefix of their md name.
+Ownership is marked in the kernel itself so a restarted daemon adopts multipath maps and
+nothing else: dm maps by their uuid prefix (``mpath-`` by default, multipath-tools' own,
+which LVM, kpartx and udev's links recognise; dmpathd never runs beside multipathd), md
+arrays by the ``dmpath-`` prefix of their md name.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
-from dmpath.kernel import dmioctl, dmsetup, mdadm
+from dmpath.kernel import dmioctl, dmsetup, kpartx, mdadm
 from dmpath.kernel.dmtable import DmDevice, DmInfo, MultipathStatus, MultipathTable
 from dmpath.kernel.dmtable import GroupState as DmGroupState
 from dmpath.kernel.dmtable import PathState as DmPathState
@@ -33,6 +35,7 @@ from dmpath.model import (
     KernelState,
     md_member_state,
 )
+from dmpath.policy.mdmigrate import data_map_name, data_table, data_uuid
 from dmpath.runner import CommandResult
 
 log = logging.getLogger("dmpathd")
@@ -270,7 +273,9 @@ def kernel_dm_ops() -> DmOps:
 class DmBackend:
     kind = Backend.DM
 
-    def __init__(self, uuid_prefix: str = "dmpath-", ops: DmOps | None = None) -> None:
+    def __init__(
+        self, uuid_prefix: str = DEFAULT_DM_UUID_PREFIX, ops: DmOps | None = None
+    ) -> None:
         self.uuid_prefix = uuid_prefix
         self.ops: DmOps = ops if ops is not None else DmsetupOps()
 
@@ -363,6 +368,57 @@ class DmBackend:
 
     def flush(self, name: str, force: bool = False) -> None:
         self.ops.remove(name, force)
+
+    def ensure_data_map(
+        self, name: str, wwid: str, offset: int, sectors: int | None
+    ) -> str | None:
+        """Make the linear data map ``<name>-data`` on map ``name`` if it is missing
+        (``[[multipaths]] data_offset``: a former md array, dmpath.policy.mdmigrate);
+        returns its name when it was made, None when it was there already."""
+        data = data_map_name(name)
+        try:
+            dmsetup.info(data)
+            return None
+        except DmpathError:
+            pass  # not there (dmsetup says "Device does not exist"): make it
+        info = self.ops.info(name)
+        table = data_table(info.devnum, self.ops.table(name).length, offset, sectors)
+        dmsetup.create(data, table, uuid=data_uuid(self.uuid_for(wwid)))
+        return data
+
+    def data_map_open(self, name: str) -> int | None:
+        """How many hold the data map of ``name`` open (a mount, LVM), None if it has none."""
+        try:
+            return dmsetup.info(data_map_name(name)).open_count
+        except DmpathError:
+            return None
+
+    def remove_data_map(self, name: str, force: bool = False) -> None:
+        """Remove the data map of ``name`` (it holds the map open), if there is one."""
+        if self.data_map_open(name) is not None:
+            dmsetup.remove(data_map_name(name), force=force)
+
+    def partitions(self, kname: str, uuid: str) -> dict[str, int]:
+        """The map's partition maps (``NAME-partN``) and how many hold each open."""
+        names = kpartx.partition_maps(uuid, kpartx.dm_holders(kname))
+        return {n: self.ops.info(n).open_count for n in names}
+
+    def sync_partitions(self, name: str, kname: str, uuid: str) -> tuple[list[str], list[str]]:
+        """Partition maps made to match the table on the map now; (before, after)."""
+        before = kpartx.partition_maps(uuid, kpartx.dm_holders(kname))
+        try:
+            table = kpartx.has_table(kpartx.first_sector(name))
+        except FileNotFoundError:
+            return before, before  # no node (udev never made it): nothing can be read
+        except OSError as exc:
+            raise DmpathError(f"{name}: cannot read its first sector: {exc.strerror}") from exc
+        if not table and not before:
+            return before, before
+        kpartx.update(name)
+        return before, kpartx.partition_maps(uuid, kpartx.dm_holders(kname))
+
+    def remove_partitions(self, name: str) -> None:
+        kpartx.delete(name)
 
 
 def free_md_slot(md_dir: str) -> int | None:

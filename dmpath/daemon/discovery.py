@@ -2,7 +2,7 @@
 
 The I/O here is reading sysfs facts and (as a fallback) asking the device for its VPD 0x83
 WWID; the decisions (blacklist, find_multipaths) are the pure functions of
-``dmpath.policy.filter``.
+``dmpath.policy.claim``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from dmpath.errors import DmpathError
 from dmpath.kernel import nvme, sgio, sysfs
-from dmpath.kernel.udev import UdevRecord, is_disk, is_dm, wwid_from_udev
+from dmpath.kernel.udev import UdevRecord, is_disk, is_dm
+from dmpath.policy import claim
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,6 @@ def wwid_by_sgio(devnode: str) -> str:
     return w.serial if w else ""
 
 
-def choose_wwid(transport: str, sysfs_wwid: str | None, udev_wwid: str | None) -> str:
-    """A path's WWID: the udev ``uid_attribute`` value, except on NVMe, where the
-    namespace's own sysfs ``wwid`` comes first ("" when neither is known)."""
-    if transport.startswith("nvme:") and sysfs_wwid:
-        return sysfs_wwid
-    return udev_wwid or ""
-
-
 def path_info(rec: UdevRecord, uid_attributes: Sequence[str]) -> PathInfo | None:
     """A candidate path from a udev record, or None if it cannot be a path at all.
 
@@ -75,8 +68,9 @@ def path_info(rec: UdevRecord, uid_attributes: Sequence[str]) -> PathInfo | None
         return None
     if nvme.is_native_head(facts.sys_path):
         return None
-    wwid = choose_wwid(
-        facts.transport.value, facts.wwid_sysfs, wwid_from_udev(rec, tuple(uid_attributes))
+    # the claim decision's rule, so the udev helper keys the disk on the same WWID
+    wwid = claim.path_wwid(
+        rec.properties, uid_attributes, str(facts.transport.value), facts.wwid_sysfs or ""
     )
     if not wwid and rec.hctl:
         wwid = wwid_by_sgio(rec.devnode)

@@ -54,8 +54,7 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import alua, files, healing, polling, reconcile, tcpstall
-from dmpath.policy import filter as pfilter
+from dmpath.policy import alua, claim, files, healing, polling, reconcile, tcpstall
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
@@ -216,6 +215,9 @@ class Daemon:
         self._full_pass = True  # the next pass looks at everything (start, reconfigure)
         self.excluded: set[str] = set()  # path names removed by the admin
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
+        #: maps whose partition maps are being brought in line, and those asked again
+        self._partition_syncs: set[str] = set()
+        self._partition_again: set[str] = set()
         self.requested_names: dict[str, str] = {}  # wwid -> name asked for by create_map
         self.tuned: dict[str, int] = {}  # transport timer's sysfs file -> seconds written
         #: map -> why its ALUA states are to be read again; maps whose read is under way
@@ -428,8 +430,10 @@ class Daemon:
         """Take back maps made by an earlier dmpathd: read them, change nothing."""
         for name, km in (await self.k(self.dm.read_ours)).items():
             wwid = self.dm.wwid_of(km.uuid) or ""
-            self._install_map(name, wwid, Backend.DM, km)
+            mr = self._install_map(name, wwid, Backend.DM, km)
             self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
+            await self._ensure_data_map(mr)
+            self._partitions_later(name, "adopted")
         try:
             md_maps = await self.k(self.md.list_ours)
         except DmpathError as exc:
@@ -462,7 +466,10 @@ class Daemon:
                 for pr in [p for p in self.paths.values() if p.info.hctl == rec.hctl]:
                     self._alua_notice(pr, "unit attention: asymmetric access state changed")
                 continue
-            if udev.is_dm(rec) or not udev.is_disk(rec):
+            if udev.is_dm(rec):
+                self._on_dm_record(rec)
+                continue
+            if not udev.is_disk(rec):
                 continue
             relevant = True
             self.udev_events_pending += 1
@@ -478,6 +485,59 @@ class Daemon:
                 self.records[rec.sys_name] = rec
         if relevant:
             self.schedule_reevaluate()
+
+    def _on_dm_record(self, rec: udev.UdevRecord) -> None:
+        """A change of one of our maps that no dm ioctl made (no DM_COOKIE) and that is
+        no path event is udev's watch: something wrote to the map and closed it, maybe a
+        new partition table (sfdisk, parted): the partition maps follow it."""
+        name = udev.dm_name(rec)
+        if (
+            rec.action == "change"
+            and name in self.maps
+            and not rec.get("DM_COOKIE")
+            and not rec.get("DM_ACTION")
+        ):
+            self._partitions_later(name, "written to")
+
+    def _partitions_later(self, name: str, why: str) -> None:
+        """Bring the map's partition maps in line with its table, off the loop; one run
+        per map at a time (a write seen during a run makes one more run after it)."""
+        if name in self._partition_syncs:
+            self._partition_again.add(name)
+            return
+        self._partition_syncs.add(name)
+        self.spawn(self._sync_partitions(name, why))
+
+    async def _sync_partitions(self, name: str, why: str) -> None:
+        try:
+            while True:
+                mr = self.maps.get(name)
+                if mr is None or mr.model.backend != Backend.DM or not mr.model.sysfs:
+                    return
+                if mr.model.working == 0:
+                    # the table read would wait behind the dead paths; the next write or
+                    # restart brings the partition maps in line
+                    return
+                uuid = self.dm.uuid_for(mr.model.wwid)
+                try:
+                    before, after = await self.io(
+                        self.dm.sync_partitions, name, mr.model.sysfs, uuid
+                    )
+                except DmpathError as exc:
+                    self.event("error", name, message=f"partition maps not updated: {exc}")
+                    return
+                if before != after:
+                    self.event(
+                        "partitions",
+                        name,
+                        message=f"partition maps {', '.join(after) or 'none'}"
+                        f" (were {', '.join(before) or 'none'}; map {why})",
+                    )
+                if name not in self._partition_again:
+                    return
+                self._partition_again.discard(name)
+        finally:
+            self._partition_syncs.discard(name)
 
     def _on_dm_path_event(self, ev: udev.DmPathEvent) -> None:
         """The kernel failed or reinstated a path: the map's reconciler takes it (the
@@ -634,18 +694,17 @@ class Daemon:
         """Not blacklisted, and held by nothing but our own maps (LVM, another map or an
         md array using a disk make it someone else's)."""
         ours = {mr.model.sysfs for mr in self.maps.values()} if holders else set()
-        if any(h not in ours for h in holders):
-            return False
-        cand = pfilter.Candidate(
-            devnode_name=info.name,
-            wwid=info.wwid,
+        disk = claim.Disk(
+            name=info.name,
+            properties=info.properties,
             vendor=info.vendor,
             product=info.model,
-            properties=info.properties,
-            protocol=pfilter.protocol_of(info.properties, info.transport),
+            transport=info.transport,
+            wwid=info.wwid,
+            held_by_ours=any(h in ours for h in holders),
+            foreign_holders=tuple(h for h in holders if h not in ours),
         )
-        blocked, _why = pfilter.is_blacklisted(cand, self.cfg)
-        return not blocked
+        return claim.admissible(disk, self.cfg).claimed
 
     async def _update_candidates(self, dirty: set[str]) -> None:
         """Read the facts of the records that changed (off the loop) and re-decide them;
@@ -702,8 +761,7 @@ class Daemon:
         if full:
             touched |= set(self.cands_by_wwid)
         await self._drop_paths(gone)
-        known = await self.io(files.read_wwids, self.d.wwids_file)
-        known |= cfgmod.configured_wwids(self.cfg)
+        known = claim.known_wwids(await self.io(files.read_wwids, self.d.wwids_file), self.cfg)
         new_maps: list[tuple[str, list[discovery.PathInfo]]] = []
         grow: list[tuple[MapRuntime, list[discovery.PathInfo]]] = []
         for wwid in sorted(touched):
@@ -714,7 +772,7 @@ class Daemon:
                 continue
             mr = self._map_for_wwid(wwid, {i.devnum for i in infos})
             if mr is None:
-                if pfilter.should_manage(wwid, len(infos), known, self.d.find_multipaths):
+                if claim.should_map(wwid, len(infos), known, self.cfg):
                     new_maps.append((wwid, infos))
             else:
                 grow.append((mr, infos))
@@ -1116,7 +1174,10 @@ class Daemon:
                 return False
             if m.backend == Backend.DM:
                 await self._wait_for_node(m.name)
+                await self._ensure_data_map(mr)
             self._register_map(mr)
+            if m.backend == Backend.DM:
+                self._partitions_later(m.name, "map created")
             for i in infos:
                 self.paths[i.name].map_name = m.name
             await self.refresh(mr)
@@ -1127,6 +1188,27 @@ class Daemon:
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
         return True
+
+    async def _ensure_data_map(self, mr: MapRuntime) -> None:
+        """The data map of a map configured with ``data_offset`` (a migrated md array):
+        made when missing, at every start, so the data is where the admin left it."""
+        o = mr.opts
+        if o.data_offset is None or mr.model.backend != Backend.DM:
+            return
+        try:
+            made = await self.k(
+                self.dm.ensure_data_map, mr.model.name, mr.model.wwid, o.data_offset,
+                o.data_sectors,
+            )
+        except DmpathError as exc:
+            self.event("error", mr.model.name, message=f"cannot make its data map: {exc}")
+            return
+        if made:
+            self.event(
+                "map_created",
+                mr.model.name,
+                message=f"made data map {made} on {mr.model.name} from sector {o.data_offset}",
+            )
 
     async def _wait_for_node(self, name: str) -> None:
         """Until udev has made /dev/mapper/NAME for a new map (a map is shown, and so
@@ -1674,10 +1756,32 @@ class Daemon:
         mr = self.find_map(name)
         async with self._claimed(mr):
             await self.refresh(mr)
-            if mr.model.open_count and not force:
-                raise PolicyRefusal(
-                    f"{name} is open ({mr.model.open_count} holders): not flushing (use --force)"
+            if mr.model.backend == Backend.DM and mr.model.sysfs:
+                # partition maps go with their map; one in use keeps both
+                parts = await self.io(
+                    self.dm.partitions, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid)
                 )
+                busy = [p for p, opened in parts.items() if opened]
+                if busy and not force:
+                    raise PolicyRefusal(
+                        f"{name}: partition map {', '.join(busy)} is open: not flushing"
+                        " (use --force)"
+                    )
+                if parts:
+                    await self.k(self.dm.remove_partitions, name)
+                    await self.refresh(mr)
+            holders = mr.model.open_count
+            data = mr.model.backend == Backend.DM and mr.opts.data_offset is not None
+            data_open = await self.k(self.dm.data_map_open, name) if data else None
+            if data_open is not None:
+                # the map's own data map holds it; what counts is who holds the data map
+                holders += data_open - 1
+            if holders and not force:
+                raise PolicyRefusal(
+                    f"{name} is open ({holders} holders): not flushing (use --force)"
+                )
+            if data_open is not None:
+                await self.k(self.dm.remove_data_map, name, force)
             await self.k(self.backend(mr.model.backend).flush, name, force)
         self._unregister_map(name)
         self.flushed.add(mr.model.wwid)

@@ -19,6 +19,24 @@ class MultipathdRunning(DmpathError):
     exit_code = 6
 
 
+#: multipath-tools' udev rules that act on every map whose dm uuid starts with mpath-
+#: (dmpathd's maps too: dmpathd(8), "LVM, partitions and the uuid prefix")
+MULTIPATH_TOOLS_RULES = ("11-dm-mpath.rules", "56-dm-mpath.rules", "60-multipath.rules")
+UDEV_RULE_DIRS = ("/etc/udev/rules.d", "/run/udev/rules.d", "/usr/lib/udev/rules.d",
+                  "/lib/udev/rules.d")
+
+
+def multipath_tools_rules(dirs: tuple[str, ...] = UDEV_RULE_DIRS) -> list[str]:
+    """multipath-tools' udev rules where udev reads them (a /dev/null link masks one)."""
+    found = []
+    for d in dirs:
+        for name in MULTIPATH_TOOLS_RULES:
+            path = os.path.join(d, name)
+            if os.path.exists(path) and os.path.realpath(path) != "/dev/null":
+                found.append(path)
+    return found
+
+
 def pids_named(comm: str, proc: str = "/proc") -> list[int]:
     """PIDs of running processes the kernel calls ``comm`` (e.g. multipathd, which must
     not manage the paths we manage)."""
@@ -103,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         if os.geteuid() != 0:
             raise DmpathError("dmpathd must run as root (it drives device-mapper and SG_IO)")
+        foreign = multipath_tools_rules()
+        if foreign and cfg.defaults.dm_uuid_prefix.startswith("mpath-"):
+            logging.getLogger("dmpath.daemon").warning(
+                "multipath-tools' udev rules are installed (%s): they act on every mpath- "
+                "map, dmpathd's too; remove the multipath-tools package (kpartx may stay)",
+                ", ".join(foreign),
+            )
         from dmpath.daemon.engine import Daemon, assemble_once, serve
         from dmpath.daemon.limits import raise_nofile_limit
         from dmpath.daemon.notify import sd_notify

@@ -631,7 +631,7 @@ class DmControl:
         return self.dev_status(name).to_info()
 
     def info_by_uuid(self, uuid: str) -> DmInfo:
-        """The map whose dm uuid is ``uuid`` (e.g. ``dmpath-<wwid>``)."""
+        """The map whose dm uuid is ``uuid`` (e.g. ``mpath-<wwid>``)."""
         validate_uuid(uuid)
         return parse_header(self._call(DmOp.DEV_STATUS, uuid=uuid)).to_info()
 

@@ -81,7 +81,7 @@ def validate_map_name(name: str) -> str:
 
 
 def validate_uuid(uuid: str) -> str:
-    """Check a dm uuid (e.g. ``dmpath-<wwid>``); returns it unchanged."""
+    """Check a dm uuid (e.g. ``mpath-<wwid>``); returns it unchanged."""
     _check_text("uuid", uuid, MAX_UUID_LEN)
     if len(uuid.encode()) > MAX_UUID_LEN:
         raise MapNameError(uuid, f"uuid is more than {MAX_UUID_LEN} bytes")
@@ -121,8 +121,9 @@ def create(
 ) -> None:
     """Create map ``name`` with ``table`` (given on stdin) and resume it.
 
-    A uuid is what ties a map to its LUN across renames; dmpath uses ``dmpath-<wwid>``
-    (``mpath-`` makes multipath-tools' udev rules act on the map, see LAB.md).
+    A uuid is what ties a map to its LUN across renames; dmpath uses ``mpath-<wwid>``
+    (multipath-tools' own form, which LVM, kpartx and udev's links recognise; see
+    dmpathd(8) for why multipath-tools' own udev rules must not be installed beside it).
     """
     validate_map_name(name)
     opts = ["--uuid", validate_uuid(uuid)] if uuid is not None else []

@@ -131,20 +131,40 @@ def kernel_version(release: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+#: where an admin with md arrays goes next (the dm backend; migrate-md for the data)
+MIGRATE_HINT = (
+    'use the dm backend (backend = "dm"); mpathctl migrate-md moves an md array\'s data '
+    "to dm maps over the same paths (run it on a kernel that still has md multipath)"
+)
+
+
 def missing_personality_detail(release: str, modprobe_output: str = "") -> str:
     """The one line an admin reads when md multipath cannot work here (pure, for tests)."""
     version = kernel_version(release)
     if version is not None and version >= REMOVED_IN:
         return (
             f"it was removed in Linux {REMOVED_IN[0]}.{REMOVED_IN[1]}; running kernel "
-            f"{release}; use the dm backend"
+            f"{release}; {MIGRATE_HINT}"
         )
     why = f" ({modprobe_output.strip().splitlines()[-1]})" if modprobe_output.strip() else ""
     return (
         f"module {PERSONALITY_MODULE!r} did not load{why}; running kernel {release} "
         f"(built without CONFIG_MD_MULTIPATH? it was removed in Linux "
-        f"{REMOVED_IN[0]}.{REMOVED_IN[1]}); use the dm backend"
+        f"{REMOVED_IN[0]}.{REMOVED_IN[1]}); {MIGRATE_HINT}"
     )
+
+
+def personality_missing(mdstat_text: str, release: str, modprobe_output: str = "") -> str | None:
+    """The decision, pure: None when /proc/mdstat (read after ``modprobe multipath``)
+    lists the personality, else the one line saying why md multipath cannot work here.
+
+    /proc/mdstat decides, not the kernel version: a distribution kernel may carry the
+    personality past 6.8, and a 6.1 kernel may be built without it; the version only
+    chooses the explanation.
+    """
+    if has_multipath_personality(mdstat_text):
+        return None
+    return missing_personality_detail(release, modprobe_output)
 
 
 def _read_text(path: str) -> str:
@@ -172,11 +192,9 @@ def ensure_multipath_personality(mdstat_path: str = MDSTAT_PATH) -> None:
         output = res.stderr or res.stdout
     except CommandError as exc:  # modprobe missing or hung: report, do not hide
         output = str(exc)
-    if has_multipath_personality(_read_text(mdstat_path)):
-        return
-    raise MissingKernelFeature(
-        "md multipath personality", missing_personality_detail(os.uname().release, output)
-    )
+    why = personality_missing(_read_text(mdstat_path), os.uname().release, output)
+    if why is not None:
+        raise MissingKernelFeature("md multipath personality", why)
 
 
 # --------------------------------------------------------------------------------------

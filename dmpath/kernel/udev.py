@@ -257,18 +257,22 @@ class Monitor:
         """The next queued event as a record, or None at once if there is none.
 
         Events of dm devices other than path events (DM_ACTION PATH_FAILED/REINSTATED)
-        are dropped unread: every map dmpathd creates or reloads sends udev's add and
-        change events back, hundreds in a coldplug. So are scsi_device events that report
-        no unit attention (their disks' own events say what they add or remove).
+        and writes seen by udev's watch are dropped unread: every map dmpathd creates or
+        reloads sends udev's add and change events back, hundreds in a coldplug. A watch
+        event is a ``change`` with no ``DM_COOKIE`` (every dm ioctl of ours, and of
+        libdevmapper's tools, carries one): something wrote to the device and closed it,
+        a partition table perhaps. So are scsi_device events that report no unit
+        attention (their disks' own events say what they add or remove).
         """
         while (data := self._recv()) is not None:
             props = parse_monitor_message(data)
             if props is None:
                 self.dropped += 1
                 continue
-            if props["DEVPATH"].rsplit("/", 1)[-1].startswith("dm-") and props.get(
-                "DM_ACTION"
-            ) not in (DmAction.PATH_FAILED, DmAction.PATH_REINSTATED):
+            if props["DEVPATH"].rsplit("/", 1)[-1].startswith("dm-") and not (
+                props.get("DM_ACTION") in (DmAction.PATH_FAILED, DmAction.PATH_REINSTATED)
+                or (props.get("ACTION") == "change" and "DM_COOKIE" not in props)
+            ):
                 continue
             if props.get("SUBSYSTEM") == "scsi" and "SDEV_UA" not in props:
                 continue

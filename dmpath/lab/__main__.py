@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--memory", default=None, help="guest memory, e.g. 4G (default 2G: enough for 64x4)"
     )
+    r.add_argument(
+        "--kernel",
+        default=None,
+        help="kernel series to boot, e.g. 6.12 (default: the newest < 6.8, with md multipath)",
+    )
     r.add_argument("command", nargs=argparse.REMAINDER)
     t = sub.add_parser("tour", help="boot the lab and show a live failover")
     t.add_argument("--topology", default="default")
@@ -39,17 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "provision":
-            from dmpath.lab.provision import ensure_lab
+            from dmpath.lab.provision import MODERN_KERNEL, ensure_lab, find_kernel
 
-            kernel = ensure_lab(lambda m: print("lab:", m, file=sys.stderr))
-            print(f"lab: ready (kernel {kernel})", file=sys.stderr)
+            image = ensure_lab(lambda m: print("lab:", m, file=sys.stderr))
+            modern = find_kernel(series=MODERN_KERNEL)
+            print(f"lab: ready (kernels {image} and {modern})", file=sys.stderr)
             return 0
         if args.cmd == "bench":
             return bench.host_main(args, tour_display_args())
         from dmpath.lab.vm import GUEST_MEMORY, run_in_lab
 
         memory = GUEST_MEMORY
+        kernel: str | None = None
         if args.cmd == "run":
+            kernel = args.kernel
             cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
             topology = args.topology
             memory = args.memory or GUEST_MEMORY
@@ -62,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             echo=print,
             progress=lambda m: print("lab:", m, file=sys.stderr, flush=True),
             memory=memory,
+            kernel=kernel,
         )
         return res.returncode
     except DmpathError as exc:

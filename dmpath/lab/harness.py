@@ -12,6 +12,7 @@ import contextlib
 import json
 import mmap
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dmpath.client import request
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.kernel import dmsetup, mdadm
+from dmpath.runner import run
 
 BLOCK = 4096
 T = TypeVar("T")
@@ -353,8 +356,33 @@ def through_fault(
     return failed_after, io.longest_stall
 
 
-def remove_dm_maps(uuid_prefix: str = "dmpath-") -> list[str]:
+def remove_data_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
+    """Remove the data maps and partition maps on dmpath's maps (uuid ``data-`` or
+    ``partN-`` + the map's; linear, so not in ``dmsetup ls --target multipath``): they
+    hold their map open, so they go first."""
+    from dmpath.policy.mdmigrate import DATA_UUID_PREFIX
+
+    res = run(
+        "dmsetup",
+        ["info", "-c", "--noheadings", "--separator", "\t", "-o", "name,uuid"],
+        check=False,
+        timeout=60,
+    )
+    removed = []
+    for line in res.stdout.splitlines():
+        name, _, uuid = line.partition("\t")
+        uuid = uuid.strip()
+        if uuid.startswith(DATA_UUID_PREFIX + uuid_prefix) or re.match(
+            r"part[0-9]+-" + re.escape(uuid_prefix), uuid
+        ):
+            dmsetup.remove(name.strip(), force=True)
+            removed.append(name.strip())
+    return sorted(removed)
+
+
+def remove_dm_maps(uuid_prefix: str = DEFAULT_DM_UUID_PREFIX) -> list[str]:
     """Remove every dm map dmpath made (only those); returns their names, sorted."""
+    remove_data_maps(uuid_prefix)
     removed = []
     for dev in sorted(dmsetup.list_maps(), key=lambda d: d.name):
         if dmsetup.info(dev.name).uuid.startswith(uuid_prefix):

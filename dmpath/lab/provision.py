@@ -20,6 +20,11 @@ from dmpath.runner import run
 APT_PACKAGES = (
     "qemu-system-x86",
     "linux-image-amd64",
+    # the modern-kernel boot ("6.12" flavour): no md multipath personality there, and the
+    # dm lab tests run on it too. In Debian 12's bookworm-security archive (6.12.x~deb12u1);
+    # the guest loads its modules from the host's /lib/modules/<release>, so the package is
+    # all a boot needs
+    "linux-image-6.12-amd64",
     "mdadm",
     "sg3-utils",
     "udev",
@@ -34,6 +39,12 @@ APT_PACKAGES = (
     "iproute2",
     # verified I/O under faults, the blktests way (crc32c verify, direct I/O)
     "fio",
+    # LVM on a map, with Debian's lvm2 and its udev rules as they ship
+    "lvm2",
+    # partition maps on multipath maps (dmpathd runs it; dmpath/kernel/kpartx.py), and
+    # sfdisk to write the tables the partition tests read
+    "kpartx",
+    "fdisk",
     # the systemd flavour (sysimage.py, sysboot.py): the Debian image is built with
     # mmdebstrap and mkfs.ext4 -d; each boot writes to a qcow2 overlay made by qemu-img
     "mmdebstrap",
@@ -43,6 +54,8 @@ APT_PACKAGES = (
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel
 MAX_KERNEL_FOR_MD_MULTIPATH = (6, 7)
+#: the modern kernel the lab also boots (APT_PACKAGES installs it): dm tests run on it too
+MODERN_KERNEL = "6.12"
 
 
 class LabSetupError(DmpathError):
@@ -116,30 +129,67 @@ def ensure_multipath_tools(log: Callable[[str], None] = print) -> None:
 
 
 def _version_key(path: str) -> tuple[int, ...]:
-    m = re.search(r"vmlinuz-(\d+)\.(\d+)(?:\.(\d+))?", path)
+    # Debian's ABI number (6.1.0-57) orders releases of one series: 57 is newer than 9
+    m = re.search(r"vmlinuz-(\d+)\.(\d+)(?:\.(\d+))?(?:-(\d+))?", path)
     if not m:
         return (0,)
     return tuple(int(x or 0) for x in m.groups())
 
 
-def find_kernel(boot: str = "/boot") -> str:
-    """The newest Debian kernel image that still has md multipath (< 6.8).
+def kernel_series(path: str) -> tuple[int, int]:
+    """``/boot/vmlinuz-6.12.117+deb12-amd64`` -> ``(6, 12)`` (``(0, 0)`` if unversioned)."""
+    key = _version_key(path)
+    return (key[0], key[1]) if len(key) >= 2 else (0, 0)
 
-    ``DMPATH_LAB_KERNEL`` overrides the choice (e.g. to try a newer kernel's dm side).
+
+def parse_series(series: str) -> tuple[int, int]:
+    """``"6.12"`` -> ``(6, 12)``; LabSetupError for anything else."""
+    m = re.fullmatch(r"(\d+)\.(\d+)", series)
+    if not m:
+        raise LabSetupError(f"kernel series {series!r}: use MAJOR.MINOR, e.g. 6.1 or 6.12")
+    return (int(m.group(1)), int(m.group(2)))
+
+
+def choose_kernel(images: list[str], series: str | None = None) -> str:
+    """Pick the image to boot from ``images`` (pure, for tests).
+
+    With ``series`` ("6.12"): the newest image of exactly that MAJOR.MINOR. Without: the
+    newest that still has md multipath (< 6.8), the default lab kernel.
+    """
+    ordered = sorted(images, key=_version_key)
+    found = ", ".join(os.path.basename(i) for i in ordered) or "none"
+    if series is not None:
+        want = parse_series(series)
+        match = [i for i in ordered if kernel_series(i) == want]
+        if not match:
+            raise LabSetupError(
+                f"no {series} kernel image (found: {found}); install Debian 12's "
+                f"linux-image-{series}-amd64"
+                if want >= (6, 8)
+                else f"no {series} kernel image (found: {found})"
+            )
+        return match[-1]
+    suitable = [i for i in ordered if kernel_series(i) <= MAX_KERNEL_FOR_MD_MULTIPATH]
+    if not suitable:
+        raise LabSetupError(
+            f"no kernel image below 6.8 (found: {found}); install Debian 12's linux-image-amd64"
+        )
+    return suitable[-1]
+
+
+def find_kernel(boot: str = "/boot", series: str | None = None) -> str:
+    """The kernel image to boot: the newest of ``series`` ("6.12"), or by default the
+    newest Debian kernel image that still has md multipath (< 6.8).
+
+    ``DMPATH_LAB_KERNEL`` overrides the default choice (e.g. to try a newer kernel's dm
+    side); a boot that asks for a series gets that series whatever it says.
     """
     forced = os.environ.get("DMPATH_LAB_KERNEL")
-    if forced:
+    if forced and series is None:
         if not os.path.exists(forced):
             raise LabSetupError(f"DMPATH_LAB_KERNEL={forced} does not exist")
         return forced
-    images = sorted(glob.glob(os.path.join(boot, "vmlinuz-*")), key=_version_key)
-    suitable = [i for i in images if _version_key(i)[:2] <= MAX_KERNEL_FOR_MD_MULTIPATH]
-    if not suitable:
-        raise LabSetupError(
-            f"no kernel image below 6.8 in {boot} (found: {', '.join(images) or 'none'});"
-            " install Debian 12's linux-image-amd64"
-        )
-    return suitable[-1]
+    return choose_kernel(glob.glob(os.path.join(boot, "vmlinuz-*")), series)
 
 
 def vng_path() -> str:
@@ -156,10 +206,11 @@ def vng_path() -> str:
     return found
 
 
-def ensure_lab(log: Callable[[str], None] = print) -> str:
-    """Make the host ready; returns the kernel image to boot."""
+def ensure_lab(log: Callable[[str], None] = print, kernel: str | None = None) -> str:
+    """Make the host ready; returns the kernel image to boot (of series ``kernel``, e.g.
+    "6.12", or the default lab kernel)."""
     install_packages(log)
     vng_path()
     if not shutil.which("qemu-system-x86_64"):
         raise LabSetupError("qemu-system-x86_64 is missing after install")
-    return find_kernel()
+    return find_kernel(series=kernel)

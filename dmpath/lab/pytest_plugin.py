@@ -5,6 +5,11 @@ first one to come up boots the VM once and runs all selected lab tests inside it
 pytest; each host-side lab item then reports the outcome its twin had in the guest, so
 the host's summary counts real kernel results. Inside the guest the same tests run
 normally. With ``CI=true`` a skipped lab test counts as a failure: in CI the lab must run.
+
+``@pytest.mark.lab(kernels=("6.1", "6.12"))`` makes one item per kernel (``test_x[6.12]``)
+through the ``lab_kernel`` fixture, each run in the boot of that name; in the guest an
+item whose kernel is not the running one fails, so no kernel's result can come from
+another. Function-scoped, so module-scoped fixtures are set up once per boot as before.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "lab: runs inside the real-kernel lab VM")
+    config.addinivalue_line(
+        "markers",
+        "lab(boot=NAME, kernels=(SERIES, ...)): runs inside the real-kernel lab VM (in the"
+        " boot NAME, or once in each kernel's boot)",
+    )
     if not IN_GUEST:
         config.pluginmanager.register(_HostBridge(config), "dmpath-lab-bridge")
 
@@ -45,13 +54,55 @@ def _is_lab(item: pytest.Item) -> bool:
     return item.get_closest_marker("lab") is not None
 
 
+def _kernels(mark: pytest.Mark | None) -> list[str]:
+    """The ``kernels=`` of a lab marker, as strings ("6.1" must not become 6.1 the float:
+    written as a number, it is refused)."""
+    if mark is None or "kernels" not in mark.kwargs:
+        return []
+    kernels = mark.kwargs["kernels"]
+    if isinstance(kernels, str) or not all(isinstance(k, str) for k in kernels):
+        raise pytest.UsageError(f"lab(kernels=...) wants a tuple of strings, got {kernels!r}")
+    return list(kernels)
+
+
 def boot_of(item: pytest.Item) -> str:
-    """The lab boot flavour a lab item runs in (``@pytest.mark.lab(boot=...)``)."""
+    """The lab boot flavour a lab item runs in: its kernel for a ``kernels=`` item, else
+    ``@pytest.mark.lab(boot=...)``, else the default."""
     from dmpath.lab.boots import DEFAULT_BOOT
 
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "lab_kernel" in callspec.params:
+        return str(callspec.params["lab_kernel"])
     mark = item.get_closest_marker("lab")
     boot = mark.kwargs.get("boot") if mark is not None else None
     return str(boot) if boot else DEFAULT_BOOT
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    kernels = _kernels(metafunc.definition.get_closest_marker("lab"))
+    if kernels:
+        metafunc.parametrize("lab_kernel", kernels, indirect=True, ids=kernels)
+
+
+@pytest.fixture(autouse=True)
+def lab_kernel(request: pytest.FixtureRequest) -> str | None:
+    """The kernel series this lab item must run on (``kernels=`` or a kernel-named
+    ``boot=``), or None. In the guest, a mismatch with ``uname -r`` fails the item."""
+    from dmpath.lab.boots import KERNEL_BOOTS, kernel_matches
+
+    series: str | None = getattr(request, "param", None)
+    if series is None:
+        mark = request.node.get_closest_marker("lab")
+        boot = mark.kwargs.get("boot") if mark is not None else None
+        # a plain @pytest.mark.lab is not pinned: DMPATH_LAB_KERNEL may point it elsewhere
+        series = str(boot) if boot in KERNEL_BOOTS else None
+    if series is not None and IN_GUEST:
+        release = os.uname().release
+        if not kernel_matches(series, release):
+            pytest.fail(
+                f"this item is for kernel {series} but the guest runs {release}", pytrace=False
+            )
+    return series
 
 
 @pytest.hookimpl(hookwrapper=True)

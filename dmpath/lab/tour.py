@@ -37,6 +37,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import DaemonUnderTest, LabTimeout, VerifiedIO, remove_dm_maps
@@ -52,7 +53,7 @@ IO_WARMUP = 3.0
 IO_DEGRADED = 2.0
 #: daemon settings for the tour (everything else is dmpathd's default)
 DEFAULTS: dict[str, Any] = {"path_grouping_policy": "multibus"}
-DM_UUID_PREFIX = "dmpath-"
+DM_UUID_PREFIX = DEFAULT_DM_UUID_PREFIX
 
 
 class TourFailed(Exception):
@@ -621,7 +622,7 @@ class Tour:
 
 
 def our_maps() -> dict[str, str]:
-    """dm maps made by dmpath (uuid prefix ``dmpath-``): name -> uuid."""
+    """dm maps made by dmpath (uuid prefix ``mpath-``): name -> uuid."""
     from dmpath.kernel import dmsetup
 
     out = {}

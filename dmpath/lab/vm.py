@@ -111,15 +111,17 @@ def run_in_lab(
     echo: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
     memory: str = GUEST_MEMORY,
+    kernel: str | None = None,
 ) -> LabRun:
     """Boot the kernel, set up ``topology`` (if any), run ``argv``; return its exit status.
 
     ``echo`` receives each output line as it arrives; ``progress`` receives boot
     progress messages (the boot is silent for ~25 s under emulation). ``memory`` is the
-    guest's RAM in qemu's notation (``2G``, ``4096M``).
+    guest's RAM in qemu's notation (``2G``, ``4096M``). ``kernel`` is the series to boot
+    ("6.12"); None boots the default lab kernel (the newest < 6.8, which has md multipath).
     """
     check_memory(memory)
-    kernel = ensure_lab(progress or (lambda _m: None))
+    image = ensure_lab(progress or (lambda _m: None), kernel)
     precompile_project()
     line = guest_command(argv, outdir or "/tmp/dmpath-lab-XXXXXXXX", topology)
     if len(line) > MAX_GUEST_COMMAND:
@@ -132,7 +134,7 @@ def run_in_lab(
     cmd = [
         vng_path(),
         "--run",
-        kernel,
+        image,
         "--disable-kvm",  # LAB.md: the paravirtual KVM here hangs a stock kernel
         "--user",
         "root",
@@ -171,7 +173,7 @@ def run_in_lab(
                 progress(f"booting lab kernel under emulation... {elapsed:.0f} s")
 
     if progress:
-        progress(f"booting {os.path.basename(kernel)} under qemu (TCG, ~25 s)...")
+        progress(f"booting {os.path.basename(image)} under qemu (TCG, ~25 s)...")
         threading.Thread(target=ticker, daemon=True).start()
     assert proc.stdout is not None
 

@@ -63,7 +63,7 @@ def dmpathd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., 
     in the guest.
 
     On teardown the daemon is stopped and every map it made is removed (they are ours:
-    dm uuid prefix ``dmpath-`` or md name ``dmpath-``), so the next test starts clean.
+    dm uuid prefix ``mpath-`` or md name ``dmpath-``), so the next test starts clean.
     """
     if not IN_GUEST:
         pytest.skip("needs the lab VM")

@@ -55,7 +55,7 @@ def table_devs(name: str) -> set[str]:
     return set(dmsetup.table(name).devs)
 
 
-def kernel_dm_view(prefix: str = "dmpath-") -> dict[str, tuple[str, dict[str, str]]]:
+def kernel_dm_view(prefix: str = "mpath-") -> dict[str, tuple[str, dict[str, str]]]:
     """Each of our dm maps, from the kernel alone: name -> (wwid, {devnum: state})."""
     out: dict[str, tuple[str, dict[str, str]]] = {}
     for dev in dmsetup.list_maps():
@@ -692,7 +692,7 @@ def test_kill9_then_restart_adopts_maps_untouched_and_io_never_notices(
                 # the daemon's model is what a fresh scan of the kernel says
                 assert daemon_view(d) == kernel_dm_view()
                 for n, m in d.maps().items():
-                    assert m["wwid"] == infos[n].uuid.removeprefix("dmpath-")
+                    assert m["wwid"] == infos[n].uuid.removeprefix("mpath-")
                     assert m["sysfs"] == f"dm-{infos[n].minor}"
                     assert m["queueing"] is True  # table has queue_if_no_path (no_path_retry=12)
 

@@ -34,10 +34,12 @@ from dmpath.kernel.dmtable import (
     as_reported,
 )
 from dmpath.lab import topology as topo
+from dmpath.lab.boots import BOTH_KERNELS
 from dmpath.lab.topology import LabPath
 from dmpath.runner import run
 
-pytestmark = pytest.mark.lab
+# dm multipath as shipped now, too: every test here on both kernels
+pytestmark = pytest.mark.lab(kernels=BOTH_KERNELS)
 
 PREFIX = "dmpathtest-"
 A, F = PathState.ACTIVE, PathState.FAILED

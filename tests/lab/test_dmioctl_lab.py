@@ -23,10 +23,12 @@ from dmpath.errors import DmpathError
 from dmpath.kernel import dmsetup
 from dmpath.kernel.dmioctl import DmControl, DmIoctlError, NoSuchMap, open_control
 from dmpath.kernel.dmtable import DmDevice, PathState, parse_ls, parse_status, parse_table
+from dmpath.lab.boots import BOTH_KERNELS
 from dmpath.lab.topology import LabPath
 from dmpath.runner import run
 
-pytestmark = pytest.mark.lab
+# dm multipath as shipped now, too: every test here on both kernels
+pytestmark = pytest.mark.lab(kernels=BOTH_KERNELS)
 
 NAME = "dmpathtest-ioctl"
 UUID = "dmpath-lab-ioctl"
@@ -148,6 +150,7 @@ def test_ioctl_messages_act_on_the_kernel(
             call(missing)
 
 
+@pytest.mark.lab  # a figure, not a check of the kernel: the default boot is enough
 def test_ioctl_cost_against_dmsetup(
     ctl: DmControl, ioctl_map: tuple[str, list[LabPath]], capsys: pytest.CaptureFixture[str]
 ) -> None:

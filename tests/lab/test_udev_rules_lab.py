@@ -4,69 +4,20 @@ systemd as PID 1, so the rule's one-shot ``dmpathd --once`` is what runs)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import pathlib
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from dmpath import install
 from dmpath.daemon.main import pids_named
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import remove_dm_maps, wait_for
+from dmpath.lab.udevrule import claimed, installed_rule, props, retrigger
 from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
-
-INSTALLED = pathlib.Path("/etc/udev/rules.d/62-dmpath.rules")
-
-
-def props(name: str) -> dict[str, str]:
-    out = run("udevadm", ["info", "--query=property", f"/dev/{name}"]).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def claimed(name: str) -> dict[str, str] | None:
-    got = props(name)
-    return got if got.get("DMPATH_PATH") == "1" else None
-
-
-def retrigger(names: list[str], action: str = "change") -> None:
-    for name in names:
-        run("udevadm", ["trigger", f"--action={action}", f"/dev/{name}"])
-    run("udevadm", ["settle", "-t", "60"])
-
-
-@contextlib.contextmanager
-def installed_rule(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
-    """The project's rule with the venv's helper and a private config; yields the config.
-
-    udev passes no environment to its programs, so DMPATH_CONFIG is baked into the rule.
-    """
-    helper = os.path.join(os.path.dirname(sys.executable), "dmpath-udev")
-    cfg = tmp_path / "dmpath.toml"
-    cfg.write_text(
-        "[defaults]\n"
-        f'wwids_file = "{tmp_path}/wwids"\n'
-        f'bindings_file = "{tmp_path}/bindings"\n'
-        f'socket = "{tmp_path}/run/dmpathd.sock"\n'
-    )
-    # the installer's own rewrite: the rule calls the venv's helper (and dmpathd)
-    steps = install.plan(install.source_tree(), str(tmp_path / "root"), os.path.dirname(helper))
-    text = next(s.text for s in steps if s.source == "udev-rules/62-dmpath.rules")
-    assert "/usr/bin/" not in text
-    INSTALLED.write_text(text.replace(f'"{helper}', f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'))
-    try:
-        run("udevadm", ["control", "--reload"])
-        yield cfg
-    finally:
-        INSTALLED.unlink()
-        run("udevadm", ["control", "--reload"])
-
 
 def test_rule_claims_both_paths_of_a_lun(scsi_paths: list[topo.LabPath], tmp_path) -> None:  # type: ignore[no-untyped-def]
     names = [p.name for p in scsi_paths]
@@ -83,11 +34,46 @@ def test_rule_claims_both_paths_of_a_lun(scsi_paths: list[topo.LabPath], tmp_pat
     assert "DMPATH_PATH" not in props(scsi_paths[0].name)
 
 
+def test_a_blacklisted_lun_is_neither_claimed_nor_mapped(
+    scsi_paths: list[topo.LabPath], tmp_path: pathlib.Path
+) -> None:
+    """One decision for udev and the daemon: a LUN whose WWID is blacklisted, seen through
+    two paths, stays visible to LVM and systemd, and dmpathd makes no map of it."""
+    names = [p.name for p in scsi_paths]
+    wwid = props(names[0])["ID_SERIAL"]
+    with installed_rule(tmp_path, f'[blacklist]\nwwid = ["^{wwid}$"]\n') as cfg:
+        retrigger(names)
+        for name in names:
+            got = props(name)
+            assert "DMPATH_PATH" not in got and got.get("SYSTEMD_READY") != "0", name
+        res = run(sys.executable, ["-m", "dmpath.daemon.main", "--once", "--config", str(cfg)],
+                  check=False)
+        assert res.returncode == 0, res.stderr
+        assert _our_map() is None
+        # lifted by an exception: claimed again (the same rules, both ways)
+        cfg.write_text(cfg.read_text() + f'[blacklist_exceptions]\nwwid = ["^{wwid}$"]\n')
+        retrigger(names)
+        assert all(claimed(n) for n in names)
+    retrigger(names)
+
+
+def test_an_unreadable_config_claims_nothing_new_and_says_so_in_the_kernel_log(
+    scsi_paths: list[topo.LabPath], tmp_path: pathlib.Path
+) -> None:
+    names = [p.name for p in scsi_paths]
+    with installed_rule(tmp_path, 'find_multipath = "greedy"\n'):  # misspelt key
+        retrigger(names)
+        assert not any(claimed(n) for n in names)
+        log = run("dmesg", []).stdout
+        assert f"dmpath-udev: {names[0]}: " in log and "find_multipath" in log
+    retrigger(names)
+
+
 def _our_map() -> tuple[str, str, set[str]] | None:
     """(name, uuid, path devnums) of the one dmpath map, if there is one."""
     for dev in dmsetup.list_maps():
         uuid = dmsetup.info(dev.name).uuid
-        if uuid.startswith("dmpath-"):
+        if uuid.startswith("mpath-"):
             return dev.name, uuid, set(dmsetup.table(dev.name).devs)
     return None
 
@@ -113,7 +99,7 @@ def test_a_path_plugged_in_without_a_daemon_is_assembled_by_the_rule(
 
             # the paths that were there before join too: one scan sees the whole LUN
             name, uuid, _devnums = wait_for(assembled, 120, f"a map over {sorted(want)}")
-            assert uuid == f"dmpath-{wwid}"
+            assert uuid == f"mpath-{wwid}"
             assert name == "mpatha"
             assert (tmp_path / "bindings").read_text().splitlines()[-1].split() == [
                 "mpatha",

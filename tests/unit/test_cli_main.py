@@ -141,7 +141,7 @@ def snapshot() -> Snapshot:
         backend=Backend.DM,
         sysfs="dm-1",
         devnode="/dev/mapper/mpathb",
-        uuid="dmpath-1Linux_scsi_debug_2001",
+        uuid="mpath-1Linux_scsi_debug_2001",
         size_sectors=65536,
         vendor="Linux",
         model="scsi_debug",
@@ -739,7 +739,7 @@ FACTS = {
 def test_kernel_view_of_a_dm_map(shared_fixtures: pathlib.Path) -> None:
     table = dmtable.parse_table((shared_fixtures / "dm/dm_table_2pg.txt").read_text())
     status = dmtable.parse_status((shared_fixtures / "dm/dm_status_one_failed.txt").read_text())
-    info = dmtable.DmInfo("mpt0", "dmpath-naa.33333330000007d0", 254, 0, 0, 1, 3)
+    info = dmtable.DmInfo("mpt0", "mpath-naa.33333330000007d0", 254, 0, 0, 1, 3)
     m = kernelview.dm_map(info, table, status, {"8:0": "sda", "8:32": "sdc"}, FACTS)
     assert (m.name, m.wwid, m.sysfs, m.devnode) == (
         "mpt0", "naa.33333330000007d0", "dm-0", "/dev/mapper/mpt0",

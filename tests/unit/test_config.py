@@ -45,7 +45,7 @@ def test_empty_file_is_all_defaults() -> None:
     assert d.max_polling_interval == 60.0
     assert d.find_multipaths is c.FindMultipaths.ON
     assert d.uid_attribute == ("ID_SERIAL", "ID_WWN")
-    assert d.dm_uuid_prefix == "dmpath-"
+    assert d.dm_uuid_prefix == "mpath-"
     assert d.coalesce_ms == 200
     assert cfg.blacklist == c.BUILTIN_BLACKLIST
     assert cfg.blacklist_exceptions == c.BUILTIN_EXCEPTIONS
@@ -183,7 +183,7 @@ ERRORS: list[tuple[str, str, int | None, str]] = [
         "property name",
     ),
     ("[defaults]\nbindings_file = 'bindings'\n", "defaults.bindings_file", 2, "absolute"),
-    ("[defaults]\ndm_uuid_prefix = 'mpath-'\n", "defaults.dm_uuid_prefix", 2, "multipath-tools"),
+    ("[defaults]\ndm_uuid_prefix = 'CRYPT-'\n", "defaults.dm_uuid_prefix", 2, "cryptsetup"),
     ("[defaults]\ndm_uuid_prefix = 'LVM-x'\n", "defaults.dm_uuid_prefix", 2, "LVM"),
     ("[defaults]\ndm_uuid_prefix = 'part1-'\n", "defaults.dm_uuid_prefix", 2, "partition"),
     ("[defaults]\ndm_uuid_prefix = ''\n", "defaults.dm_uuid_prefix", 2, "1 to 32"),
@@ -662,3 +662,20 @@ def test_fast_io_fail_tmo(tmp_path: Path) -> None:
     for text, want in (("'off'", "off"), ("30", 30)):
         p.write_text(f"[defaults]\nfast_io_fail_tmo = {text}\n")
         assert c.load_config(p).defaults.fast_io_fail_tmo == want
+
+
+def test_multipaths_data_map_keys_round_trip_and_are_checked() -> None:
+    text = '[[multipaths]]\nwwid = "w1"\nalias = "old"\ndata_offset = 2048\ndata_sectors = 61440\n'
+    cfg = c.parse_config(text)
+    mp = cfg.multipaths[0]
+    assert (mp.data_offset, mp.data_sectors) == (2048, 61440)
+    opts = c.effective_options(cfg, "w1", "", "")
+    assert (opts.data_offset, opts.data_sectors) == (2048, 61440)
+    assert c.effective_options(cfg, "w2", "", "").data_offset is None
+    assert c.parse_config(c.config_to_toml(cfg)) == cfg
+    with pytest.raises(ConfigError, match=r"multipaths\[0\].data_sectors: needs data_offset"):
+        c.parse_config('[[multipaths]]\nwwid = "w1"\ndata_sectors = 8\n')
+    with pytest.raises(ConfigError, match=r"data_offset: must be between 0"):
+        c.parse_config('[[multipaths]]\nwwid = "w1"\ndata_offset = -1\n')
+    with pytest.raises(ConfigError, match=r"data_offset"):
+        c.parse_config('[defaults]\ndata_offset = 8\n')

@@ -40,3 +40,18 @@ def test_sd_notify_sends_one_datagram(tmp_path: pathlib.Path) -> None:
         assert srv.recv(100) == b"READY=1"
     assert not sd_notify("READY=1", {})  # outside systemd: nothing to do
     assert not sd_notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "gone")})
+
+
+def test_multipath_tools_rules_are_found_unless_masked(tmp_path: pathlib.Path) -> None:
+    from dmpath.daemon.main import multipath_tools_rules
+
+    etc, lib = tmp_path / "etc", tmp_path / "lib"
+    etc.mkdir()
+    lib.mkdir()
+    assert multipath_tools_rules((str(etc), str(lib))) == []
+    (lib / "56-dm-mpath.rules").write_text("# rules\n")
+    (lib / "60-kpartx.rules").write_text("# kpartx may stay\n")
+    assert multipath_tools_rules((str(etc), str(lib))) == [str(lib / "56-dm-mpath.rules")]
+    (etc / "56-dm-mpath.rules").symlink_to("/dev/null")  # masked by the administrator
+    (lib / "56-dm-mpath.rules").unlink()
+    assert multipath_tools_rules((str(etc), str(lib))) == []

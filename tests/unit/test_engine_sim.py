@@ -621,3 +621,43 @@ def test_nvme_paths_are_checked_with_directio_and_the_native_view_is_shown(
 
     asyncio.run(main())
     assert len(checkers) == 4 and set(checkers.values()) == {"directio"}
+
+
+def test_a_write_seen_on_a_map_brings_its_partition_maps_in_line(tmp_path: pathlib.Path) -> None:
+    """udev's watch (a change with no DM_COOKIE) on one of our maps runs the partition
+    sync for that map, once per burst; our own resumes (with a cookie) and other devices
+    do not."""
+    from dmpath.kernel import udev
+
+    async def scenario(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        synced: list[str] = []
+        release = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def sync(name: str, kname: str, uuid: str) -> tuple[list[str], list[str]]:
+            synced.append(name)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(10)
+            return [], [f"{name}-part1"]
+
+        d.dm.sync_partitions = sync  # type: ignore[method-assign]
+        name = sorted(d.maps)[0]
+        mr = d.maps[name]
+
+        def change(**extra: str) -> udev.UdevRecord:
+            props = {"DEVPATH": f"/devices/virtual/block/{mr.model.sysfs or 'dm-0'}",
+                     "SUBSYSTEM": "block", "DM_NAME": name, **extra}
+            return udev.record_from_properties(props, "change")
+
+        d._on_dm_record(change(DM_COOKIE="4259840"))  # a resume of ours
+        d._on_dm_record(change(DM_NAME="someone-else"))
+        await asyncio.sleep(0.2)
+        assert synced == []
+        for _ in range(3):  # a burst of writes while the first sync runs: one more run
+            d._on_dm_record(change())
+        await until(lambda: synced == [name], "the first sync")
+        release.set()
+        await until(lambda: synced == [name, name], "one more sync for the burst")
+        told = [e for e in d.events if e.kind == "partitions"]
+        assert told and f"{name}-part1" in told[-1].message
+
+    run_sim(tmp_path, 2, 2, scenario)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from dmpath.lab.boots import BOOTS, UnknownBoot, runner
@@ -55,17 +57,24 @@ def test_host(): pass
 '''
 
 
-def test_each_flavour_boots_once_with_its_own_tests(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_host_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tests: str, conftest: str
+) -> tuple[pytest.RunResult, pathlib.Path]:
+    """A host-side pytest session over ``tests`` with fake boots; (result, boot log)."""
     bootlog = pytester.path / "boots.log"
     monkeypatch.setenv("BOOTLOG", str(bootlog))
     monkeypatch.delenv("DMPATH_LAB", raising=False)
     monkeypatch.delenv("CI", raising=False)
-    pytester.makeconftest("pytest_plugins = ['dmpath.lab.pytest_plugin']\n" + FAKE_BOOTS)
-    pytester.makepyfile(test_mixed=TESTS)
+    pytester.makeconftest("pytest_plugins = ['dmpath.lab.pytest_plugin']\n" + conftest)
+    pytester.makepyfile(test_session=tests)
     # a subprocess: the fake boots must not replace the real ones in this session
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider"), bootlog
+
+
+def test_each_flavour_boots_once_with_its_own_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, bootlog = run_host_session(pytester, monkeypatch, TESTS, FAKE_BOOTS)
     # the guest's outcomes are the host's: c failed in its boot, e's boot does not exist
     result.assert_outcomes(passed=4, failed=1, errors=1)
     assert bootlog.read_text().splitlines() == [
@@ -79,3 +88,106 @@ def test_an_unknown_flavour_is_one_line_naming_the_known_ones() -> None:
     with pytest.raises(UnknownBoot, match=r"'x' is not known \(known: .*6\.1"):
         runner("x")
     assert "6.1" in BOOTS
+
+
+KERNEL_TESTS = '''
+import pytest
+
+@pytest.fixture(scope="module")
+def shared():
+    return object()
+
+@pytest.mark.lab(kernels=("6.1", "6.12"))
+def test_both(shared): pass
+
+@pytest.mark.lab(kernels=("6.1", "6.12"))
+@pytest.mark.parametrize("n", [1, 2])
+def test_both_param(n): pass
+
+@pytest.mark.lab(boot="6.12")
+def test_modern_only(): pass
+
+@pytest.mark.lab
+def test_default(): pass
+'''
+
+
+def test_kernels_make_one_item_per_kernel_each_in_its_own_boot(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conftest = FAKE_BOOTS + 'boots.BOOTS["6.12"] = fake("6.12")\n'
+    result, bootlog = run_host_session(pytester, monkeypatch, KERNEL_TESTS, conftest)
+    result.assert_outcomes(passed=8)
+    assert bootlog.read_text().splitlines() == [
+        "6.1 test_both[6.1],test_both_param[6.1-1],test_both_param[6.1-2],test_default",
+        "6.12 test_both[6.12],test_both_param[6.12-1],test_both_param[6.12-2],test_modern_only",
+    ]
+
+
+def test_in_the_guest_an_item_for_another_kernel_fails_not_skips(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    running = ".".join(os.uname().release.split(".")[:2])
+    monkeypatch.setenv("DMPATH_LAB", "1")
+    pytester.makeconftest("pytest_plugins = ['dmpath.lab.pytest_plugin']\n")
+    pytester.makepyfile(
+        test_guest=f'''
+import pytest
+
+@pytest.mark.lab(kernels=("{running}", "1.0"))
+def test_k(): pass
+''',
+        test_float='''
+import pytest
+
+@pytest.mark.lab(kernels=(6.1,))
+def test_float(): pass
+''',
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_guest.py")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*is for kernel 1.0 but the guest runs*"])
+    bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_float.py")
+    assert bad.ret != 0
+    assert "kernels=...) wants a tuple of strings" in str(bad.stdout) + str(bad.stderr)
+
+
+@pytest.mark.parametrize(
+    ("series", "release", "ok"),
+    [
+        ("6.1", "6.1.0-57-amd64", True),
+        ("6.1", "6.12.117+deb12-amd64", False),
+        ("6.12", "6.12.117+deb12-amd64", True),
+        ("6.12", "6.1.0-57-amd64", False),
+        ("6.12", "6.12", True),
+    ],
+)
+def test_kernel_matches_by_series_not_by_prefix(series: str, release: str, ok: bool) -> None:
+    from dmpath.lab.boots import kernel_matches
+
+    assert kernel_matches(series, release) is ok
+
+
+def test_choose_kernel_default_and_series() -> None:
+    from dmpath.lab.provision import LabSetupError, choose_kernel
+
+    images = [
+        "/boot/vmlinuz-6.12.117+deb12-amd64",
+        "/boot/vmlinuz-6.1.0-57-amd64",
+        "/boot/vmlinuz-6.1.0-9-amd64",
+    ]
+    assert choose_kernel(images) == "/boot/vmlinuz-6.1.0-57-amd64"
+    assert choose_kernel(images, "6.12") == "/boot/vmlinuz-6.12.117+deb12-amd64"
+    assert choose_kernel(images, "6.1") == "/boot/vmlinuz-6.1.0-57-amd64"
+    with pytest.raises(LabSetupError, match=r"install Debian 12's linux-image-6\.12-amd64"):
+        choose_kernel(images[1:], "6.12")
+    with pytest.raises(LabSetupError, match=r"below 6\.8"):
+        choose_kernel(images[:1])
+    with pytest.raises(LabSetupError, match=r"MAJOR\.MINOR"):
+        choose_kernel(images, "6")
+
+
+def test_the_modern_boot_is_registered() -> None:
+    assert "6.12" in BOOTS

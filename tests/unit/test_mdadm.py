@@ -402,3 +402,21 @@ def test_read_mdstat(tmp_path: Path) -> None:
 def test_read_mdstat_unreadable(tmp_path: Path) -> None:
     with pytest.raises(DmpathError, match="cannot read"):
         mdadm.read_mdstat(str(tmp_path))  # a directory: IsADirectoryError
+
+
+@pytest.mark.parametrize(
+    ("mdstat", "release", "gone"),
+    [
+        (WITH_MULTIPATH, "6.1.0-57-amd64", False),
+        # a kernel that still carries it past 6.8 (a vendor's): /proc/mdstat decides
+        (WITH_MULTIPATH, "6.12.117+deb12-amd64", False),
+        (WITHOUT_MULTIPATH, "6.12.117+deb12-amd64", True),
+        ("", "6.12.117+deb12-amd64", True),  # md_mod not even loaded
+        (WITHOUT_MULTIPATH, "6.1.0-57-amd64", True),
+    ],
+)
+def test_personality_missing_is_decided_by_mdstat(mdstat: str, release: str, gone: bool) -> None:
+    why = mdadm.personality_missing(mdstat, release, "modprobe: FATAL: Module multipath not found")
+    assert (why is not None) is gone
+    if why is not None:
+        assert "\n" not in why and "mpathctl migrate-md" in why and release in why

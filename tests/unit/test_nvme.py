@@ -14,10 +14,10 @@ from rich.console import Console
 
 from dmpath.cli.nativeview import native_path_health, render_native
 from dmpath.cli.render import Health, RenderOptions, render_status
-from dmpath.daemon.discovery import choose_wwid
 from dmpath.kernel import nvme
 from dmpath.model import Snapshot, snapshot_from_dict, snapshot_to_dict
 from dmpath.policy import nvme as pnvme
+from dmpath.policy.claim import path_wwid
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "nvme"
 #: real device paths from the lab (native multipath off, then on)
@@ -123,10 +123,14 @@ def test_fabric_address(tmp_path: pathlib.Path) -> None:
 
 def test_nvme_wwid_is_the_namespaces_not_udevs_serial() -> None:
     # udev's ID_SERIAL on NVMe is model_serial_nsid of the subsystem, ID_WWN the wwid
-    assert choose_wwid("nvme:tcp", WWID, "Linux_dmpath0001_1") == WWID
-    assert choose_wwid("nvme:tcp", None, "Linux_dmpath0001_1") == "Linux_dmpath0001_1"
-    assert choose_wwid("scsi:iscsi", "naa.6001405abc", "36001405abc") == "36001405abc"
-    assert choose_wwid("scsi:unspec", "naa.1", None) == ""
+    uid = ("ID_SERIAL", "ID_WWN")
+    serial = {"ID_SERIAL": "Linux_dmpath0001_1"}
+    assert path_wwid(serial, uid, "nvme:tcp", WWID) == WWID
+    assert path_wwid(serial, uid, "nvme:tcp", "") == "Linux_dmpath0001_1"
+    assert path_wwid({"ID_SERIAL": "36001405abc"}, uid, "scsi:iscsi", "naa.6001405abc") == (
+        "36001405abc"
+    )
+    assert path_wwid({}, uid, "scsi:unspec", "naa.1") == ""
 
 
 @pytest.mark.parametrize(

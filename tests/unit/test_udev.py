@@ -263,21 +263,29 @@ def test_monitor_refuses_what_libudev_refuses() -> None:
     assert mon.dropped == 3
 
 
-def test_monitor_drops_dm_events_that_are_not_path_events() -> None:
-    dm = dict(udev.record_from_export(export("dm/udev_dm_map.txt")).properties)
-    failed = {**dm, "DM_ACTION": "PATH_FAILED", "DM_PATH": "8:16"}
+def test_monitor_drops_dm_events_that_are_not_path_events_or_writes() -> None:
+    dm = {
+        k: v
+        for k, v in udev.record_from_export(export("dm/udev_dm_map.txt")).properties.items()
+        if k != "DM_COOKIE"
+    }
+    ours = {**dm, "DM_COOKIE": "4259840"}  # a resume of ours: udev flags in the cookie
+    failed = {**ours, "DM_ACTION": "PATH_FAILED", "DM_PATH": "8:16"}
     fake = FakeMonitor()
     mon = monitor(fake)  # before the messages: credentials come with those sent after
     fake.send(
-        udev_message(dm, "add"),
-        udev_message(dm, "change"),
+        udev_message(ours, "add"),
+        udev_message(ours, "change"),
         udev_message(failed, "change"),
         udev_message(dict(sd("sda").properties), "change"),
+        udev_message(dm, "change"),  # udev's watch: written and closed (no cookie)
+        udev_message(dm, "add"),
     )
     got = mon.drain()
-    assert [(r.sys_name, r.get("DM_ACTION")) for r in got] == [
-        ("dm-0", "PATH_FAILED"),
-        ("sda", None),
+    assert [(r.sys_name, r.action, r.get("DM_ACTION")) for r in got] == [
+        ("dm-0", "change", "PATH_FAILED"),
+        ("sda", "change", None),
+        ("dm-0", "change", None),
     ]
     ev = udev.dm_path_event(got[0])
     assert ev is not None and ev.path == "8:16"

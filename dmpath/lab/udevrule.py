@@ -1,0 +1,62 @@
+"""Our udev rule installed in the lab guest, for the tests that need udev to claim paths.
+
+The guest has no systemd as PID 1 and shares the host's /lib read-only: the rule goes to
+/etc/udev/rules.d (a writable overlay), calling the venv's helper with a private config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import sys
+from collections.abc import Iterator
+
+from dmpath import install
+from dmpath.runner import run
+
+INSTALLED = pathlib.Path("/etc/udev/rules.d/62-dmpath.rules")
+
+
+def props(name: str) -> dict[str, str]:
+    out = run("udevadm", ["info", "--query=property", f"/dev/{name}"]).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def claimed(name: str) -> dict[str, str] | None:
+    got = props(name)
+    return got if got.get("DMPATH_PATH") == "1" else None
+
+
+def retrigger(names: list[str], action: str = "change") -> None:
+    for name in names:
+        run("udevadm", ["trigger", f"--action={action}", f"/dev/{name}"])
+    run("udevadm", ["settle", "-t", "60"])
+
+
+@contextlib.contextmanager
+def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.Path]:
+    """The project's rule with the venv's helper and a private config; yields the config.
+
+    udev passes no environment to its programs, so DMPATH_CONFIG is baked into the rule.
+    """
+    helper = os.path.join(os.path.dirname(sys.executable), "dmpath-udev")
+    cfg = tmp_path / "dmpath.toml"
+    cfg.write_text(
+        "[defaults]\n"
+        f'wwids_file = "{tmp_path}/wwids"\n'
+        f'bindings_file = "{tmp_path}/bindings"\n'
+        f'socket = "{tmp_path}/run/dmpathd.sock"\n' + extra
+    )
+    # the installer's own rewrite: the rule calls the venv's helper (and dmpathd)
+    steps = install.plan(install.source_tree(), str(tmp_path / "root"), os.path.dirname(helper))
+    text = next(s.text for s in steps if s.source == "udev-rules/62-dmpath.rules")
+    if "/usr/bin/" in text:
+        raise RuntimeError("the installer left /usr/bin/ paths in the udev rule")
+    INSTALLED.write_text(text.replace(f'"{helper}', f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'))
+    try:
+        run("udevadm", ["control", "--reload"])
+        yield cfg
+    finally:
+        INSTALLED.unlink()
+        run("udevadm", ["control", "--reload"])
