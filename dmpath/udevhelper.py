@@ -14,7 +14,7 @@ stay claimed) and says why in the kernel log.
 
 ``dmpath-udev --assemble DEVNAME`` (the rule's RUN for a claimed disk) sees that the disk
 ends up in a map. A running daemon follows udev itself, and an installed service is
-started by the rule's ``SYSTEMD_WANTS``; only when neither applies does it run
+started by the rule (``systemctl --no-block start``); only when neither applies does it run
 ``dmpathd --once``, which assembles the missing maps and exits (udev kills anything a
 RUN program leaves running, so a daemon cannot be started from here).
 """
