@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dmpath.config import NEVER_PATH_DEVNODE, Config, Defaults, load_config
 from dmpath.errors import ConfigError, DmpathError
 from dmpath.kernel import nvme, sysfs
-from dmpath.policy import claim
+from dmpath.policy import claim, files
 
 DEFAULT_CONFIG = "/etc/dmpath/dmpath.toml"
 #: where systemd looks for an installed dmpathd.service (administrator's, runtime, vendor)
@@ -71,15 +71,6 @@ def _holders(name: str, sys_root: str) -> list[tuple[str, str]]:
 
 def held_by_our_map(name: str, sys_root: str, uuid_prefix: str) -> bool:
     return any(u.startswith(uuid_prefix) for _h, u in _holders(name, sys_root))
-
-
-def known_wwids(path: str) -> set[str]:
-    out = set()
-    for raw in _read(path).splitlines():
-        line = raw.strip()
-        if line.startswith("/") and line.endswith("/") and len(line) > 2:
-            out.add(line[1:-1])
-    return out
 
 
 def udev_db_properties(devnum: str, run_root: str = "/run") -> dict[str, str]:
@@ -161,7 +152,13 @@ def decide(
     first = claim.admissible(me, cfg)
     if not first.claimed:
         return first
-    known = claim.known_wwids(known_wwids(cfg.defaults.wwids_file), cfg)
+    try:
+        remembered = files.read_wwids(cfg.defaults.wwids_file)
+    except DmpathError as exc:
+        # as before: an unreadable wwids file makes no WWID known (now it says so)
+        log_kernel(str(exc))
+        remembered = set()
+    known = claim.known_wwids(remembered, cfg)
     return claim.claim(me, siblings(me, cfg, sys_root, run_root), known, cfg)
 
 

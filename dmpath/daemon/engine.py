@@ -1758,8 +1758,8 @@ class Daemon:
             await self.refresh(mr)
             if mr.model.backend == Backend.DM and mr.model.sysfs:
                 # partition maps go with their map; one in use keeps both
-                parts = await self.io(
-                    self.dm.partitions, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid)
+                parts = await self.k(
+                    self.dm.partitions, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid), key=name
                 )
                 busy = [p for p, opened in parts.items() if opened]
                 if busy and not force:

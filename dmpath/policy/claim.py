@@ -144,8 +144,3 @@ def claim(
         f" {FindMultipaths(cfg.defaults.find_multipaths).value}",
     )
 
-
-def holds_ours(holder_uuids: Iterable[str], cfg: Config) -> bool:
-    """Whether any holder's dm uuid marks it as one of our maps."""
-    prefix = cfg.defaults.dm_uuid_prefix
-    return any(u.startswith(prefix) for u in holder_uuids)

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
+import pyudev
 
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmsetup
@@ -41,14 +42,21 @@ def kernel_partitions(name: str) -> list[str]:
     return sorted(e for e in os.listdir(base) if os.path.exists(f"{base}/{e}/partition"))
 
 
-def kernel_events(monitor_output: str) -> set[tuple[str, str]]:
-    """(action, device) pairs from ``udevadm monitor --kernel`` lines such as
-    ``KERNEL[12.3] add      /devices/.../block/sdc/sdc1 (block)``."""
+def kernel_monitor() -> pyudev.Monitor:
+    """A kernel-event socket on block devices, bound when this returns: every uevent from
+    then on waits in it (``udevadm monitor`` started as a child binds later, and missed
+    the first events of a new disk)."""
+    mon = pyudev.Monitor.from_netlink(pyudev.Context(), source="kernel")
+    mon.filter_by("block")
+    mon.start()
+    return mon
+
+
+def drain(mon: pyudev.Monitor) -> set[tuple[str, str]]:
+    """(action, kernel name) of every event waiting in ``mon``."""
     out = set()
-    for line in monitor_output.splitlines():
-        words = line.split()
-        if len(words) == 4 and words[0].startswith("KERNEL["):
-            out.add((words[1], os.path.basename(words[2])))
+    while (dev := mon.poll(timeout=0.5)) is not None:
+        out.add((str(dev.action), str(dev.sys_name)))
     return out
 
 
@@ -122,27 +130,19 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
             fh.write(b"partition two\n".ljust(512, b"."))
             fh.flush()
             os.fsync(fh.fileno())
-        with open(MAP, "rb") as fh:
-            fh.seek(start * 512)
-            assert fh.read(14) == b"partition two\n"
+        with open(MAP, "rb") as whole:
+            whole.seek(start * 512)
+            assert whole.read(14) == b"partition two\n"
 
         # a path that appears now is scanned by the kernel, which makes its partitions
         # (sdX1, sdX2) before anyone sees the disk; the rule takes them away
-        watch = subprocess.Popen(
-            ["udevadm", "monitor", "--kernel", "--subsystem-match=block"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            host_added()
-            new = next(p for p in topo.discover() if p.name not in names)
-            run("udevadm", ["settle", "-t", "60"])
-            wait_for(lambda: kernel_partitions(new.name) == [], 30, f"{new.name}'s partitions")
-            d.wait_maps({"mpatha": 3})
-        finally:
-            watch.terminate()
-            output = watch.communicate(timeout=10)[0]
-        seen = kernel_events(output)
+        watch = kernel_monitor()
+        host_added()
+        new = next(p for p in topo.discover() if p.name not in names)
+        run("udevadm", ["settle", "-t", "60"])
+        wait_for(lambda: kernel_partitions(new.name) == [], 30, f"{new.name}'s partitions")
+        d.wait_maps({"mpatha": 3})
+        seen = drain(watch)
         for n in (1, 2):
             part = f"{new.name}{n}"
             assert ("add", part) in seen, f"the kernel made {part}: {sorted(seen)}"
