@@ -43,6 +43,8 @@ PACKAGES = (
     "systemd-sysv",
     "udev",
     "dmsetup",
+    # dmpathd makes a map's partition maps with it (a server needs it as much as dmsetup)
+    "kpartx",
     "kmod",
     "python3",
     "python3-venv",
