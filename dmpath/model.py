@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# Backend is a configuration choice the model also carries; it lives with the records so
+# that loading the configuration (the udev helper does at every event) needs no model
+from dmpath.config.records import Backend
 from dmpath.kernel.dmtable import DmInfo, MultipathTable
 from dmpath.kernel.nvme import NativeNamespace, NativePath, NativeSubsystem
 
@@ -50,11 +53,6 @@ class GroupState(StrEnum):
     ACTIVE = "active"
     ENABLED = "enabled"
     DISABLED = "disabled"
-
-
-class Backend(StrEnum):
-    DM = "dm"
-    MD = "md"
 
 
 @dataclass

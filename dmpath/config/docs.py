@@ -1,8 +1,8 @@
 """The documentation of every option (``OPTIONS``) and what is rendered from it.
 
-The option table at the end of ``dmpath.config``'s docstring (``_docstring_table``) and
-the option lists of the man page ``man/dmpath.toml.5`` (``render_man_options``,
-``update_man_page``) are derived from ``OPTIONS``, so they cannot drift apart.
+The option table at the end of this docstring (``_docstring_table``) and the option
+lists of the man page ``man/dmpath.toml.5`` (``render_man_options``, ``update_man_page``)
+are derived from ``OPTIONS``, so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -559,3 +559,6 @@ def update_man_page(text: str) -> str:
     return _MARK_RE.sub(
         lambda m: m.group(1) + render_man_options(m.group(2)) + "\n" + m.group(4), text
     )
+
+
+__doc__ = (__doc__ or "") + _docstring_table()

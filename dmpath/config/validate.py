@@ -25,6 +25,7 @@ from dmpath.config.records import (
     HARDWARE_HANDLERS,
     OVERRIDABLE,
     PATH_SELECTORS,
+    Backend,
     Checker,
     Config,
     Defaults,
@@ -39,7 +40,6 @@ from dmpath.config.records import (
 )
 from dmpath.config.toml_text import _toml_string, _toml_value
 from dmpath.errors import ConfigError
-from dmpath.model import Backend
 
 # --------------------------------------------------------------------------- validation
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dmpath.config import Backend
 from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmioctl, dmsetup, kpartx, mdadm
@@ -28,7 +29,6 @@ from dmpath.kernel.dmtable import PathState as DmPathState
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.kernel.mdstat import MdExamine, MdStat
 from dmpath.model import (
-    Backend,
     GroupState,
     KernelGroup,
     KernelMap,
