@@ -3,7 +3,8 @@
 A ``Snapshot`` is what the daemon shows over its control socket and what ``mpathctl``
 renders; ``snapshot_to_dict``/``snapshot_from_dict`` are the JSON form (schema version
 ``SNAPSHOT_VERSION``, documented in man/mpathctl.8). The model is rebuilt from the kernel
-and checked against it, never trusted as a cache (DESIGN.md §Conventions 5).
+and checked against it, never trusted as a cache: the
+kernel changes maps behind our back (a path fails, an administrator runs dmsetup).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why it is built this way:
 
 * Every error a user can cause or meet ends as one line on stderr, ``mpathctl: error:
-  ...``, and an exit status a script can branch on (DESIGN.md §7); a traceback appears
+  ...``, and an exit status a script can branch on; a traceback appears
   only with ``--debug``. The statuses are listed in ``EXIT_CODES`` and the man page.
 * Global options work before and after the command (``mpathctl status --json`` and
   ``mpathctl --json status``), because admins type them both ways.

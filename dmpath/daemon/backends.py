@@ -1,7 +1,7 @@
 """The daemon's two kernel backends behind one interface: dm multipath maps and md arrays.
 
 Each reads the kernel's view of a map into a ``KernelMap`` and carries out the healing
-actions. They hold no state: the kernel is asked every time (DESIGN.md §Conventions 5).
+actions. They hold no state: the kernel is asked every time.
 Ownership is marked in the kernel itself so a restarted daemon adopts multipath maps and
 nothing else: dm maps by their uuid prefix (``mpath-`` by default, multipath-tools' own,
 which LVM, kpartx and udev's links recognise; dmpathd never runs beside multipathd), md
