@@ -785,8 +785,8 @@ def cmd_import_mptconf(ctx: Ctx, args: argparse.Namespace) -> int:
     ctx.out.write(result.text)
     ctx.out.flush()
     ctx.err.write(
-        f"{PROG}: {', '.join(result.sources)}: {result.carried} settings carried over, "
-        f"{len(result.notes)} not carried"
+        f"{PROG}: {', '.join(result.sources)}: "
+        + mptimport.summary(result.carried, len(result.notes))
         + (" (the # lines at the top of the output say which and why)" if result.notes else "")
         + "\n"
     )

@@ -137,7 +137,6 @@ WHY_NOT: Final[dict[str, str]] = {
     "vpd_vendor": "no equivalent setting",
     "revision": "dmpath matches devices by vendor and product only: this table applies to "
     "every revision",
-    "config_dir": "read, not carried: its files are part of this import",
 }
 
 _PER_DEVICE_WHY: Final = "dmpath has this only in [defaults], for every device"
@@ -347,11 +346,15 @@ _POSIX_CLASSES: Final = {
     "punct": r"!-/:-@\[-`{-~",
 }
 _POSIX_CLASS_RE = re.compile(r"\[:([a-z]+):\]")
+#: "[[" opening a bracket expression whose first member is "[" (POSIX: a plain "[";
+#: Python reads the same but warns of a nested set, so the "[" is escaped)
+_OPEN_BRACKET_RE = re.compile(r"\[\[(?!:)")
 
 
 def python_regex(pattern: str) -> str:
     """A POSIX extended expression as Python reads it (bracket classes spelt out)."""
-    return _POSIX_CLASS_RE.sub(lambda m: _POSIX_CLASSES.get(m.group(1), m.group(0)), pattern)
+    spelt = _POSIX_CLASS_RE.sub(lambda m: _POSIX_CLASSES.get(m.group(1), m.group(0)), pattern)
+    return _OPEN_BRACKET_RE.sub(r"[\\[", spelt)
 
 
 # --------------------------------------------------------------------------- the result
@@ -399,6 +402,8 @@ class _Importer:
         [defaults] go to ``globals_to`` (None: they are reported)."""
         said = {s.keyword for s in sec.settings}
         for s in sec.settings:
+            if s.keyword == "config_dir" and path == "defaults":
+                continue  # its files were read with this one (mptconf.read_with_config_dir)
             if s.keyword == "features":
                 self.features(s, path, table, queue_ok="no_path_retry" not in said)
                 continue
@@ -590,7 +595,9 @@ class _Importer:
             table = _Table(dev.where)
             for s in dev.settings:
                 if s.keyword not in ("vendor", "product"):
-                    self.note(s, f"{sec.name}.device", "dmpath matches vendor and product only")
+                    self.note(
+                        s, f"{sec.name}.device", "dmpath matches vendor and product only"
+                    )
                     continue
                 try:
                     table.values[s.keyword] = checked_value("regex", python_regex(s.value))
@@ -691,7 +698,7 @@ def _header(imp: _Importer, sources: Sequence[str]) -> list[str]:
     out = [
         "# dmpath.toml(5), imported from multipath-tools' configuration by",
         "# mpathctl import multipath.conf, from: " + ", ".join(sources),
-        f"# {imp.carried} settings carried over, {len(imp.notes)} not carried.",
+        f"# {summary(imp.carried, len(imp.notes))}.",
         "#",
         "# dmpath has no built-in table of storage arrays: what multipath-tools took from",
         "# its hardware table for yours ('multipath -t' shows it) is not here; add a",
@@ -703,6 +710,11 @@ def _header(imp: _Importer, sources: Sequence[str]) -> list[str]:
         out.extend(f"#   {note}" for note in imp.notes)
     out.append("")
     return out
+
+
+def summary(carried: int, not_carried: int) -> str:
+    """``3 settings carried over, 1 not carried``."""
+    return f"{carried} setting{'s' if carried != 1 else ''} carried over, {not_carried} not carried"
 
 
 def render_toml(imp: _Importer, sources: Sequence[str]) -> str:
