@@ -785,7 +785,7 @@ def cmd_import_mptconf(ctx: Ctx, args: argparse.Namespace) -> int:
     ctx.out.write(result.text)
     ctx.out.flush()
     ctx.err.write(
-        f"{PROG}: {', '.join(result.sources)}: "
+        f"{PROG}: {render.sanitize(', '.join(result.sources))}: "
         + mptimport.summary(result.carried, len(result.notes))
         + (" (the # lines at the top of the output say which and why)" if result.notes else "")
         + "\n"

@@ -468,14 +468,16 @@ class _Importer:
                         "([defaults])",
                     )
 
-    def section_devices(self, sec: Section) -> None:
+    def entries(self, sec: Section, entry: str, handler: Callable[[Section], None]) -> None:
+        """``devices``/``multipaths``: a list of ``device``/``multipath`` subsections."""
+        why = f"only {entry} subsections belong here"
         for s in sec.settings:
-            self.note(s, "devices", "only device subsections belong here")
-        for dev in sec.sections:
-            if dev.name != "device":
-                self.skip_section(dev, "devices.", "only device subsections belong here")
-                continue
-            self.device(dev)
+            self.note(s, sec.name, why)
+        for sub in sec.sections:
+            if sub.name == entry:
+                handler(sub)
+            else:
+                self.skip_section(sub, f"{sec.name}.", why)
 
     def device(self, dev: Section) -> None:
         path = "devices.device"
@@ -528,15 +530,6 @@ class _Importer:
             return
         self.filters["blacklist"].devices.append(table)
         self.carried += 1
-
-    def section_multipaths(self, sec: Section) -> None:
-        for s in sec.settings:
-            self.note(s, "multipaths", "only multipath subsections belong here")
-        for mp in sec.sections:
-            if mp.name != "multipath":
-                self.skip_section(mp, "multipaths.", "only multipath subsections belong here")
-                continue
-            self.multipath(mp)
 
     def multipath(self, mp: Section) -> None:
         path = "multipaths.multipath"
@@ -616,8 +609,8 @@ class _Importer:
         handlers: dict[str, Callable[[Section], None]] = {
             "defaults": self.section_defaults,
             "overrides": self.section_overrides,
-            "devices": self.section_devices,
-            "multipaths": self.section_multipaths,
+            "devices": lambda sec: self.entries(sec, "device", self.device),
+            "multipaths": lambda sec: self.entries(sec, "multipath", self.multipath),
             "blacklist": self.section_filter,
             "blacklist_exceptions": self.section_filter,
         }
@@ -669,13 +662,22 @@ class _Importer:
 # --------------------------------------------------------------------------- TOML text
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _c(text: str) -> str:
+    """Text for a TOML comment, which must stay on its line (a file name may hold a
+    newline) and may hold no control character but a tab."""
+    return _CONTROL_RE.sub("?", text)
+
+
 def _key_lines(table: _Table, skip: Sequence[str] = ()) -> list[str]:
     out = []
     for key, value in table.values.items():
         if key in skip:
             continue
         origin = table.origins.get(key)
-        out.append(f"{key} = {_toml_value(value)}" + (f"  # {origin}" if origin else ""))
+        out.append(f"{key} = {_toml_value(value)}" + (f"  # {_c(origin)}" if origin else ""))
     return out
 
 
@@ -684,11 +686,11 @@ def _filter_lines(name: str, f: _Filter) -> list[str]:
     for key in ("devnode", "wwid", "property", "protocol"):
         if key in f.lists:
             out.append(f"{key} = [")
-            out.extend(f"    {_toml_string(p)},  # {where}" for p, where in f.lists[key])
+            out.extend(f"    {_toml_string(p)},  # {_c(where)}" for p, where in f.lists[key])
             out.append("]")
     out.append("")
     for dev in f.devices:
-        out.append(f"[[{name}.device]]  # {dev.where}")
+        out.append(f"[[{name}.device]]  # {_c(dev.where)}")
         out.extend(_key_lines(dev))
         out.append("")
     return out
@@ -697,7 +699,7 @@ def _filter_lines(name: str, f: _Filter) -> list[str]:
 def _header(imp: _Importer, sources: Sequence[str]) -> list[str]:
     out = [
         "# dmpath.toml(5), imported from multipath-tools' configuration by",
-        "# mpathctl import multipath.conf, from: " + ", ".join(sources),
+        "# mpathctl import multipath.conf, from: " + _c(", ".join(sources)),
         f"# {summary(imp.carried, len(imp.notes))}.",
         "#",
         "# dmpath has no built-in table of storage arrays: what multipath-tools took from",
@@ -707,7 +709,7 @@ def _header(imp: _Importer, sources: Sequence[str]) -> list[str]:
     if imp.notes:
         out.append("#")
         out.append("# Not carried over:")
-        out.extend(f"#   {note}" for note in imp.notes)
+        out.extend(f"#   {_c(str(note))}" for note in imp.notes)
     out.append("")
     return out
 
@@ -727,12 +729,12 @@ def render_toml(imp: _Importer, sources: Sequence[str]) -> str:
         if f.lists or f.devices:
             out.extend(_filter_lines(name, f))
     for mp in imp.multipaths.values():
-        out.append(f"[[multipaths]]  # {mp.where}")
+        out.append(f"[[multipaths]]  # {_c(mp.where)}")
         out.extend(_key_lines(mp))
         out.append("")
     for dev in imp.devices:
         comment = "overrides" if dev is imp.overrides else "device"
-        out.append(f"[[devices]]  # {comment}, {dev.where}")
+        out.append(f"[[devices]]  # {comment}, {_c(dev.where)}")
         out.extend(_key_lines(dev))
         out.append("")
     return "\n".join(out)

@@ -225,14 +225,12 @@ def test_hpe_3par() -> None:
         failback="immediate",
         no_path_retry=18,
     )
-    notes = not_carried(imp)
-    assert notes["devices.device.dev_loss_tmo"] == (23, "infinity")
-    assert set(notes) == {
-        "devices.device.rr_weight",
-        "devices.device.rr_min_io_rq",
-        "devices.device.detect_prio",
-        "devices.device.fast_io_fail_tmo",
-        "devices.device.dev_loss_tmo",
+    assert not_carried(imp) == {
+        "devices.device.rr_weight": (18, "uniform"),
+        "devices.device.rr_min_io_rq": (20, "1"),
+        "devices.device.detect_prio": (21, "yes"),
+        "devices.device.fast_io_fail_tmo": (22, "10"),
+        "devices.device.dev_loss_tmo": (23, "infinity"),
     }
 
 
@@ -377,6 +375,12 @@ def test_blacklist_entries_dmpath_refuses() -> None:
         ("blacklist.device", "no vendor or product"),
     ]
     assert imp.config.blacklist == c.BUILTIN_BLACKLIST
+
+
+def test_odd_file_names_stay_in_their_comments() -> None:
+    imp = import_mptconf([parse_mptconf("defaults {\n verbosity 3\n}\n", "a\nb\x01.conf")])
+    assert c.parse_config(imp.text) == imp.config
+    assert "a?b?.conf:2: defaults.verbosity" in imp.text
 
 
 def test_posix_classes_become_python_ones() -> None:
