@@ -272,6 +272,8 @@ _CONVERT: Final[dict[str, tuple[str, Callable[[str], object]]]] = {
     "hardware_handler": ("hardware_handler", _hardware_handler),
     "prio": ("prio", _prio),
     "failback": ("failback", _failback),
+    # 0: fail in multipath-tools up to 0.8.3 (later ones raise it to 1 check); the
+    # vendors that recommend it (Pure) mean fail
     "no_path_retry": (
         "no_path_retry",
         _word_or_number({"queue": "queue", "fail": "fail", "0": "fail"}),
