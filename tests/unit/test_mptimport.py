@@ -225,13 +225,15 @@ def test_hpe_3par() -> None:
         failback="immediate",
         no_path_retry=18,
     )
-    assert not_carried(imp) == {
-        "devices.device.rr_weight": (18, "uniform"),
-        "devices.device.rr_min_io_rq": (20, "1"),
-        "devices.device.detect_prio": (21, "yes"),
-        "devices.device.fast_io_fail_tmo": (22, "10"),
-        "devices.device.dev_loss_tmo": (23, "infinity"),
-    }
+    # in file order, each with its line
+    assert [str(n).split(": ")[1] for n in imp.notes] == [
+        'devices.device.rr_weight "uniform"',
+        'devices.device.rr_min_io_rq "1"',
+        'devices.device.detect_prio "yes"',
+        'devices.device.fast_io_fail_tmo "10"',
+        'devices.device.dev_loss_tmo "infinity"',
+    ]
+    assert [n.where.rsplit(":", 1)[1] for n in imp.notes] == ["18", "20", "21", "22", "23"]
 
 
 def test_multipaths_with_aliases_and_overrides_with_protocol() -> None:
