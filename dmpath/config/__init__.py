@@ -28,6 +28,8 @@ tables are a third of that import, so only their users import ``dmpath.config.do
     validate   the validators, ``config_from_dict``, ``parse_config``, ``load_config``
     merge      ``effective_options``, ``configured_wwids``, ``configured_aliases``
     output     ``config_to_dict``, ``config_to_toml``
+    mptconf    multipath-tools' multipath.conf syntax (and its config_dir) as a tree
+    mptimport  that tree as a dmpath.toml (``mpathctl import multipath.conf``)
     __main__   ``python -m dmpath.config``
 """
 

@@ -330,7 +330,8 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "absolute path",
         _toml_value(_D.bindings_file),
         'The user-friendly names, one "alias wwid" line each: the format of multipath-'
-        "tools' /etc/multipath/bindings, which can be copied here unchanged. Rewritten "
+        "tools' /etc/multipath/bindings, which can be copied here unchanged or named here "
+        "and used in place (mpathctl import multipath.conf names it). Rewritten "
         "atomically (temporary file, fsync, rename).",
     ),
     OptionDoc(
@@ -339,7 +340,8 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "absolute path",
         _toml_value(_D.wwids_file),
         'The WWIDs that have been maps, one "/wwid/" line each: the format of multipath-'
-        "tools' /etc/multipath/wwids. LVM reads this format: point devices/"
+        "tools' /etc/multipath/wwids, which can be named here and used in place (mpathctl "
+        "import multipath.conf names it). LVM reads this format: point devices/"
         "multipath_wwids_file in lvm.conf(5) here so that LVM ignores the paths of maps.",
     ),
     OptionDoc(
