@@ -255,6 +255,9 @@ def test_paths_appearing_start_the_stopped_service_through_the_rule(
     # nothing running and nothing listening: only the rule can start dmpathd now
     sh("systemctl", "stop", "dmpathd.socket", "dmpathd.service")
     assert show("dmpathd.service", "ActiveState")["ActiveState"] == "inactive"
+    # udevd logs each program it runs and how it ended at debug level: the evidence if
+    # the service does not start
+    sh("udevadm", "control", "--log-level=debug")
     sh("modprobe", "scsi_debug", "num_tgts=1", "add_host=2", "vpd_use_hostno=0",
        "dev_size_mb=16")
     disks = wait_for(lambda: (d := _scsi_debug_disks()) and len(d) == 2 and d, 120,
@@ -265,9 +268,15 @@ def test_paths_appearing_start_the_stopped_service_through_the_rule(
     except AssertionError as exc:
         state = show("dmpathd.service", "ActiveState", "SubState", "NRestarts")
         service = [str(e.get("MESSAGE", "")) for e in journal("-b", "-u", "dmpathd.service")]
-        udevd = [str(e.get("MESSAGE", "")) for e in journal("-b", "-u", "systemd-udevd.service")]
+        udevd = [
+            str(e.get("MESSAGE", ""))
+            for e in journal("-b", "-u", "systemd-udevd.service")
+            if any(w in str(e.get("MESSAGE", "")) for w in ("systemctl", "dmpath", "RUN"))
+        ]
         raise AssertionError(
             f"{exc}: {state}\n{sh('udevadm', 'info', '-q', 'property', f'/dev/{disks[0]}')}\n"
-            f"dmpathd.service: {service[-30:]}\nsystemd-udevd: {udevd[-30:]}"
+            f"dmpathd.service: {service[-30:]}\nsystemd-udevd: {udevd[-60:]}"
         ) from None
+    finally:
+        sh("udevadm", "control", "--log-level=info")
     wait_for(lambda: _map_over(disks), 180, f"dmpathd's map over {' '.join(disks)}")
