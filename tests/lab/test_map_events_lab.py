@@ -52,11 +52,16 @@ def test_no_rule_reads_a_map_without_paths_and_its_links_stay(
         wait_for(link.exists, 30, f"udev's {link}")
 
         try:
-            # every path goes: the map queues, and the kernel's last PATH_FAILED event
-            # says no path works
+            # every path goes. dmpathd fails all but one and keeps that one in the map
+            # (the last-path rule); the kernel fails it at the first I/O error, which is
+            # done here with the same message. The map queues, and the kernel's last
+            # PATH_FAILED event says no path works
             for p in scsi_paths:
                 topo.set_state(p, "offline")
-            wait_for(lambda: d.maps()["mpatha"]["working"] == 0, 120, "every path failed")
+            wait_for(lambda: d.maps()["mpatha"]["working"] == 1, 120, "all but one failed")
+            last = next(p for p in d.maps()["mpatha"]["paths"] if p["kernel_state"] == "active")
+            run("dmsetup", ["message", "mpatha", "0", "fail_path", last["devnum"]])
+            wait_for(lambda: d.maps()["mpatha"]["working"] == 0, 60, "the last path failed")
             assert settles(), "a udev worker hangs on the pathless map's events"
             # any later event of the map (a write closed on it, a trigger) is not read
             # either: the rule goes by the last path event
