@@ -139,3 +139,15 @@ def test_the_rules_use_only_metrics_the_daemon_exports(exported: set[str]) -> No
     exprs = re.findall(r"^\s+expr: (.+)$", RULES.read_text(), re.M)
     used = {name for e in exprs for name in METRIC.findall(e)}
     assert used and used - exported == set()
+
+
+def test_the_daemon_page_lists_every_metric(exported: set[str]) -> None:
+    text = (pathlib.Path(__file__).resolve().parents[2] / "man" / "dmpathd.8").read_text()
+    text = text.replace("\\%", "").replace("\\-", "-")
+    own = {
+        re.sub(r"_(bucket|sum|count|created)$", "", name)
+        for name in exported
+        if not name.startswith("dmpath_process_")
+    }
+    assert len(own) >= 19
+    assert sorted(name for name in own if not re.search(rf"\b{name}\b", text)) == []
