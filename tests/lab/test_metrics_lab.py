@@ -10,35 +10,28 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import DaemonUnderTest, wait_for
+from dmpath.lab.promtext import Samples, parse, value
 
 pytestmark = pytest.mark.lab
 
 Start = Callable[..., DaemonUnderTest]
-#: (sample name, sorted label pairs) -> value
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 def scrape(url: str) -> Samples:
     with urllib.request.urlopen(url, timeout=30) as resp:
         assert resp.status == 200
         return parse(resp.read().decode())
+
+
+def scrape_agreeing(url: str, names: dict[str, str]) -> Samples:
+    """A scrape, once it is known to say what dmsetup says of mpatha."""
+    samples = scrape(url)
+    assert disagreements(samples, "mpatha", names) == []
+    return samples
 
 
 def read_textfile(path: pathlib.Path) -> Samples:
@@ -95,8 +88,7 @@ def test_endpoint_and_textfile_follow_a_path_failure_as_dmsetup_sees_it(
     names = {p.devnum: p.name for p in scsi_paths}
     victim = scsi_paths[0]
 
-    first = scrape(url)
-    assert disagreements(first, "mpatha", names) == []
+    first = scrape_agreeing(url, names)
     wwid = d.maps()["mpatha"]["wwid"]
     info = [k for k in first if k[0] == "dmpath_map_info"]
     assert [dict(labels)["wwid"] for _n, labels in info] == [wwid]
@@ -112,8 +104,7 @@ def test_endpoint_and_textfile_follow_a_path_failure_as_dmsetup_sees_it(
     try:
         topo.set_state(victim, "offline")
         d.wait_path(victim.name, timeout=30, kernel_state="failed", check="down")
-        down = scrape(url)
-        assert disagreements(down, "mpatha", names) == []
+        down = scrape_agreeing(url, names)
         assert value(down, "dmpath_path_failures_total", map="mpatha", path=victim.name) == 1
         assert value(down, "dmpath_path_checker_state", map="mpatha", path=victim.name,
                      state="down") == 1
@@ -130,8 +121,7 @@ def test_endpoint_and_textfile_follow_a_path_failure_as_dmsetup_sees_it(
     finally:
         topo.set_state(victim, "running")
     d.wait_path(victim.name, timeout=30, kernel_state="active", check="up")
-    back = scrape(url)
-    assert disagreements(back, "mpatha", names) == []
+    back = scrape_agreeing(url, names)
     assert value(back, "dmpath_path_reinstatements_total", map="mpatha", path=victim.name) == 1
     assert value(back, "dmpath_recovery_seconds_count") == recovered + 1
     assert value(back, "dmpath_map_queueing", map="mpatha") == 0

@@ -4,40 +4,25 @@ real engine (on the simulated SAN) says, the endpoint, the textfile and their op
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import pathlib
 import socket
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Callable
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from dmpath import config as cfgmod
 from dmpath.daemon.engine import Daemon
 from dmpath.daemon.exposition import Exporter, exposition, registry_for, split_listen
 from dmpath.daemon.metrics import Readout, Recorder
 from dmpath.errors import ConfigError
+from dmpath.lab.promtext import Samples, parse, value
 from dmpath.model import Backend, Check, KernelState, Map, Path
 from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimDmOps, SimSan
-from dmpath.sim.run import connect_uevents, make_daemon
+from dmpath.sim.run import running, wait_until
 
 FAST = "polling_interval = 0.1\nmax_polling_interval = 0.4\ncoalesce_ms = 10\n"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 # ---------------------------------------------------------------------- the recorder
@@ -60,6 +45,12 @@ def histogram(rec: Recorder, name: str) -> tuple[float, float]:
     return got[f"{name}_count"], got[f"{name}_sum"]
 
 
+def one_path(state: KernelState, queueing: bool = False) -> tuple[Path, Map, Recorder]:
+    """Path sda in map mpatha, the kernel holding it in ``state``, and a recorder."""
+    sda = Path("sda", "8:0", "w", kernel_state=state)
+    return sda, Map("mpatha", "w", Backend.DM, queueing=queueing, paths=[sda]), Recorder(Paths(sda))
+
+
 def verdict(path: str, check: Check, issued_at: float, latency: float = 0.0) -> reconcile.Verdict:
     return reconcile.Verdict(path, check, "", "", issued_at, latency)
 
@@ -69,9 +60,7 @@ def note(kind: str, path: str) -> reconcile.Note:
 
 
 def test_detection_runs_from_the_check_that_found_the_path_dead_to_its_failure() -> None:
-    sda = Path("sda", "8:0", "w", kernel_state=KernelState.ACTIVE)
-    m = Map("mpatha", "w", Backend.DM, paths=[sda])
-    rec = Recorder(Paths(sda))
+    _sda, m, rec = one_path(KernelState.ACTIVE)
     rec.fed(m, verdict("sda", Check.DOWN, 10.0), [], 15.5)
     # a later check finding it dead again does not move the start
     rec.fed(m, verdict("sda", Check.DOWN, 16.0), [], 16.1)
@@ -83,9 +72,7 @@ def test_detection_runs_from_the_check_that_found_the_path_dead_to_its_failure()
 
 
 def test_a_path_the_kernel_failed_first_is_not_timed() -> None:
-    sda = Path("sda", "8:0", "w", kernel_state=KernelState.ACTIVE)
-    m = Map("mpatha", "w", Backend.DM, paths=[sda])
-    rec = Recorder(Paths(sda))
+    _sda, m, rec = one_path(KernelState.ACTIVE)
     rec.fed(m, verdict("sda", Check.DOWN, 10.0), [], 10.1)
     rec.fed(m, reconcile.PathUevent("8:0", True), [note("kernel_path_failed", "sda")], 10.2)
     rec.fed(m, reconcile.Sent((None,)), [note("path_failed", "sda")], 11.0)
@@ -93,9 +80,7 @@ def test_a_path_the_kernel_failed_first_is_not_timed() -> None:
 
 
 def test_recovery_runs_from_the_first_usable_check_of_a_failed_path() -> None:
-    sda = Path("sda", "8:0", "w", kernel_state=KernelState.FAILED)
-    m = Map("mpatha", "w", Backend.DM, paths=[sda])
-    rec = Recorder(Paths(sda))
+    _sda, m, rec = one_path(KernelState.FAILED)
     # an answer for the past (issued before the kernel failed the path) is not the start
     rec.fed(m, verdict("sda", Check.UP, 1.0), [reconcile.Recheck("sda")], 2.0)
     rec.fed(m, verdict("sda", Check.UP, 3.0, latency=0.004), [], 3.1)
@@ -106,9 +91,7 @@ def test_recovery_runs_from_the_first_usable_check_of_a_failed_path() -> None:
 
 
 def test_a_path_dead_again_before_its_reinstatement_starts_recovery_over() -> None:
-    sda = Path("sda", "8:0", "w", kernel_state=KernelState.FAILED)
-    m = Map("mpatha", "w", Backend.DM, paths=[sda])
-    rec = Recorder(Paths(sda))
+    _sda, m, rec = one_path(KernelState.FAILED)
     rec.fed(m, verdict("sda", Check.UP, 1.0), [], 1.1)
     rec.fed(m, verdict("sda", Check.DOWN, 2.0), [], 2.1)
     rec.fed(m, verdict("sda", Check.UP, 7.0), [], 7.1)
@@ -117,10 +100,9 @@ def test_a_path_dead_again_before_its_reinstatement_starts_recovery_over() -> No
 
 
 def test_queueing_time_counts_spells_with_no_active_path_while_queue_if_no_path() -> None:
-    sda = Path("sda", "8:0", "w", kernel_state=KernelState.ACTIVE)
-    m = Map("mpatha", "w", Backend.DM, queueing=True, paths=[sda])
+    sda, m, rec = one_path(KernelState.ACTIVE, queueing=True)
     clock = [0.0]
-    rec = Recorder(Paths(sda), clock=lambda: clock[0])
+    rec.clock = lambda: clock[0]
     step = reconcile.Timer()
     rec.fed(m, step, [], 1.0)
     sda.kernel_state = KernelState.FAILED
@@ -141,31 +123,6 @@ def test_queueing_time_counts_spells_with_no_active_path_while_queue_if_no_path(
 
 
 # ---------------------------------------------------------------------- the real engine
-
-
-@contextlib.asynccontextmanager
-async def sim_daemon(
-    tmp_path: pathlib.Path, luns: int, paths: int
-) -> AsyncIterator[tuple[Daemon, SimDmOps, SimSan]]:
-    san = SimSan(luns, paths)
-    d, ops = make_daemon(san, str(tmp_path), extra=FAST)
-    connect_uevents(d, ops)
-    try:
-        await d.adopt()
-        await d.scan()
-        await settle(lambda: ops.active_paths() == luns * paths, "coldplug")
-        yield d, ops, san
-    finally:
-        await d.stop()
-
-
-async def settle(pred: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        if loop.time() > end:
-            raise AssertionError(f"not reached within {timeout:g} s: {what}")
-        await asyncio.sleep(0.02)
 
 
 def daemon_readout(d: Daemon) -> Readout:
@@ -196,7 +153,8 @@ def test_a_scrape_of_the_engine_follows_failures_and_reinstatements(
     tmp_path: pathlib.Path,
 ) -> None:
     async def main() -> None:
-        async with sim_daemon(tmp_path, 4, 2) as (d, ops, san):
+        san = SimSan(4, 2)
+        async with running(san, str(tmp_path), FAST) as (d, ops):
             registry = registry_for(d.metrics, lambda: daemon_readout(d), process=False)
             first = parse(exposition(registry))
             assert kernel_says(d, ops, first) == []
@@ -204,7 +162,7 @@ def test_a_scrape_of_the_engine_follows_failures_and_reinstatements(
             victim = san.paths[0]
             map_name = d.paths[victim.name].map_name
             san.set_path(victim.name, False)
-            await settle(lambda: ops.failed({victim.devnum}) == 1, "path failed")
+            await wait_until(lambda: ops.failed({victim.devnum}) == 1, "path failed")
             down = parse(exposition(registry))
             assert kernel_says(d, ops, down) == []
             assert value(down, "dmpath_path_failures_total", map=map_name, path=victim.name) == 1
@@ -212,8 +170,8 @@ def test_a_scrape_of_the_engine_follows_failures_and_reinstatements(
             assert value(down, "dmpath_map_failed_paths", map=map_name) == 1
             assert value(down, "dmpath_detection_seconds_count") == 1
             san.set_path(victim.name, True)
-            await settle(lambda: ops.failed({victim.devnum}) == 0, "path back")
-            await settle(lambda: d.paths[victim.name].model.reinstate_count == 1, "reinstated")
+            await wait_until(lambda: ops.failed({victim.devnum}) == 0, "path back")
+            await wait_until(lambda: d.paths[victim.name].model.reinstate_count == 1, "reinstated")
             back = parse(exposition(registry))
             assert kernel_says(d, ops, back) == []
             assert value(back, "dmpath_recovery_seconds_count") == 1
@@ -234,7 +192,7 @@ def test_a_scrape_from_another_thread_reads_the_state_on_the_event_loop(
     tmp_path: pathlib.Path,
 ) -> None:
     async def main() -> None:
-        async with sim_daemon(tmp_path, 2, 2) as (d, _ops, _san):
+        async with running(SimSan(2, 2), str(tmp_path), FAST) as (d, _ops):
             readers: list[int] = []
 
             def read() -> Readout:
@@ -285,7 +243,7 @@ def test_the_endpoint_serves_and_the_textfile_is_written_and_removed(
             url = f"http://127.0.0.1:{port}/metrics"
             body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
             assert value(parse(body.decode()), "dmpath_map_active_paths", map="mpatha") == 1
-            await settle(textfile.exists, "the textfile")
+            await wait_until(textfile.exists, "the textfile")
             assert value(parse(textfile.read_text()), "dmpath_map_paths", map="mpatha") == 1
         finally:
             await exporter.stop()
@@ -314,7 +272,7 @@ def test_a_taken_port_and_an_unwritable_file_are_reported_and_the_daemon_goes_on
             registry = registry_for(Recorder(Paths()), one_map_readout, process=False)
             exporter = Exporter(defaults, registry, errors.append)
             await exporter.start()
-            await settle(lambda: len(errors) == 2, "two errors")
+            await wait_until(lambda: len(errors) == 2, "two errors")
             await asyncio.sleep(1.5)  # another interval: the same failure is not repeated
             await exporter.stop()
 

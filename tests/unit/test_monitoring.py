@@ -10,7 +10,6 @@ import pathlib
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dmpath.daemon.exposition import exposition, registry_for
 from dmpath.sim.kernel import SimSan
-from dmpath.sim.run import connect_uevents, make_daemon
+from dmpath.sim.run import running, wait_until
 
 MONITORING = pathlib.Path(__file__).resolve().parents[2] / "monitoring"
 RULES = MONITORING / "dmpath.rules.yml"
@@ -64,32 +63,23 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
     async def scrape() -> str:
         san = SimSan(2, 2)
-        d, ops = make_daemon(san, str(work), extra="polling_interval = 0.1\ncoalesce_ms = 10")
-        connect_uevents(d, ops)
-        try:
-            await d.adopt()
-            await d.scan()
+        async with running(san, str(work), "polling_interval = 0.1\ncoalesce_ms = 10") as (
+            d,
+            ops,
+        ):
             victim = san.paths[0]
-            await until(lambda: ops.active_paths() == 4)
             san.set_path(victim.name, False)
-            await until(lambda: ops.failed({victim.devnum}) == 1)
+            await wait_until(lambda: ops.failed({victim.devnum}) == 1, "path failed")
             san.set_path(victim.name, True)
-            await until(lambda: d.paths[victim.name].model.reinstate_count == 1)
+            await wait_until(
+                lambda: d.paths[victim.name].model.reinstate_count == 1, "path reinstated"
+            )
             maps = [mr.model for mr in d.maps.values()]
             paths = [pr.model for pr in d.paths.values()]
             return exposition(registry_for(d.metrics, lambda: d.metrics.readout(maps, paths)))
-        finally:
-            await d.stop()
 
     text = asyncio.run(scrape())
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
-
-
-async def until(pred: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        assert asyncio.get_running_loop().time() < end, "the simulation did not get there"
-        await asyncio.sleep(0.02)
 
 
 def expressions(node: Any) -> list[str]:
