@@ -1889,10 +1889,12 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
 async def _serve_locked(
     daemon: Daemon, notify: Callable[[str], object], stop: asyncio.Event
 ) -> None:
-    from dmpath.daemon.exposition import Exporter
+    exporter = None
+    if daemon.d.metrics_listen or daemon.d.metrics_textfile:
+        from dmpath.daemon.exposition import Exporter  # prometheus_client: only when asked
 
-    exporter = Exporter.for_daemon(daemon)
-    await exporter.start()
+        exporter = Exporter.for_daemon(daemon)
+        await exporter.start()
     await daemon.start()
     notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -1906,7 +1908,8 @@ async def _serve_locked(
     finally:
         notify("STOPPING=1")
         await daemon.stop()
-        await exporter.stop()
+        if exporter is not None:
+            await exporter.stop()
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import urllib.request
 
@@ -14,7 +16,7 @@ import pytest
 from dmpath import config as cfgmod
 from dmpath.daemon.engine import Daemon
 from dmpath.daemon.exposition import Exporter, exposition, registry_for, split_listen
-from dmpath.daemon.metrics import Readout, Recorder
+from dmpath.daemon.metrics import Histogram, Readout, Recorder
 from dmpath.errors import ConfigError
 from dmpath.lab.promtext import Samples, parse, value
 from dmpath.model import Backend, Check, KernelState, Map, Path
@@ -40,9 +42,8 @@ class Paths:
 
 def histogram(rec: Recorder, name: str) -> tuple[float, float]:
     """(count, sum) of one of the recorder's histograms."""
-    (fam,) = [m for m in rec.histograms() if m.name == name]
-    got = {s.name: s.value for s in fam.samples}
-    return got[f"{name}_count"], got[f"{name}_sum"]
+    (row,) = [h for h in rec.readout([], []).histograms if h.name == name]
+    return row.count, row.sum
 
 
 def one_path(state: KernelState, queueing: bool = False) -> tuple[Path, Map, Recorder]:
@@ -122,6 +123,23 @@ def test_queueing_time_counts_spells_with_no_active_path_while_queue_if_no_path(
     assert (row.queueing, row.queued_seconds) == (False, 5.0)
 
 
+def test_a_value_on_a_bucket_bound_counts_in_that_bucket() -> None:
+    h = Histogram("x_seconds", "", (0.1, 1.0))
+    for v in (0.1, 0.5, 1.0, 3.0):
+        h.observe(v)
+    row = h.row()
+    assert (row.cumulative, row.count, row.sum) == ((1, 3, 4), 4, 4.6)
+
+
+def test_the_engine_loads_prometheus_client_only_for_an_exporter() -> None:
+    # dmpathd --once runs from udev: its start-up should not pay for an unused library
+    code = "import sys, dmpath.daemon.main, dmpath.daemon.engine; " \
+        "print('prometheus_client' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert res.stdout.strip() == "False"
+
+
 # ---------------------------------------------------------------------- the real engine
 
 
@@ -155,14 +173,17 @@ def test_a_scrape_of_the_engine_follows_failures_and_reinstatements(
     async def main() -> None:
         san = SimSan(4, 2)
         async with running(san, str(tmp_path), FAST) as (d, ops):
-            registry = registry_for(d.metrics, lambda: daemon_readout(d), process=False)
+            registry = registry_for(lambda: daemon_readout(d), process=False)
             first = parse(exposition(registry))
             assert kernel_says(d, ops, first) == []
             assert len([k for k in first if k[0] == "dmpath_map_info"]) == 4
             victim = san.paths[0]
             map_name = d.paths[victim.name].map_name
             san.set_path(victim.name, False)
+            model = d.paths[victim.name].model
+            # the scrape says what the daemon knows: the kernel's word once it is read
             await wait_until(lambda: ops.failed({victim.devnum}) == 1, "path failed")
+            await wait_until(lambda: model.kernel_state == KernelState.FAILED, "read failed")
             down = parse(exposition(registry))
             assert kernel_says(d, ops, down) == []
             assert value(down, "dmpath_path_failures_total", map=map_name, path=victim.name) == 1
@@ -171,10 +192,14 @@ def test_a_scrape_of_the_engine_follows_failures_and_reinstatements(
             assert value(down, "dmpath_detection_seconds_count") == 1
             san.set_path(victim.name, True)
             await wait_until(lambda: ops.failed({victim.devnum}) == 0, "path back")
-            await wait_until(lambda: d.paths[victim.name].model.reinstate_count == 1, "reinstated")
+            await wait_until(
+                lambda: (model.reinstate_count, model.kernel_state) == (1, KernelState.ACTIVE),
+                "read reinstated",
+            )
             back = parse(exposition(registry))
             assert kernel_says(d, ops, back) == []
             assert value(back, "dmpath_recovery_seconds_count") == 1
+            assert value(back, "dmpath_recovery_seconds_bucket", le="+Inf") == 1
             labels = {"map": map_name, "path": victim.name}
             assert value(back, "dmpath_path_reinstatements_total", **labels) == 1
             # the administrator's word counts too
@@ -199,7 +224,7 @@ def test_a_scrape_from_another_thread_reads_the_state_on_the_event_loop(
                 readers.append(threading.get_ident())
                 return daemon_readout(d)
 
-            registry = registry_for(d.metrics, read, asyncio.get_running_loop())
+            registry = registry_for(read, asyncio.get_running_loop())
             text = await asyncio.to_thread(exposition, registry)
             assert readers == [threading.get_ident()]
             assert value(parse(text), "dmpath_map_paths", map="mpatha") == 2
@@ -236,7 +261,7 @@ def test_the_endpoint_serves_and_the_textfile_is_written_and_removed(
     errors: list[str] = []
 
     async def main() -> None:
-        registry = registry_for(Recorder(Paths()), one_map_readout, asyncio.get_running_loop())
+        registry = registry_for(one_map_readout, asyncio.get_running_loop())
         exporter = Exporter(defaults, registry, errors.append)
         await exporter.start()
         try:
@@ -269,7 +294,7 @@ def test_a_taken_port_and_an_unwritable_file_are_reported_and_the_daemon_goes_on
         )
 
         async def main() -> None:
-            registry = registry_for(Recorder(Paths()), one_map_readout, process=False)
+            registry = registry_for(one_map_readout, process=False)
             exporter = Exporter(defaults, registry, errors.append)
             await exporter.start()
             await wait_until(lambda: len(errors) == 2, "two errors")

@@ -76,7 +76,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             )
             maps = [mr.model for mr in d.maps.values()]
             paths = [pr.model for pr in d.paths.values()]
-            return exposition(registry_for(d.metrics, lambda: d.metrics.readout(maps, paths)))
+            return exposition(registry_for(lambda: d.metrics.readout(maps, paths)))
 
     text = asyncio.run(scrape())
     return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
