@@ -176,7 +176,7 @@ class Recorder:
             self.check_latency.observe(ev.latency)
         p = self.lookup(ev.path)
         if p is None or any(isinstance(e, reconcile.Recheck) for e in effects):
-            return  # an answer for the past: the check sent after it decides
+            return  # no path of ours, or an answer for the past (the next check decides)
         if ev.check == Check.DOWN:
             self._up.pop(ev.path, None)
             if p.kernel_state == KernelState.ACTIVE:
@@ -218,7 +218,8 @@ class Recorder:
     def queued_seconds(self, name: str, now: float) -> float:
         """Seconds map ``name`` has spent queueing, the spell under way included."""
         since = self._queue_since.get(name)
-        return self._queued.get(name, 0.0) + (max(0.0, now - since) if since else 0.0)
+        spell = 0.0 if since is None else max(0.0, now - since)
+        return self._queued.get(name, 0.0) + spell
 
     def readout(self, maps: Iterable[Map], paths: Iterable[Path]) -> Readout:
         """The rows of a scrape: every map and its members, then the paths in no map.
@@ -254,8 +255,18 @@ class Recorder:
                 )
             )
         path_rows.extend(self._path_row("", p) for p in paths if p.name not in seen)
+        self._forget({r.name for r in map_rows}, {r.name for r in path_rows})
         histograms = (self.detection.row(), self.recovery.row(), self.check_latency.row())
         return Readout(tuple(map_rows), tuple(path_rows), histograms, self.started)
+
+    def _forget(self, maps: set[str], paths: set[str]) -> None:
+        """Drop the running timings of maps and paths that are gone: one made again under
+        the same name starts afresh, not from what its namesake was doing."""
+        for gone in self._queue_since.keys() - maps:
+            del self._queue_since[gone]
+        for timings in (self._down, self._up):
+            for gone in timings.keys() - paths:
+                del timings[gone]
 
     def _path_row(self, map_name: str, p: Path) -> PathRow:
         return PathRow(

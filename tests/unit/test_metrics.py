@@ -140,6 +140,19 @@ def test_the_engine_loads_prometheus_client_only_for_an_exporter() -> None:
     assert res.stdout.strip() == "False"
 
 
+def test_a_map_gone_while_queueing_and_made_again_does_not_count_the_gap() -> None:
+    sda, m, rec = one_path(KernelState.FAILED, queueing=True)
+    clock = [0.0]
+    rec.clock = lambda: clock[0]
+    rec.fed(m, reconcile.Timer(), [], 1.0)
+    clock[0] = 5.0
+    rec.readout([], [])  # flushed: a scrape no longer sees it
+    sda.kernel_state = KernelState.ACTIVE
+    rec.fed(m, reconcile.Timer(), [], 10.0)
+    (row,) = rec.readout([m], []).maps
+    assert (row.queueing, row.queued_seconds) == (False, 0.0)
+
+
 # ---------------------------------------------------------------------- the real engine
 
 
