@@ -1,6 +1,6 @@
-"""``python -m dmpath.install``: put the systemd units, udev rule, man pages, completion
-and an example config where the system looks for them, calling the console scripts where
-they really are.
+"""``python -m dmpath.install``: put the systemd units, udev rule, man pages, completion,
+an example config and the Prometheus rules and Grafana dashboard where the system looks
+for them, calling the console scripts where they really are.
 
 The unit and the rule in the source tree call ``/usr/bin/dmpathd`` and
 ``/usr/bin/dmpath-udev``; ``pip install`` puts console scripts in ``/usr/local/bin`` or a
@@ -62,6 +62,14 @@ LAYOUT = (
         False,
     ),
     ("etc/dmpath.toml.example", "etc/dmpath/dmpath.toml", False, True),
+    # for Prometheus's rule_files and Grafana's dashboard import (dmpathd(8), METRICS)
+    ("monitoring/dmpath.rules.yml", "usr/local/share/dmpath/dmpath.rules.yml", False, False),
+    (
+        "monitoring/dmpath-dashboard.json",
+        "usr/local/share/dmpath/dmpath-dashboard.json",
+        False,
+        False,
+    ),
 )
 
 
@@ -122,7 +130,8 @@ def apply(steps: list[Step], dry_run: bool = False) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m dmpath.install",
-        description="Install dmpath's systemd units, udev rule, man pages and example config.",
+        description="Install dmpath's systemd units, udev rule, man pages, example config, "
+        "alerting rules and dashboard.",
     )
     ap.add_argument("--root", default="/", help="install below this directory (default /)")
     ap.add_argument(

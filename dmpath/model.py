@@ -76,6 +76,7 @@ class Path:
     alua_state: str = ""
     group: int = 0  # 1-based priority group number in its map, 0 if none
     fail_count: int = 0  # failures seen by the daemon (checker or kernel)
+    reinstate_count: int = 0  # reinstatements by the daemon or the administrator
     last_change: float = 0.0  # epoch seconds of the last state change
     interval: float = 0.0  # current polling interval in seconds
     held: bool = False  # failed by the administrator: the checker does not reinstate it

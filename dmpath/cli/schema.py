@@ -61,6 +61,10 @@ _PATH_PROPS: dict[str, Any] = {
     "alua_state": _STR,
     "group": {**_INT0, "description": "1-based group number in its map, 0 if none"},
     "fail_count": {**_INT0, "description": "failures the daemon has seen"},
+    "reinstate_count": {
+        **_INT0,
+        "description": "reinstatements by the daemon or the administrator",
+    },
     "last_change": {**_NUM0, "description": "epoch seconds of the last state change, 0 never"},
     "interval": {**_NUM0, "description": "current polling interval in seconds"},
     "held": {

@@ -383,6 +383,33 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "A burst of udev events (a rescan, a fabric event) is gathered for this long and "
         "acted on once. 0 acts on every event at once.",
     ),
+    OptionDoc(
+        "defaults",
+        "metrics_listen",
+        '"ADDRESS:PORT" | ""',
+        _toml_value(_D.metrics_listen),
+        'Serve Prometheus metrics over HTTP at http://ADDRESS:PORT/metrics, e.g. '
+        '"127.0.0.1:9650" ("[::1]:9650" for IPv6, "0.0.0.0:9650" for every address: '
+        "the endpoint has no authentication). Empty: no endpoint. The metrics are listed "
+        "in dmpathd(8). Read at start; a change needs a restart.",
+    ),
+    OptionDoc(
+        "defaults",
+        "metrics_textfile",
+        'absolute path ending in .prom | ""',
+        _toml_value(_D.metrics_textfile),
+        "Write the same metrics to this file for node_exporter's textfile collector (e.g. "
+        '"/var/lib/prometheus/node-exporter/dmpath.prom" with Debian\'s prometheus-node-'
+        "exporter), every metrics_textfile_interval seconds, atomically (a temporary file "
+        "renamed over it); removed when dmpathd stops. Empty: no file. Read at start.",
+    ),
+    OptionDoc(
+        "defaults",
+        "metrics_textfile_interval",
+        "seconds (1 to 3600)",
+        _toml_value(_D.metrics_textfile_interval),
+        "How often metrics_textfile is rewritten.",
+    ),
     # ---- blacklist / blacklist_exceptions
     OptionDoc(
         "blacklist",

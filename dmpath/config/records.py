@@ -109,6 +109,11 @@ class Defaults:
     dm_uuid_prefix: str = DEFAULT_DM_UUID_PREFIX
     flush_on_last_del: bool = False
     coalesce_ms: int = 200
+    #: the metrics endpoint, "ADDRESS:PORT" ("" = none)
+    metrics_listen: str = ""
+    #: the file for node_exporter's textfile collector ("" = none)
+    metrics_textfile: str = ""
+    metrics_textfile_interval: float = 15.0
 
     def __post_init__(self) -> None:
         # The parser never builds this; it guards records built in code (tests, tools).

@@ -7,6 +7,7 @@ dotted key and, when the text is known, the line.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import re
 import tomllib
@@ -333,6 +334,42 @@ def _wwid(ctx: _Ctx, path: KeyPath, value: object) -> str:
     return s
 
 
+def _listen(ctx: _Ctx, path: KeyPath, value: object) -> str:
+    """``ADDRESS:PORT`` of an IP address (IPv6 in brackets), or "" for none."""
+    s = _string(ctx, path, value)
+    if not s:
+        return s
+    host, sep, port = s.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        address = None
+    ok_host = address is not None and bracketed == (address.version == 6)
+    if not sep or not ok_host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        ctx.fail(
+            path,
+            f"must be ADDRESS:PORT (an IP address, IPv6 in brackets, and a port), or \"\" "
+            f"for none, not {_toml_string(s)}",
+        )
+    return s
+
+
+def _textfile(ctx: _Ctx, path: KeyPath, value: object) -> str:
+    """An absolute path ending in .prom (node_exporter reads no other), or "" for none."""
+    s = _string(ctx, path, value)
+    if not s:
+        return s
+    _abs_path(ctx, path, s)
+    if not s.endswith(".prom"):
+        ctx.fail(
+            path,
+            f"must end in .prom (node_exporter's textfile collector reads no other file), "
+            f"not {_toml_string(s)}",
+        )
+    return s
+
+
 _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "backend": _enum(Backend),
     "path_grouping_policy": _enum(GroupingPolicy),
@@ -365,6 +402,9 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "dm_uuid_prefix": _dm_uuid_prefix,
     "flush_on_last_del": _bool,
     "coalesce_ms": _int(0, 10000),
+    "metrics_listen": _listen,
+    "metrics_textfile": _textfile,
+    "metrics_textfile_interval": _seconds(1.0, 3600.0),
 }
 assert set(_DEFAULTS_SCHEMA) == {f.name for f in fields(Defaults)}
 assert set(OVERRIDABLE) <= set(_DEFAULTS_SCHEMA)

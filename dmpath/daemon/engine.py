@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from dmpath import config as cfgmod
 from dmpath.config import Backend
-from dmpath.daemon import discovery
+from dmpath.daemon import discovery, metrics
 from dmpath.daemon.backends import DmBackend, MdBackend, kernel_dm_ops
 from dmpath.daemon.checkers import Checker, PathChecker
 from dmpath.daemon.checkpool import CheckJob as PoolJob
@@ -239,6 +239,8 @@ class Daemon:
         d = cfg.defaults
         self.sched = polling.CheckScheduler(d.polling_interval, d.max_polling_interval)
         self.marginal = _marginal_policy(d)
+        #: what the metrics take from events (the rest is read from the model when scraped)
+        self.metrics = metrics.Recorder(self._path_named)
         # a hung check holds its thread until the kernel lets go; the pool starts another
         self.checks: CheckPool[tuple[Check, str, str]] = CheckPool(
             CHECK_WORKERS,
@@ -553,6 +555,10 @@ class Daemon:
 
     # ------------------------------------------------------------------ the reconciler
 
+    def _path_named(self, name: str) -> Path | None:
+        pr = self.paths.get(name)
+        return pr.model if pr is not None else None
+
     def _path_model(self, devnum: str) -> Path | None:
         pr = self.by_devnum.get(devnum)
         return pr.model if pr is not None else None
@@ -563,6 +569,7 @@ class Daemon:
             time.monotonic(), time.time(), self.d.polling_interval, self._path_model, self.marginal
         )
         effects = reconcile.step(mr.health, mr.model, ev, ctx)
+        self.metrics.fed(mr.model, ev, effects, ctx.now)
         name = mr.model.name
         for e in effects:
             if isinstance(e, reconcile.Note):
@@ -1740,6 +1747,7 @@ class Daemon:
         async with self._claimed(mr):
             await self._admin_message(mr, pr, KernelState.ACTIVE)
             pr.model.held = False
+            pr.model.reinstate_count += 1
             was_marginal = reconcile.forgive(mr.health, pr.model)
             self.event(
                 "path_reinstated",
@@ -1881,6 +1889,12 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
 async def _serve_locked(
     daemon: Daemon, notify: Callable[[str], object], stop: asyncio.Event
 ) -> None:
+    exporter = None
+    if daemon.d.metrics_listen or daemon.d.metrics_textfile:
+        from dmpath.daemon.exposition import Exporter  # prometheus_client: only when asked
+
+        exporter = Exporter.for_daemon(daemon)
+        await exporter.start()
     await daemon.start()
     notify("READY=1")
     watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -1894,6 +1908,8 @@ async def _serve_locked(
     finally:
         notify("STOPPING=1")
         await daemon.stop()
+        if exporter is not None:
+            await exporter.stop()
 
 
 @contextlib.asynccontextmanager

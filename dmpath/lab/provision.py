@@ -50,6 +50,9 @@ APT_PACKAGES = (
     "mmdebstrap",
     "e2fsprogs",
     "qemu-utils",
+    # promtool, which tests the shipped alerting rules (dmpath/monitoring); Debian ships
+    # it only in the server's package (whose service nothing here uses)
+    "prometheus",
 )
 
 #: md's multipath personality left the kernel in 6.8; the lab must boot an older kernel

@@ -62,7 +62,7 @@ PACKAGES = (
 )
 
 #: from PyPI into the image's venv (pinned: the image hash must name what is inside)
-PIP_PACKAGES = ("sh==2.4.0", "pyroute2==0.9.7")
+PIP_PACKAGES = ("sh==2.4.0", "pyroute2==0.9.7", "prometheus-client==0.26.0")
 
 #: the venv dmpath is installed into at each boot (``--system-site-packages`` sees the
 #: Debian libraries)

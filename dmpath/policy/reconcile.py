@@ -559,6 +559,9 @@ def _sent(h: MapHealth, m: Map, ev: Sent, ctx: Context) -> list[Effect]:
             out.append(Note("path_failed", a.path, a.message))
             acted = True
         else:
+            p = _member(m, name=a.path)
+            if p is not None:
+                p.reinstate_count += 1
             out.append(Note("path_reinstated", a.path, a.message))
             m.alerts[:] = [x for x in m.alerts if not x.startswith(f"{a.path}:")]
             acted = True

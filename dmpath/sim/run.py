@@ -13,12 +13,13 @@ at 16,384 paths, which would measure saturation, not idling.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -145,7 +146,9 @@ def connect_uevents(d: Daemon, ops: SimDmOps) -> None:
     ops.uevent = uevent
 
 
-async def _wait(pred: Callable[[], bool], what: str, timeout: float = PHASE_TIMEOUT) -> None:
+async def wait_until(
+    pred: Callable[[], bool], what: str, timeout: float = PHASE_TIMEOUT
+) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         if time.monotonic() > deadline:
@@ -153,12 +156,29 @@ async def _wait(pred: Callable[[], bool], what: str, timeout: float = PHASE_TIME
         await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def running(
+    san: SimSan, workdir: str, extra: str = ""
+) -> AsyncIterator[tuple[Daemon, SimDmOps]]:
+    """A daemon on ``san`` that has made every map and activated every path; stopped
+    on the way out."""
+    d, ops = make_daemon(san, workdir, extra=extra)
+    connect_uevents(d, ops)
+    try:
+        await d.adopt()
+        await d.scan()
+        await wait_until(lambda: ops.active_paths() == len(san.paths), "coldplug", 60.0)
+        yield d, ops
+    finally:
+        await d.stop()
+
+
 async def _phase(name: str, act: Callable[[], Any], done: Callable[[], bool]) -> Phase:
     c0, t0 = _cpu(), time.monotonic()
     got = act()
     if asyncio.iscoroutine(got):
         await got
-    await _wait(done, name)
+    await wait_until(done, name)
     return Phase(name, _cpu() - c0, time.monotonic() - t0, rss_mb())
 
 
@@ -198,9 +218,9 @@ async def scenario(luns: int, paths: int, idle_s: float, flaps: int) -> SimResul
         c0, t0 = _cpu(), time.monotonic()
         for _ in range(flaps):
             san.set_path(victim.name, False)
-            await _wait(lambda: ops.failed({victim.devnum}) == 1, "flap down")
+            await wait_until(lambda: ops.failed({victim.devnum}) == 1, "flap down")
             san.set_path(victim.name, True)
-            await _wait(lambda: ops.failed({victim.devnum}) == 0, "flap up")
+            await wait_until(lambda: ops.failed({victim.devnum}) == 0, "flap up")
         phases.append(
             Phase("flap_per_event", (_cpu() - c0) / (2 * max(1, flaps)),
                   (time.monotonic() - t0) / (2 * max(1, flaps)), rss_mb(), {"flaps": flaps})
@@ -219,7 +239,7 @@ async def idle_hour(luns: int, paths: int, window_s: float) -> Phase:
         d, ops = make_daemon(san, work, IDLE_COMPRESSION)
         await d.adopt()
         await d.scan()
-        await _wait(lambda: ops.active_paths() == luns * paths, "idle coldplug")
+        await wait_until(lambda: ops.active_paths() == luns * paths, "idle coldplug")
         await asyncio.sleep(3 * d.d.max_polling_interval)
         checks0 = san.checks
         c0, t0 = _cpu(), time.monotonic()
