@@ -104,6 +104,8 @@ class Defaults:
     dm_uuid_prefix: str = DEFAULT_DM_UUID_PREFIX
     flush_on_last_del: bool = False
     coalesce_ms: int = 200
+    history_file: str = "/var/lib/dmpath/history"
+    history_max_events: int = 10000
 
     def __post_init__(self) -> None:
         # The parser never builds this; it guards records built in code (tests, tools).

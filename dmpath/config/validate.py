@@ -213,6 +213,13 @@ def _abs_path(ctx: _Ctx, path: KeyPath, value: object) -> str:
     return s
 
 
+def _abs_path_or_empty(ctx: _Ctx, path: KeyPath, value: object) -> str:
+    """An absolute file path, or "" for none."""
+    if value == "":
+        return ""
+    return _abs_path(ctx, path, value)
+
+
 def _path_selector(ctx: _Ctx, path: KeyPath, value: object) -> str:
     s = " ".join(_string(ctx, path, value).split())
     if s in PATH_SELECTORS:
@@ -365,6 +372,8 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "dm_uuid_prefix": _dm_uuid_prefix,
     "flush_on_last_del": _bool,
     "coalesce_ms": _int(0, 10000),
+    "history_file": _abs_path_or_empty,
+    "history_max_events": _int(10, 1_000_000),
 }
 assert set(_DEFAULTS_SCHEMA) == {f.name for f in fields(Defaults)}
 assert set(OVERRIDABLE) <= set(_DEFAULTS_SCHEMA)

@@ -103,6 +103,7 @@ class DaemonUnderTest:
         mine = {
             "bindings_file": f"{self.workdir}/bindings",
             "wwids_file": f"{self.workdir}/wwids",
+            "history_file": f"{self.workdir}/history",
             **self.defaults,
             "socket": self.socket,
         }
