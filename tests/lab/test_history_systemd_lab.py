@@ -1,0 +1,123 @@
+"""The history and the journal under a real systemd (the ``systemd`` lab flavour,
+docs/lab-systemd.md): the events of the prepare boot are listed in the test boot, and a
+path failure is one structured journal entry that ``journalctl MESSAGE_ID=...`` finds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pytest
+
+from dmpath.daemon.journal import MESSAGE_IDS
+from dmpath.lab.sysguest import STATE
+
+pytestmark = pytest.mark.lab(boot="systemd")
+
+T = TypeVar("T")
+
+
+def sh(*argv: str, timeout: float = 120) -> str:
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    assert res.returncode == 0, f"{' '.join(argv)}: {res.returncode}: {res.stdout}{res.stderr}"
+    return res.stdout
+
+
+def wait_for(pred: Callable[[], T], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1.0)
+
+
+def journal(*args: str) -> list[dict[str, str]]:
+    out = subprocess.run(
+        ["journalctl", "--no-pager", "-o", "json", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout
+    return [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+
+
+def boot_time() -> float:
+    with open("/proc/stat") as fh:
+        return float(next(ln.split()[1] for ln in fh if ln.startswith("btime ")))
+
+
+@pytest.fixture(scope="module")
+def prepared() -> dict[str, object]:
+    if os.environ.get("DMPATH_LAB_BOOT") != "systemd":
+        pytest.skip("runs in the systemd lab flavour only")
+    with open(STATE) as fh:
+        state: dict[str, object] = json.load(fh)
+    return state
+
+
+@pytest.fixture
+def active_daemon() -> Iterator[None]:
+    sh("systemctl", "start", "dmpathd.socket", "dmpathd.service")
+    yield
+    subprocess.run(["systemctl", "start", "dmpathd.service"], check=False, timeout=120)
+
+
+def set_state(path: str, state: str) -> None:
+    with open(f"/sys/block/{path}/device/state", "w") as fh:
+        fh.write(state)
+
+
+def test_the_events_of_the_prepare_boot_are_listed_in_this_one(
+    prepared: dict[str, object], active_daemon: None
+) -> None:
+    assert os.path.getsize("/var/lib/dmpath/history") > 0
+    events = json.loads(sh("mpathctl", "--json", "show", "events"))
+    earlier = [e for e in events if e["time"] < boot_time()]
+    assert any(e["kind"] == "map_created" and e["map"] == prepared["map"] for e in earlier)
+    # the prepare boot ended with an orderly shutdown: its daemon recorded its stop
+    assert earlier[-1]["kind"] == "daemon_stopped", earlier[-3:]
+    started = [e for e in events if e["kind"] == "daemon_started" and e not in earlier]
+    assert started and "earlier events from /var/lib/dmpath/history" in started[0]["message"]
+
+
+def test_a_path_failure_is_one_structured_journal_entry(
+    prepared: dict[str, object], active_daemon: None
+) -> None:
+    name = str(prepared["map"])
+    victim = str(prepared["paths"][0])  # type: ignore[index]
+    since = f"@{int(time.time()) - 1}"
+    set_state(victim, "offline")
+    try:
+        # failed by the daemon's checker, or by the kernel first if I/O met the path
+        (entry,) = wait_for(
+            lambda: journal("--since", since, f"DMPATH_PATH={victim}",
+                            f"MESSAGE_ID={MESSAGE_IDS['path_failed']}",
+                            f"MESSAGE_ID={MESSAGE_IDS['kernel_path_failed']}"),
+            90,
+            f"a path_failed entry for {victim}",
+        )
+    finally:
+        set_state(victim, "running")
+    assert entry["SYSLOG_IDENTIFIER"] == "dmpathd"
+    assert entry["_SYSTEMD_UNIT"] == "dmpathd.service"
+    assert entry["DMPATH_MAP"] == name
+    assert (entry["DMPATH_EVENT"], entry["PRIORITY"]) in (
+        ("path_failed", "4"), ("kernel_path_failed", "6")
+    ), entry
+    assert entry["MESSAGE"].startswith(f"{name}: IO failure on {victim}"), entry["MESSAGE"]
+    # standard error is the journal too: the event is not in it a second time as a line
+    same = [e for e in journal("--since", since, "-u", "dmpathd.service")
+            if e.get("MESSAGE") == entry["MESSAGE"]]
+    assert same == [entry], same
+    # and its return, found by map
+    wait_for(
+        lambda: [e for e in journal("--since", since, f"DMPATH_MAP={name}")
+                 if e.get("MESSAGE_ID") == MESSAGE_IDS["path_reinstated"]],
+        90,
+        f"a path_reinstated entry for {victim}",
+    )
