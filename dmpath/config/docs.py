@@ -399,12 +399,14 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
     OptionDoc(
         "defaults",
         "history_max_events",
-        "integer (10 to 1000000)",
+        "integer (10 to 50000)",
         _toml_value(_D.history_max_events),
         "How many events the history keeps, the newest, in memory and in history_file; "
         "the file grows to one and a half times as many lines and is then rewritten to "
         "this many (a temporary file renamed over it). An event line is about 150 bytes. "
-        "A coldplug of a thousand paths makes over a thousand events. Read at start only.",
+        "A coldplug of a thousand paths makes over a thousand events. The whole history is "
+        "one reply of mpathctl show events (at most 16 MiB), hence the upper bound; the "
+        "snapshot of mpathctl status carries the newest 1,000. Read at start only.",
     ),
     # ---- blacklist / blacklist_exceptions
     OptionDoc(

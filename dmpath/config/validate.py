@@ -373,7 +373,7 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "flush_on_last_del": _bool,
     "coalesce_ms": _int(0, 10000),
     "history_file": _abs_path_or_empty,
-    "history_max_events": _int(10, 1_000_000),
+    "history_max_events": _int(10, 50_000),
 }
 assert set(_DEFAULTS_SCHEMA) == {f.name for f in fields(Defaults)}
 assert set(OVERRIDABLE) <= set(_DEFAULTS_SCHEMA)

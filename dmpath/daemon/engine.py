@@ -69,6 +69,9 @@ log = logging.getLogger("dmpathd")
 QUIET_KINDS = frozenset({"path_added"})
 T = TypeVar("T")
 
+#: the newest events a snapshot (``show``, ``mpathctl status``) carries; ``events`` gives
+#: the whole history (``history_max_events``)
+SNAPSHOT_EVENTS = 1000
 #: a kernel operation slower than this (seconds) raises an alert; it is still awaited
 SLOW_KERNEL_OP = 30.0
 #: how long a new map's /dev/mapper node may take to appear (udev makes it)
@@ -1613,7 +1616,7 @@ class Daemon:
             config_file=self.config_path,
             maps=[mr.model for mr in sorted(self.maps.values(), key=lambda r: r.model.name)],
             unmapped_paths=[pr.model for n, pr in sorted(self.paths.items()) if n not in mapped],
-            events=list(self.events),
+            events=list(self.events)[-SNAPSHOT_EVENTS:],
         )
 
     # ------------------------------------------------------------------ admin operations

@@ -217,3 +217,14 @@ def test_no_history_file_keeps_the_history_in_memory(tmp_path: pathlib.Path) -> 
     assert d.history is None
     assert [e["kind"] for e in events] == [h.STARTED, "path_failed"]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_snapshot_carries_the_newest_events_and_events_the_whole_history(
+    tmp_path: pathlib.Path,
+) -> None:
+    d = make_daemon(tmp_path, "")
+    for i in range(1500):
+        d.event("check", "mpatha", "sdb", f"check {i}")
+    snap = d.snapshot()
+    assert len(snap.events) == 1000 and snap.events[-1].message == "check 1499"
+    assert len(asyncio.run(d.op_events())) == 1500
