@@ -22,11 +22,10 @@ history is kept in memory only from then on.
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
-import threading
 
+from dmpath.daemon.batchwriter import BatchWriter
 from dmpath.errors import DmpathError
 from dmpath.model import Event
 from dmpath.policy import files
@@ -46,18 +45,17 @@ class HistoryFile:
         self.bound = bound
         self._fd = -1
         self._lines = 0  # lines in the file now
-        self._queue: collections.deque[Event] = collections.deque()
-        self._cond = threading.Condition()
-        self._queued = 0  # events ever queued
-        self._done = 0  # events ever written, dropped or given up on
-        self.dropped = 0  # events dropped from a full queue
-        self._closing = False
-        self._writer: threading.Thread | None = None
+        self._writer: BatchWriter[Event] | None = None
 
     @property
     def open(self) -> bool:
         """True while events go to the file."""
         return self._writer is not None and self._fd >= 0
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped from a full queue (the writer stuck on its disk)."""
+        return self._writer.dropped if self._writer is not None else 0
 
     def load(self) -> list[Event]:
         """The file's events (the newest ``bound``, oldest first); from now on appended
@@ -82,62 +80,30 @@ class HistoryFile:
         self._fd, self._lines = fd, parsed.lines
         if self._lines >= compact_at(self.bound) and not self._compact():
             return parsed.events
-        self._writer = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        self._writer.start()
+        self._writer = BatchWriter(self._write_batch, "history-writer", bound=self.bound)
         return parsed.events
 
     def append(self, ev: Event) -> None:
-        """Queue ``ev`` for the writer (nothing if the file is not open)."""
-        with self._cond:
-            if self._writer is None or self._closing or self._fd < 0:
-                return
-            if len(self._queue) >= self.bound:
-                self._queue.popleft()
-                self.dropped += 1
-                self._done += 1
-            self._queue.append(ev)
-            self._queued += 1
-            self._cond.notify_all()
+        """Queue ``ev`` for the writer (nothing once the file is not open)."""
+        if self._writer is not None and self._fd >= 0:
+            self._writer.put(ev)
 
     def flush(self) -> None:
         """Return once every event queued before this call is written (or dropped)."""
-        writer = self._writer
-        if writer is None or threading.current_thread() is writer:
-            return
-        with self._cond:
-            target = self._queued
-            self._cond.wait_for(
-                lambda: self._done >= target or not writer.is_alive(), timeout=CLOSE_TIMEOUT
-            )
+        if self._writer is not None:
+            self._writer.flush(CLOSE_TIMEOUT)
 
     def close(self) -> None:
         """Write what is queued, then stop the writer and close the file."""
-        self.flush()
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._writer is not None:
-            self._writer.join(CLOSE_TIMEOUT)
-            if self._writer.is_alive():
-                return  # stuck on its disk: the descriptor goes with the process
+        if self._writer is not None and not self._writer.close(CLOSE_TIMEOUT):
+            return  # stuck on its disk: the descriptor goes with the process
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                batch = list(self._queue)
-                self._queue.clear()
-            if not batch:
-                return  # closing, and nothing left
-            if self._fd >= 0:
-                self._write(encode_events(batch), len(batch))
-            with self._cond:
-                self._done += len(batch)
-                self._cond.notify_all()
+    def _write_batch(self, batch: list[Event]) -> None:
+        if self._fd >= 0:
+            self._write(encode_events(batch), len(batch))
 
     def _write(self, data: bytes, n: int) -> None:
         try:

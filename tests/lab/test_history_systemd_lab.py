@@ -6,65 +6,27 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
 
 import pytest
 
 from dmpath.daemon.journal import MESSAGE_IDS
-from dmpath.lab.sysguest import STATE
+from dmpath.lab.sysguest import journal_entries, prepared_state, sh, wait_for
 
 pytestmark = pytest.mark.lab(boot="systemd")
-
-T = TypeVar("T")
-
-
-def sh(*argv: str, timeout: float = 120) -> str:
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    assert res.returncode == 0, f"{' '.join(argv)}: {res.returncode}: {res.stdout}{res.stderr}"
-    return res.stdout
-
-
-def wait_for(pred: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1.0)
-
-
-def journal(*args: str) -> list[dict[str, str]]:
-    out = subprocess.run(
-        ["journalctl", "--no-pager", "-o", "json", *args],
-        capture_output=True, text=True, timeout=120, check=False,
-    ).stdout
-    return [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
-
-
-def boot_time() -> float:
-    with open("/proc/stat") as fh:
-        return float(next(ln.split()[1] for ln in fh if ln.startswith("btime ")))
 
 
 @pytest.fixture(scope="module")
 def prepared() -> dict[str, object]:
     if os.environ.get("DMPATH_LAB_BOOT") != "systemd":
         pytest.skip("runs in the systemd lab flavour only")
-    with open(STATE) as fh:
-        state: dict[str, object] = json.load(fh)
-    return state
+    sh("systemctl", "start", "dmpathd.service")  # started at boot; this waits for it
+    return prepared_state()
 
 
-@pytest.fixture
-def active_daemon() -> Iterator[None]:
-    sh("systemctl", "start", "dmpathd.socket", "dmpathd.service")
-    yield
-    subprocess.run(["systemctl", "start", "dmpathd.service"], check=False, timeout=120)
+def boot_time() -> float:
+    with open("/proc/stat") as fh:
+        return float(next(ln.split()[1] for ln in fh if ln.startswith("btime ")))
 
 
 def set_state(path: str, state: str) -> None:
@@ -73,7 +35,7 @@ def set_state(path: str, state: str) -> None:
 
 
 def test_the_events_of_the_prepare_boot_are_listed_in_this_one(
-    prepared: dict[str, object], active_daemon: None
+    prepared: dict[str, object],
 ) -> None:
     assert os.path.getsize("/var/lib/dmpath/history") > 0
     events = json.loads(sh("mpathctl", "--json", "show", "events"))
@@ -85,9 +47,7 @@ def test_the_events_of_the_prepare_boot_are_listed_in_this_one(
     assert started and "earlier events from /var/lib/dmpath/history" in started[0]["message"]
 
 
-def test_a_path_failure_is_one_structured_journal_entry(
-    prepared: dict[str, object], active_daemon: None
-) -> None:
+def test_a_path_failure_is_one_structured_journal_entry(prepared: dict[str, object]) -> None:
     name = str(prepared["map"])
     victim = str(prepared["paths"][0])  # type: ignore[index]
     since = f"@{int(time.time()) - 1}"
@@ -95,9 +55,9 @@ def test_a_path_failure_is_one_structured_journal_entry(
     try:
         # failed by the daemon's checker, or by the kernel first if I/O met the path
         (entry,) = wait_for(
-            lambda: journal("--since", since, f"DMPATH_PATH={victim}",
-                            f"MESSAGE_ID={MESSAGE_IDS['path_failed']}",
-                            f"MESSAGE_ID={MESSAGE_IDS['kernel_path_failed']}"),
+            lambda: journal_entries("--since", since, f"DMPATH_PATH={victim}",
+                                    f"MESSAGE_ID={MESSAGE_IDS['path_failed']}",
+                                    f"MESSAGE_ID={MESSAGE_IDS['kernel_path_failed']}"),
             90,
             f"a path_failed entry for {victim}",
         )
@@ -112,12 +72,12 @@ def test_a_path_failure_is_one_structured_journal_entry(
     assert entry["MESSAGE"].startswith(f"{name}: IO failure on {victim}"), entry["MESSAGE"]
     # standard error is the journal too: the event is not in it a second time as a line
     # ("WARNING dmpathd: " and the message)
-    same = [e for e in journal("--since", since, "-u", "dmpathd.service")
+    same = [e for e in journal_entries("--since", since, "-u", "dmpathd.service")
             if entry["MESSAGE"] in str(e.get("MESSAGE", ""))]
     assert same == [entry], same
     # and its return, found by map
     wait_for(
-        lambda: [e for e in journal("--since", since, f"DMPATH_MAP={name}")
+        lambda: [e for e in journal_entries("--since", since, f"DMPATH_MAP={name}")
                  if e.get("MESSAGE_ID") == MESSAGE_IDS["path_reinstated"]],
         90,
         f"a path_reinstated entry for {victim}",
