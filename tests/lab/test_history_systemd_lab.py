@@ -12,6 +12,7 @@ import pytest
 
 from dmpath.daemon.journal import MESSAGE_IDS
 from dmpath.lab.sysguest import journal_entries, prepared_state, sh, wait_for
+from dmpath.lab.topology import set_state
 
 pytestmark = pytest.mark.lab(boot="systemd")
 
@@ -27,11 +28,6 @@ def prepared() -> dict[str, object]:
 def boot_time() -> float:
     with open("/proc/stat") as fh:
         return float(next(ln.split()[1] for ln in fh if ln.startswith("btime ")))
-
-
-def set_state(path: str, state: str) -> None:
-    with open(f"/sys/block/{path}/device/state", "w") as fh:
-        fh.write(state)
 
 
 def test_the_events_of_the_prepare_boot_are_listed_in_this_one(
