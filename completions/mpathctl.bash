@@ -39,7 +39,7 @@ _mpathctl()
     fi
 
     local global_opts="--socket --json --no-color --debug --help"
-    local commands="status show watch fail reinstate add remove create flush switchgroup queueing reconfigure"
+    local commands="status show watch fail reinstate add remove create flush switchgroup queueing reconfigure migrate-md import"
 
     # the command, its sub-view, the --socket given, and the positional arguments so far
     local i w cmd="" sub="" sock="" npos=0
@@ -48,7 +48,8 @@ _mpathctl()
         case $w in
             --socket) sock=${words[i + 1]}; ((i++)); continue ;;
             --socket=*) sock=${w#--socket=}; continue ;;
-            --format | --interval | -n | --count | --since | --limit | --name) ((i++)); continue ;;
+            --format | --interval | -n | --count | --since | --limit | --name | --config-dir | --config)
+                ((i++)); continue ;;
             -*) continue ;;
         esac
         if [[ -z $cmd ]]; then
@@ -67,6 +68,10 @@ _mpathctl()
             ;;
         --format)
             COMPREPLY=($(compgen -W "dmpath multipath-tools" -- "$cur"))
+            return
+            ;;
+        --config-dir)
+            COMPREPLY=($(compgen -d -- "$cur"))
             return
             ;;
         --interval | -n | --count | --since | --limit | --name)
@@ -125,6 +130,27 @@ _mpathctl()
                 words_list=$(_mpathctl_maps "$sock")
             elif ((npos == 1)); then
                 words_list="on off"
+            fi
+            ;;
+        migrate-md)
+            opts+=" --name --config --dry-run"
+            if ((npos == 0)) && [[ $cur != -* ]]; then
+                # md arrays: /dev/mdN and their /dev/md/NAME links
+                local a arrays=""
+                for a in /dev/md[0-9]* /dev/md/*; do
+                    [[ -e $a ]] && arrays+=" $a"
+                done
+                COMPREPLY=($(compgen -W "$arrays" -- "$cur"))
+                return
+            fi
+            ;;
+        import)
+            opts+=" --config-dir"
+            if ((npos == 0)); then
+                words_list="multipath.conf"
+            elif ((npos == 1)) && [[ $cur != -* ]]; then
+                COMPREPLY=($(compgen -f -- "$cur"))
+                return
             fi
             ;;
     esac

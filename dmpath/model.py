@@ -3,7 +3,8 @@
 A ``Snapshot`` is what the daemon shows over its control socket and what ``mpathctl``
 renders; ``snapshot_to_dict``/``snapshot_from_dict`` are the JSON form (schema version
 ``SNAPSHOT_VERSION``, documented in man/mpathctl.8). The model is rebuilt from the kernel
-and checked against it, never trusted as a cache (DESIGN.md §Conventions 5).
+and checked against it, never trusted as a cache: the
+kernel changes maps behind our back (a path fails, an administrator runs dmsetup).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# Backend is a configuration choice the model also carries; it lives with the records so
+# that loading the configuration (the udev helper does at every event) needs no model
+from dmpath.config.records import Backend
 from dmpath.kernel.dmtable import DmInfo, MultipathTable
 from dmpath.kernel.nvme import NativeNamespace, NativePath, NativeSubsystem
 
@@ -50,11 +54,6 @@ class GroupState(StrEnum):
     ACTIVE = "active"
     ENABLED = "enabled"
     DISABLED = "disabled"
-
-
-class Backend(StrEnum):
-    DM = "dm"
-    MD = "md"
 
 
 @dataclass

@@ -107,6 +107,13 @@ def read_disk(
     )
 
 
+#: udev properties that name one device, not its LUN: never lent to a sibling
+DEVICE_OWN = frozenset(
+    ("DEVNAME", "DEVPATH", "MAJOR", "MINOR", "DISKSEQ", "DEVLINKS", "SEQNUM", "ACTION",
+     "USEC_INITIALIZED", "ID_PATH", "ID_PATH_TAG", "DMPATH_PATH")
+)
+
+
 def siblings(
     me: claim.Disk, cfg: Config, sys_root: str = "/sys", run_root: str = "/run"
 ) -> list[claim.Disk]:
@@ -115,6 +122,12 @@ def siblings(
     One LUN reports one VPD 0x83 identifier on every path, so disks whose sysfs wwid
     differs from ours are skipped unread: the udev database is read only for likely
     siblings, which keeps a coldplug of a thousand disks from reading a million files.
+
+    A sibling udev has not recorded yet (the paths of a new LUN appear together and udev
+    runs their events side by side) is taken with our properties when its sysfs wwid is
+    ours: it is this LUN through another path. Without that, each of two paths added at
+    once saw no other and neither was claimed at its ``add`` (seen under systemd: the
+    service the rule starts on ``add`` was never started).
     """
     try:
         names = sorted(os.listdir(os.path.join(sys_root, "block")))
@@ -128,7 +141,10 @@ def siblings(
         if me.sysfs_wwid and theirs and theirs != me.sysfs_wwid:
             continue
         devnum = _read(os.path.join(sys_root, "block", n, "dev"))
-        out.append(read_disk(n, udev_db_properties(devnum, run_root), cfg, sys_root))
+        props = udev_db_properties(devnum, run_root)
+        if not props and me.sysfs_wwid and theirs == me.sysfs_wwid:
+            props = {k: v for k, v in me.properties.items() if k not in DEVICE_OWN}
+        out.append(read_disk(n, props, cfg, sys_root))
     return out
 
 

@@ -19,11 +19,11 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
+from dmpath.config import Backend
 from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmtable, mdstat, nvme, sysfs
 from dmpath.model import (
-    Backend,
     GroupState,
     KernelState,
     Map,

@@ -3,7 +3,7 @@
 Why it is built this way:
 
 * Every error a user can cause or meet ends as one line on stderr, ``mpathctl: error:
-  ...``, and an exit status a script can branch on (DESIGN.md §7); a traceback appears
+  ...``, and an exit status a script can branch on; a traceback appears
   only with ``--debug``. The statuses are listed in ``EXIT_CODES`` and the man page.
 * Global options work before and after the command (``mpathctl status --json`` and
   ``mpathctl --json status``), because admins type them both ways.
@@ -362,6 +362,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration to record the map in (default: /etc/dmpath/dmpath.toml)",
     )
     p.add_argument("--dry-run", action="store_true", help="check and show the plan only")
+
+    p = cmd("import", "convert another tool's configuration to a dmpath.toml", cmd_import)
+    source = p.add_subparsers(dest="what", metavar="FORMAT", required=True)
+    v = source.add_parser(
+        "multipath.conf",
+        help="multipath-tools' configuration (and its config_dir drop-ins)",
+        description="Print the dmpath.toml equivalent of multipath-tools' configuration, "
+        "with a comment line for each setting not carried over and why.",
+        parents=[common],
+    )
+    v.set_defaults(func=cmd_import_mptconf)
+    v.add_argument(
+        "file",
+        nargs="?",
+        default=None,
+        metavar="FILE",
+        help="the file to convert ('-': standard input; default: /etc/multipath.conf)",
+    )
+    v.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        default=None,
+        help="read the drop-ins from DIR instead of the file's config_dir ('' for none)",
+    )
     return parser
 
 
@@ -724,6 +748,48 @@ def cmd_migrate_md(ctx: Ctx, args: argparse.Namespace) -> int:
         )
     )
     ctx.show(line)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- import
+
+
+def cmd_import(ctx: Ctx, args: argparse.Namespace) -> int:  # pragma: no cover - never chosen
+    raise UsageError("import what? (see 'mpathctl import --help')")
+
+
+def cmd_import_mptconf(ctx: Ctx, args: argparse.Namespace) -> int:
+    """Runs here, reads files only: nothing is asked of the daemon or changed."""
+    from dmpath.config import mptconf, mptimport
+
+    path = args.file or mptconf.DEFAULT_MPT_CONFIG
+    # standard input has no directory of its own: its drop-ins only when asked for
+    config_dir = "" if path == "-" and args.config_dir is None else args.config_dir
+    result = mptimport.import_mptconf(mptconf.read_with_config_dir(path, config_dir))
+    if ctx.json:
+        ctx.print_json(
+            {
+                "ok": True,
+                "result": {
+                    "toml": result.text,
+                    "sources": list(result.sources),
+                    "carried": result.carried,
+                    "not_carried": [
+                        {"where": n.where, "setting": n.setting, "value": n.value, "why": n.why}
+                        for n in result.notes
+                    ],
+                },
+            }
+        )
+        return EXIT_OK
+    ctx.out.write(result.text)
+    ctx.out.flush()
+    ctx.err.write(
+        f"{PROG}: {render.sanitize(', '.join(result.sources))}: "
+        + mptimport.summary(result.carried, len(result.notes))
+        + (" (the # lines at the top of the output say which and why)" if result.notes else "")
+        + "\n"
+    )
     return EXIT_OK
 
 

@@ -6,7 +6,7 @@ healthy, degraded and dead maps at any width without a daemon.
 
 Two rules shape this module:
 
-* Device strings are data, never markup (DESIGN.md §8). Vendor, model, alias, WWID and
+* Device strings are data, never markup. Vendor, model, alias, WWID and
   message text come from devices and configuration files we do not control, so every one
   goes through :func:`sanitize` into a ``Text``: rich markup in them stays literal and
   control characters (an ESC, a BEL, a newline, a bidi override) are shown escaped instead

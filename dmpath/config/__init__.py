@@ -12,32 +12,29 @@ Why frozen dataclasses: the daemon swaps the whole ``Config`` on reload, and the
 A missing file means "all defaults" (dmpath works out of the box, as multipathd does
 without ``multipath.conf``); an unreadable one is an error, never a silent default.
 
-Every option, its default and its meaning is in ``OPTIONS`` (``dmpath.config.docs``); this
-docstring's table, the man page ``man/dmpath.toml.5`` (between its GENERATED markers) and
-the tests are all derived from it, so they cannot drift apart. Regenerate the man page with
-``python -m dmpath.config --update-man man/dmpath.toml.5``.
+Every option, its default and its meaning is in ``OPTIONS`` (``dmpath.config.docs``); that
+module's docstring table, the man page ``man/dmpath.toml.5`` (between its GENERATED
+markers) and the tests are all derived from it, so they cannot drift apart. Regenerate
+the man page with ``python -m dmpath.config --update-man man/dmpath.toml.5``.
 
-The package's modules (import the names from ``dmpath.config`` itself):
+The package's modules (import the names from ``dmpath.config`` itself, except ``docs``'s:
+the udev helper loads the configuration at every udev event, and the documentation
+tables are a third of that import, so only their users import ``dmpath.config.docs``):
 
     records    the enums, fixed lists and frozen records (``Config``, ``MapOptions``, ...)
-    docs       ``OPTIONS``, this docstring's table and the man page's option lists
+    docs       ``OPTIONS``, the option table and the man page's option lists
     toml_text  Python values written as TOML source
     lines      ``_LineIndex``: the line of a key in TOML text
     validate   the validators, ``config_from_dict``, ``parse_config``, ``load_config``
     merge      ``effective_options``, ``configured_wwids``, ``configured_aliases``
     output     ``config_to_dict``, ``config_to_toml``
+    mptconf    multipath-tools' multipath.conf syntax (and its config_dir) as a tree
+    mptimport  that tree as a dmpath.toml (``mpathctl import multipath.conf``)
     __main__   ``python -m dmpath.config``
 """
 
 from __future__ import annotations
 
-from dmpath.config.docs import (
-    OPTIONS,
-    OptionDoc,
-    _docstring_table,
-    render_man_options,
-    update_man_page,
-)
 from dmpath.config.lines import KeyPath, PathPart
 from dmpath.config.merge import configured_aliases, configured_wwids, effective_options
 from dmpath.config.output import config_to_dict, config_to_toml
@@ -49,6 +46,7 @@ from dmpath.config.records import (
     NEVER_PATH_DEVNODE,
     OVERRIDABLE,
     PATH_SELECTORS,
+    Backend,
     Checker,
     Config,
     Defaults,
@@ -79,9 +77,9 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "HARDWARE_HANDLERS",
     "NEVER_PATH_DEVNODE",
-    "OPTIONS",
     "OVERRIDABLE",
     "PATH_SELECTORS",
+    "Backend",
     "Checker",
     "Config",
     "Defaults",
@@ -95,7 +93,6 @@ __all__ = [
     "MapOptions",
     "MultipathEntry",
     "NoPathRetry",
-    "OptionDoc",
     "Overrides",
     "PathPart",
     "Prio",
@@ -109,9 +106,6 @@ __all__ = [
     "effective_options",
     "load_config",
     "parse_config",
-    "render_man_options",
-    "update_man_page",
     "valid_wwid",
 ]
 
-__doc__ = (__doc__ or "") + _docstring_table()

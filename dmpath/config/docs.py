@@ -1,8 +1,8 @@
 """The documentation of every option (``OPTIONS``) and what is rendered from it.
 
-The option table at the end of ``dmpath.config``'s docstring (``_docstring_table``) and
-the option lists of the man page ``man/dmpath.toml.5`` (``render_man_options``,
-``update_man_page``) are derived from ``OPTIONS``, so they cannot drift apart.
+The option table at the end of this docstring (``_docstring_table``) and the option
+lists of the man page ``man/dmpath.toml.5`` (``render_man_options``, ``update_man_page``)
+are derived from ``OPTIONS``, so they cannot drift apart.
 """
 
 from __future__ import annotations
@@ -330,7 +330,8 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "absolute path",
         _toml_value(_D.bindings_file),
         'The user-friendly names, one "alias wwid" line each: the format of multipath-'
-        "tools' /etc/multipath/bindings, which can be copied here unchanged. Rewritten "
+        "tools' /etc/multipath/bindings, which can be copied here unchanged or named here "
+        "and used in place (mpathctl import multipath.conf names it). Rewritten "
         "atomically (temporary file, fsync, rename).",
     ),
     OptionDoc(
@@ -339,7 +340,8 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "absolute path",
         _toml_value(_D.wwids_file),
         'The WWIDs that have been maps, one "/wwid/" line each: the format of multipath-'
-        "tools' /etc/multipath/wwids. LVM reads this format: point devices/"
+        "tools' /etc/multipath/wwids, which can be named here and used in place (mpathctl "
+        "import multipath.conf names it). LVM reads this format: point devices/"
         "multipath_wwids_file in lvm.conf(5) here so that LVM ignores the paths of maps.",
     ),
     OptionDoc(
@@ -586,3 +588,6 @@ def update_man_page(text: str) -> str:
     return _MARK_RE.sub(
         lambda m: m.group(1) + render_man_options(m.group(2)) + "\n" + m.group(4), text
     )
+
+
+__doc__ = (__doc__ or "") + _docstring_table()

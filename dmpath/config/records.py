@@ -10,9 +10,14 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Final, Literal, TypeAlias
 
-from dmpath.model import Backend
-
 DEFAULT_CONFIG_PATH: Final = "/etc/dmpath/dmpath.toml"
+
+
+class Backend(StrEnum):
+    """The kernel multipath a map is made with: device-mapper or md's personality."""
+
+    DM = "dm"
+    MD = "md"
 
 
 class GroupingPolicy(StrEnum):

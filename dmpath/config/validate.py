@@ -25,6 +25,7 @@ from dmpath.config.records import (
     HARDWARE_HANDLERS,
     OVERRIDABLE,
     PATH_SELECTORS,
+    Backend,
     Checker,
     Config,
     Defaults,
@@ -39,7 +40,6 @@ from dmpath.config.records import (
 )
 from dmpath.config.toml_text import _toml_string, _toml_value
 from dmpath.errors import ConfigError
-from dmpath.model import Backend
 
 # --------------------------------------------------------------------------- validation
 
@@ -585,3 +585,16 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError(source, "not UTF-8 text", line=line) from exc
     return parse_config(text, source)
+
+
+#: validators of values that are not [defaults] options (``checked_value``)
+_VALUE_KINDS: Final[dict[str, Validator]] = {"regex": _regex, "alias": _alias, "wwid": _wwid}
+
+
+def checked_value(key: str, value: object) -> object:
+    """``value`` as dmpath reads it for ``key``: a [defaults] option, or "regex", "alias"
+    or "wwid". A ``ConfigError`` whose ``detail`` says why refuses it: ``mpathctl import``
+    reports such a value rather than writing a file that does not load."""
+    check = _DEFAULTS_SCHEMA.get(key) or _VALUE_KINDS[key]
+    result: object = check(_Ctx("<value>", None), (key,), value)
+    return result

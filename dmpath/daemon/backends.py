@@ -1,7 +1,7 @@
 """The daemon's two kernel backends behind one interface: dm multipath maps and md arrays.
 
 Each reads the kernel's view of a map into a ``KernelMap`` and carries out the healing
-actions. They hold no state: the kernel is asked every time (DESIGN.md §Conventions 5).
+actions. They hold no state: the kernel is asked every time.
 Ownership is marked in the kernel itself so a restarted daemon adopts multipath maps and
 nothing else: dm maps by their uuid prefix (``mpath-`` by default, multipath-tools' own,
 which LVM, kpartx and udev's links recognise; dmpathd never runs beside multipathd), md
@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dmpath.config import Backend
 from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmioctl, dmsetup, kpartx, mdadm
@@ -28,7 +29,6 @@ from dmpath.kernel.dmtable import PathState as DmPathState
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.kernel.mdstat import MdExamine, MdStat
 from dmpath.model import (
-    Backend,
     GroupState,
     KernelGroup,
     KernelMap,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dmpath import config as cfgmod
+from dmpath.config import Backend
 from dmpath.daemon import discovery, journal
 from dmpath.daemon.backends import DmBackend, MdBackend, kernel_dm_ops
 from dmpath.daemon.checkers import Checker, PathChecker
@@ -45,7 +46,6 @@ from dmpath.kernel import dmsetup, nvme, sockdiag, sysfs, udev
 from dmpath.kernel.dmtable import MultipathTable
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.model import (
-    Backend,
     Check,
     Event,
     KernelMap,

@@ -152,8 +152,19 @@ EINTR_RETRIES = 20
 #: dmsetup would wait on) is 0: nobody waits.
 UDEV_DISABLE_LIBRARY_FALLBACK = 0x0020
 UDEV_PRIMARY_SOURCE = 0x0040
+#: DM_SUBSYSTEM_UDEV_FLAG0, the first flag left to the map's owner: on a multipath map it
+#: says "a reload" (multipath-tools gives it the same meaning). The rules
+#: (udev-rules/56-dmpath-maps.rules) then leave what sits on the map alone: a new path
+#: table changes nothing of its content, and rescanning a map that may have no working
+#: path (blkid, kpartx) can hang a udev worker on queued I/O.
+UDEV_SUBSYSTEM_RELOAD = 0x0100
+#: DM_SUBSYSTEM_UDEV_FLAG2 with a reload: the new table has no path at all (the paths of a
+#: new table otherwise all start out working), so nothing may read the map
+UDEV_SUBSYSTEM_NO_PATH = 0x0400
 UDEV_FLAGS_SHIFT = 16
 RESUME_EVENT_NR = (UDEV_PRIMARY_SOURCE | UDEV_DISABLE_LIBRARY_FALLBACK) << UDEV_FLAGS_SHIFT
+RELOAD_EVENT_NR = RESUME_EVENT_NR | UDEV_SUBSYSTEM_RELOAD << UDEV_FLAGS_SHIFT
+RELOAD_NO_PATH_EVENT_NR = RELOAD_EVENT_NR | UDEV_SUBSYSTEM_NO_PATH << UDEV_FLAGS_SHIFT
 
 
 def request_code(op: DmOp) -> int:
@@ -787,11 +798,11 @@ class DmControl:
         flags = DmFlag.SUSPEND | (DmFlag.NOFLUSH if noflush else 0)
         self._call(DmOp.DEV_SUSPEND, name=name, flags=flags, detail="suspend")
 
-    def resume(self, name: str) -> None:
+    def resume(self, name: str, *, event_nr: int = RESUME_EVENT_NR) -> None:
         """Resume ``name``, switching to its inactive table if one was loaded; udev hears of
-        it with the flags of :data:`RESUME_EVENT_NR`."""
+        it with the flags of ``event_nr`` (:data:`RESUME_EVENT_NR`, or a reload's)."""
         validate_map_name(name)
-        self._call(DmOp.DEV_SUSPEND, name=name, event_nr=RESUME_EVENT_NR, detail="resume")
+        self._call(DmOp.DEV_SUSPEND, name=name, event_nr=event_nr, detail="resume")
 
     def reload(self, name: str, table: MultipathTable | str) -> None:
         """Replace the live table of ``name`` without losing I/O: load, suspend with
@@ -801,6 +812,8 @@ class DmControl:
         and if it fails again the error says the map is left suspended."""
         validate_map_name(name)
         specs = table_specs(table)
+        pathless = isinstance(table, MultipathTable) and not table.devs
+        event_nr = RELOAD_NO_PATH_EVENT_NR if pathless else RELOAD_EVENT_NR
         self._load(name, pack_target_specs(specs), len(specs))
         try:
             self.suspend(name, noflush=True)
@@ -811,10 +824,10 @@ class DmControl:
                 exc.add_note(f"{name}: could not clear the inactive table: {undo}")
             raise
         try:
-            self.resume(name)
+            self.resume(name, event_nr=event_nr)
         except DmpathError:
             try:
-                self.resume(name)
+                self.resume(name, event_nr=event_nr)
             except DmpathError as again:
                 raise DmIoctlError(
                     name, "resume", again.errno if isinstance(again, DmIoctlError) else errno.EIO,

@@ -16,7 +16,7 @@ records are appended to docs/bench/results.json and rendered into docs/bench/res
 In ONE VM boot (the host side boots it), each daemon in turn, dmpathd first:
 
 1. start it with its defaults (dmpathd through ``harness.DaemonUnderTest``; multipathd as
-   ``multipathd -d -s -v3`` with an /etc/multipath.conf like LAB.md's) and wait until its
+   ``multipathd -d -s -v3`` with :data:`MULTIPATH_CONF`) and wait until its
    maps are in ``dmsetup ls --target multipath`` with every path active;
 2. let it settle (``--settle``, 30 s: multipathd's checker interval grows from
    polling_interval 5 s to max_polling_interval 20 s on stable paths, as in production),
@@ -101,7 +101,7 @@ DEFAULT_SETTLE = 30.0
 DEFAULT_WINDOW = 120.0
 DEFAULT_GAP = 5.0
 
-#: LAB.md's multipathd set-up: find_multipaths no, friendly names, and only scsi_debug
+#: multipathd's set-up in the lab: find_multipaths no, friendly names, and only scsi_debug
 #: (every other device is blacklisted, so the exception is what admits the paths)
 MULTIPATH_CONF = """\
 # written by python -m dmpath.lab bench (lab guest only)
@@ -990,7 +990,7 @@ class Dmpathd:
 
 
 class Multipathd:
-    """multipath-tools' multipathd in the foreground at -v3, LAB.md's configuration."""
+    """multipath-tools' multipathd in the foreground at -v3, with :data:`MULTIPATH_CONF`."""
 
     name = "multipathd"
 

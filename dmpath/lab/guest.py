@@ -30,7 +30,8 @@ MODULES = (
 #: udev rules of other tools that act on the lab's paths and maps; moved aside inside the
 #: guest only (its /lib is a writable overlay):
 #: - multipath-tools' (when installed on the host) made the kernel fail every path of an
-#:   mpath- map (LAB.md);
+#:   mpath- map (seen in the lab: its 56-dm-mpath.rules runs `multipath -U`
+#:   against our maps);
 #: - mdadm's incremental assembly (64-md-raid-assembly) re-assembles an array a test has
 #:   just stopped, as an inactive array holding its paths, before the superblocks are
 #:   erased; the next test then finds the paths taken. On a server, dmpath's own rule

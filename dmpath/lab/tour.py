@@ -634,7 +634,8 @@ def our_maps() -> dict[str, str]:
 
 
 def release_queued_io() -> None:
-    """Make every dmpath map fail I/O it queues (LAB.md: queued I/O is uninterruptible)."""
+    """Make every dmpath map fail I/O it queues (queued I/O is uninterruptible: a
+    queueing map with no path would hang the tour)."""
     from dmpath.kernel import dmsetup
 
     for name in our_maps():

@@ -16,6 +16,8 @@ from dmpath import install
 from dmpath.runner import run
 
 INSTALLED = pathlib.Path("/etc/udev/rules.d/62-dmpath.rules")
+#: the rule for the maps' own events (no program in it: installed as it ships)
+MAPS_RULE = pathlib.Path("/etc/udev/rules.d/56-dmpath-maps.rules")
 
 
 def props(name: str) -> dict[str, str]:
@@ -36,7 +38,8 @@ def retrigger(names: list[str], action: str = "change") -> None:
 
 @contextlib.contextmanager
 def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.Path]:
-    """The project's rule with the venv's helper and a private config; yields the config.
+    """The project's rules, the paths' with the venv's helper and a private config; yields
+    the config.
 
     udev passes no environment to its programs, so DMPATH_CONFIG is baked into the rule.
     """
@@ -54,9 +57,11 @@ def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.
     if "/usr/bin/" in text:
         raise RuntimeError("the installer left /usr/bin/ paths in the udev rule")
     INSTALLED.write_text(text.replace(f'"{helper}', f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'))
+    MAPS_RULE.write_text(next(s.text for s in steps if s.source == f"udev-rules/{MAPS_RULE.name}"))
     try:
         run("udevadm", ["control", "--reload"])
         yield cfg
     finally:
         INSTALLED.unlink()
+        MAPS_RULE.unlink()
         run("udevadm", ["control", "--reload"])

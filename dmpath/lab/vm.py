@@ -135,7 +135,7 @@ def run_in_lab(
         vng_path(),
         "--run",
         image,
-        "--disable-kvm",  # LAB.md: the paravirtual KVM here hangs a stock kernel
+        "--disable-kvm",  # the paravirtual KVM of these hosts hangs a stock kernel
         "--user",
         "root",
         "--memory",

@@ -1,6 +1,6 @@
 """The thin I/O under ``naming``: read the bindings and wwids files, write them atomically.
 
-Why atomic (DESIGN.md §Conventions 6): these files decide what /dev/mapper names and which
+Why atomic: these files decide what /dev/mapper names and which
 devices get multipathed after the next boot. A crash or a full disk in the middle of a
 write must leave the old file or the new one, never half of one: so the new text goes to
 a temporary file in the same directory, is fsynced, renamed over the old name (atomic on

@@ -1,7 +1,7 @@
 """Which block devices are paths, and which WWIDs become maps: pure decisions.
 
-The daemon turns each udev record into a ``Candidate`` (plain data, DESIGN.md §Conventions
-3) and asks ``is_blacklisted``; then, per WWID, ``should_manage``. Nothing here reads the
+The daemon turns each udev record into a ``Candidate`` (plain data)
+and asks ``is_blacklisted``; then, per WWID, ``should_manage``. Nothing here reads the
 system, so every rule is tested exhaustively on made-up devices.
 
 Blacklist semantics are multipath-tools' (multipath.conf(5)), category by category:

@@ -30,7 +30,8 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from dmpath.model import Backend, Check, GroupState, KernelMap, KernelState, Map, Path, PathGroup
+from dmpath.config import Backend
+from dmpath.model import Check, GroupState, KernelMap, KernelState, Map, Path, PathGroup
 from dmpath.policy import healing, marginal
 
 #: how long the kernel's uevent for a message we sent counts as its echo (seconds):

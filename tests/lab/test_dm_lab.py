@@ -1,7 +1,8 @@
 """dm multipath through our dmsetup layer on a real 6.1 kernel (scsi_debug, 1 LUN x 2 paths).
 
-Rules these tests keep (LAB.md): they only touch maps they create (``dmpathtest-`` names,
-``dmpath-`` uuids) and remove them afterwards; maps are created WITHOUT
+Rules these tests keep (queued I/O in the lab guest cannot be interrupted): they only
+touch maps they create (``dmpathtest-`` names, ``dmpath-`` uuids) and remove them
+afterwards; maps are created WITHOUT
 ``queue_if_no_path``, so I/O with no path fails instead of hanging, and the one I/O-driving
 test runs its I/O in a thread with a deadline (and releases it with ``fail_if_no_path``).
 

@@ -200,9 +200,13 @@ def test_the_socket_answers_mpathctl_while_the_daemon_is_stopped(
     # systemd holds the listening socket: the connection waits while it starts dmpathd
     out = sh("mpathctl", "--json", "status", timeout=180)
     assert str(prepared["map"]) in out
+    # the daemon answers once it has adopted the kernel's maps, which can be before its
+    # coldplug is done and it tells systemd READY=1 ("activating" until then)
     s = show("dmpathd.service", "ActiveState", "TriggeredBy")
-    assert s["ActiveState"] == "active"
+    assert s["ActiveState"] in ("activating", "active"), s
     assert "dmpathd.socket" in s["TriggeredBy"]
+    wait_for(lambda: show("dmpathd.service", "ActiveState")["ActiveState"] == "active", 180,
+             "dmpathd.service to be ready")
 
 
 def test_the_watchdog_restarts_a_hung_daemon(
@@ -251,6 +255,9 @@ def test_paths_appearing_start_the_stopped_service_through_the_rule(
     # nothing running and nothing listening: only the rule can start dmpathd now
     sh("systemctl", "stop", "dmpathd.socket", "dmpathd.service")
     assert show("dmpathd.service", "ActiveState")["ActiveState"] == "inactive"
+    # udevd logs each program it runs and how it ended at debug level: the evidence if
+    # the service does not start
+    sh("udevadm", "control", "--log-level=debug")
     sh("modprobe", "scsi_debug", "num_tgts=1", "add_host=2", "vpd_use_hostno=0",
        "dev_size_mb=16")
     disks = wait_for(lambda: (d := _scsi_debug_disks()) and len(d) == 2 and d, 120,
@@ -259,7 +266,17 @@ def test_paths_appearing_start_the_stopped_service_through_the_rule(
         wait_for(lambda: show("dmpathd.service", "ActiveState")["ActiveState"] == "active",
                  180, "the udev rule to start dmpathd.service")
     except AssertionError as exc:
+        state = show("dmpathd.service", "ActiveState", "SubState", "NRestarts")
+        service = [str(e.get("MESSAGE", "")) for e in journal("-b", "-u", "dmpathd.service")]
+        udevd = [
+            str(e.get("MESSAGE", ""))
+            for e in journal("-b", "-u", "systemd-udevd.service")
+            if any(w in str(e.get("MESSAGE", "")) for w in ("systemctl", "dmpath", "RUN"))
+        ]
         raise AssertionError(
-            f"{exc}: {sh('udevadm', 'info', '-q', 'property', f'/dev/{disks[0]}')}"
+            f"{exc}: {state}\n{sh('udevadm', 'info', '-q', 'property', f'/dev/{disks[0]}')}\n"
+            f"dmpathd.service: {service[-30:]}\nsystemd-udevd: {udevd[-60:]}"
         ) from None
+    finally:
+        sh("udevadm", "control", "--log-level=info")
     wait_for(lambda: _map_over(disks), 180, f"dmpathd's map over {' '.join(disks)}")

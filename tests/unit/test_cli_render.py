@@ -1,6 +1,6 @@
 """What the administrator sees: rendering of healthy, degraded and dead maps.
 
-Rendered through ``Console(file=StringIO(), width=..., color_system=None)`` (DESIGN.md §8),
+Rendered through ``Console(file=StringIO(), width=..., color_system=None)``,
 so the assertions read the text a terminal or a pipe would get.
 """
 

@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dmpath import config as c
+from dmpath.config import Backend
+from dmpath.config import docs as config_docs
 from dmpath.config.lines import _LineIndex
 from dmpath.config.toml_text import _toml_value
 from dmpath.errors import ConfigError
-from dmpath.model import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "etc" / "dmpath.toml.example"
@@ -541,22 +542,23 @@ def test_config_round_trips_through_dict_and_toml(data: dict[str, Any]) -> None:
 
 
 def test_every_default_option_is_documented_with_its_real_default() -> None:
-    docs = {o.name: o for o in c.OPTIONS if o.section == "defaults"}
+    docs = {o.name: o for o in config_docs.OPTIONS if o.section == "defaults"}
     assert set(docs) == {f.name for f in dataclasses.fields(c.Defaults)}
     d = c.Defaults()
     for name, doc in docs.items():
         value = getattr(d, name)
         assert c.parse_config(f"[defaults]\n{name} = {doc.default}\n").defaults == d, name
         assert doc.default == _toml_value(getattr(value, "value", value)), name
-    assert "defaults.no_path_retry" in (c.__doc__ or "")
-    assert "= 12: " in (c.__doc__ or "")
+    assert "defaults.no_path_retry" in (config_docs.__doc__ or "")
+    assert "= 12: " in (config_docs.__doc__ or "")
 
 
 def test_man_page_generated_parts_are_up_to_date() -> None:
     text = MAN.read_text()
-    assert c.update_man_page(text) == text, "run: python -m dmpath.config --update-man " + str(MAN)
+    fresh = config_docs.update_man_page(text)
+    assert fresh == text, "run: python -m dmpath.config --update-man " + str(MAN)
     sections = set(re.findall(r"BEGIN GENERATED ([a-z_.]+)", text))
-    assert sections == {o.section for o in c.OPTIONS} | {"never"}
+    assert sections == {o.section for o in config_docs.OPTIONS} | {"never"}
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
@@ -590,7 +592,7 @@ def test_example_file_parses_as_is_and_uncommented() -> None:
 
 def test_example_file_shows_every_option() -> None:
     text = EXAMPLE.read_text()
-    for o in c.OPTIONS:
+    for o in config_docs.OPTIONS:
         section = o.section.split(".")[0]
         if section in ("defaults", "blacklist", "multipaths", "devices"):
             assert re.search(rf"^#{o.name} = ", text, re.M), o.name
@@ -602,7 +604,7 @@ def test_example_file_shows_every_option() -> None:
 # the bad line wherever it sits among the good ones, comments and blank lines.
 _GOOD = {
     o.name: f"{o.name} = {o.default}"
-    for o in c.OPTIONS
+    for o in config_docs.OPTIONS
     if o.section == "defaults"
 }
 _BAD = {

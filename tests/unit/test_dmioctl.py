@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -871,7 +871,15 @@ def test_reload_is_load_noflush_suspend_resume(ctl: DmControl, fake: FakeDm) -> 
     dev = fake.devs["mpatha"]
     assert not dev.suspended and dev.inactive is None
     assert ctl.table_text("mpatha") == new.strip()
-    assert dev.cookies == [0x0060 << 16]
+    # as a create's, plus DM_SUBSYSTEM_UDEV_FLAG0: a reload, nothing on the map changed
+    assert dev.cookies == [0x0160 << 16]
+
+
+def test_a_reload_to_a_table_without_paths_says_so_to_udev(ctl: DmControl, fake: FakeDm) -> None:
+    pathless = replace(parse_table(TABLE), groups=(), initial_pg=0)
+    ctl.reload("mpatha", pathless)
+    # DM_SUBSYSTEM_UDEV_FLAG0 (reload) and FLAG2 (no path): udev must not read the map
+    assert fake.devs["mpatha"].cookies == [0x0560 << 16]
 
 
 def test_reload_with_a_refused_table_changes_nothing(ctl: DmControl, fake: FakeDm) -> None:

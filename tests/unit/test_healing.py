@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dmpath.model import Backend, Check, GroupState, KernelState, Map, Path, PathGroup
+from dmpath.config import Backend
+from dmpath.model import Check, GroupState, KernelState, Map, Path, PathGroup
 from dmpath.policy.healing import (
     LAST_PATH_ALERT,
     Alert,

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from dmpath.cli import mptjson
-from dmpath.model import Backend, Check, GroupState, KernelState, Map, Path, PathGroup, Snapshot
+from dmpath.config import Backend
+from dmpath.model import Check, GroupState, KernelState, Map, Path, PathGroup, Snapshot
 
 FIXTURE = "multipath-tools/multipathd_show_maps_json.txt"
 

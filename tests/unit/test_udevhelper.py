@@ -63,6 +63,24 @@ def test_two_paths_to_one_lun_are_claimed_when_find_multipaths_on(tmp_path: path
     assert not claims(tmp_path, "sda", SCSI, conf(tmp_path, 'find_multipaths = "strict"\n'))
 
 
+def test_a_sibling_udev_has_not_recorded_yet_counts_by_its_sysfs_wwid(
+    tmp_path: pathlib.Path,
+) -> None:
+    # two paths of a new LUN, their add events run side by side: neither is in the udev
+    # database yet when the other's helper runs
+    disk(tmp_path, "sda", "naa.33333330000007d0")
+    disk(tmp_path, "sdc", "naa.33333330000007d0", minor=32)
+    assert claims(tmp_path, "sda", SCSI, conf(tmp_path))
+    # a disk of another LUN is no sibling, recorded or not
+    disk(tmp_path, "sde", "naa.33333330000007d0", minor=64)
+    (tmp_path / "block/sdc/device/wwid").write_text("naa.33333330000007d1\n")
+    (tmp_path / "block/sde/device/wwid").write_text("naa.33333330000007d1\n")
+    assert not claims(tmp_path, "sda", SCSI, conf(tmp_path))
+    # the blacklist applies to the unrecorded sibling as to a recorded one
+    (tmp_path / "block/sdc/device/wwid").write_text("naa.33333330000007d0\n")
+    assert not claims(tmp_path, "sda", SCSI, conf(tmp_path, '[blacklist]\ndevnode = ["^sdc$"]\n'))
+
+
 def test_a_blacklisted_lun_is_not_claimed_however_many_paths_it_has(
     tmp_path: pathlib.Path,
 ) -> None:
