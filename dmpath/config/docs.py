@@ -410,6 +410,33 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         _toml_value(_D.metrics_textfile_interval),
         "How often metrics_textfile is rewritten.",
     ),
+    OptionDoc(
+        "defaults",
+        "history_file",
+        'absolute path, or ""',
+        _toml_value(_D.history_file),
+        "Where dmpathd keeps its events (path failures and reinstatements, maps made, "
+        "administrators' requests, its own starts and stops) across restarts: one JSON "
+        "object per line, appended by a thread of its own, loaded at start so that "
+        "mpathctl show events lists what happened before. A line cut short by a crash is "
+        'skipped. "" keeps the history in memory only, lost at each restart; so does a '
+        "file that cannot be read or written (one warning; the daemon runs on). dmpathd "
+        "starts before the local file systems are mounted (it may provide them): with /var "
+        "on a file system of its own, name a file on the root file system here. Read at "
+        "start only.",
+    ),
+    OptionDoc(
+        "defaults",
+        "history_max_events",
+        "integer (10 to 50000)",
+        _toml_value(_D.history_max_events),
+        "How many events the history keeps, the newest, in memory and in history_file; "
+        "the file grows to one and a half times as many lines and is then rewritten to "
+        "this many (a temporary file renamed over it). An event line is about 150 bytes. "
+        "A coldplug of a thousand paths makes over a thousand events. The whole history is "
+        "one reply of mpathctl show events (at most 16 MiB), hence the upper bound; the "
+        "snapshot of mpathctl status carries the newest 1,000. Read at start only.",
+    ),
     # ---- blacklist / blacklist_exceptions
     OptionDoc(
         "blacklist",

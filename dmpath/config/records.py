@@ -114,6 +114,8 @@ class Defaults:
     #: the file for node_exporter's textfile collector ("" = none)
     metrics_textfile: str = ""
     metrics_textfile_interval: float = 15.0
+    history_file: str = "/var/lib/dmpath/history"
+    history_max_events: int = 10000
 
     def __post_init__(self) -> None:
         # The parser never builds this; it guards records built in code (tests, tools).

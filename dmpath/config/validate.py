@@ -214,6 +214,13 @@ def _abs_path(ctx: _Ctx, path: KeyPath, value: object) -> str:
     return s
 
 
+def _abs_path_or_empty(ctx: _Ctx, path: KeyPath, value: object) -> str:
+    """An absolute file path, or "" for none."""
+    if value == "":
+        return ""
+    return _abs_path(ctx, path, value)
+
+
 def _path_selector(ctx: _Ctx, path: KeyPath, value: object) -> str:
     s = " ".join(_string(ctx, path, value).split())
     if s in PATH_SELECTORS:
@@ -405,6 +412,8 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "metrics_listen": _listen,
     "metrics_textfile": _textfile,
     "metrics_textfile_interval": _seconds(1.0, 3600.0),
+    "history_file": _abs_path_or_empty,
+    "history_max_events": _int(10, 50_000),
 }
 assert set(_DEFAULTS_SCHEMA) == {f.name for f in fields(Defaults)}
 assert set(OVERRIDABLE) <= set(_DEFAULTS_SCHEMA)

@@ -33,11 +33,12 @@ from typing import Any, TypeVar
 
 from dmpath import config as cfgmod
 from dmpath.config import Backend
-from dmpath.daemon import discovery, metrics
+from dmpath.daemon import discovery, journal, metrics
 from dmpath.daemon.backends import DmBackend, MdBackend, kernel_dm_ops
 from dmpath.daemon.checkers import Checker, PathChecker
 from dmpath.daemon.checkpool import CheckJob as PoolJob
 from dmpath.daemon.checkpool import CheckPool, PoolClosed
+from dmpath.daemon.history import HistoryFile
 from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.daemon.lock import AssemblyLock, lock_path
 from dmpath.errors import DmpathError, PolicyRefusal
@@ -54,7 +55,7 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import alua, claim, files, healing, polling, reconcile, tcpstall
+from dmpath.policy import alua, claim, files, healing, history, polling, reconcile, tcpstall
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
@@ -68,7 +69,9 @@ log = logging.getLogger("dmpathd")
 QUIET_KINDS = frozenset({"path_added"})
 T = TypeVar("T")
 
-MAX_EVENTS = 1000
+#: the newest events a snapshot (``show``, ``mpathctl status``) carries; ``events`` gives
+#: the whole history (``history_max_events``)
+SNAPSHOT_EVENTS = 1000
 #: a kernel operation slower than this (seconds) raises an alert; it is still awaited
 SLOW_KERNEL_OP = 30.0
 #: how long a new map's /dev/mapper node may take to appear (udev makes it)
@@ -230,7 +233,12 @@ class Daemon:
         #: the kernel marks it a moment after the abort, and a session not yet marked is
         #: not one that came back)
         self._short_recovery: dict[str, tuple[sysfs.TransportTimer, int, float]] = {}
-        self.events: collections.deque[Event] = collections.deque(maxlen=MAX_EVENTS)
+        self.events: collections.deque[Event] = collections.deque(
+            maxlen=cfg.defaults.history_max_events
+        )
+        #: where events also go, once ``open_history`` has run (not for ``--once``)
+        self.history: HistoryFile | None = None
+        self.journal: journal.Journal | None = None
         self.started = time.time()
         self.kpool = ThreadPoolExecutor(DM_WORKERS, thread_name_prefix="kernel")
         self.mdpool = ThreadPoolExecutor(1, thread_name_prefix="kernel-md")
@@ -338,11 +346,40 @@ class Daemon:
         )
 
     def event(self, kind: str, map_name: str = "", path: str = "", message: str = "") -> None:
-        self.events.append(Event(time.time(), kind, map_name, path, message))
+        ev = Event(time.time(), kind, map_name, path, message)
+        self.events.append(ev)
+        if self.history is not None:
+            self.history.append(ev)
         level = logging.WARNING if kind in ("path_failed", "alert", "error") else logging.INFO
         if kind in QUIET_KINDS:
             level = logging.DEBUG
-        log.log(level, "%s%s", f"{map_name}: " if map_name else "", message or kind)
+        if not log.isEnabledFor(level):
+            return
+        text = f"{map_name}: {message or kind}" if map_name else message or kind
+        if self.journal is not None and self.journal.takes(ev, text, level):
+            return  # in the journal as a structured entry: the log line would repeat it
+        log.log(level, "%s", text)
+
+    async def open_history(self) -> None:
+        """Load the events of earlier runs from ``history_file`` (this run's are appended
+        to it from now on), open the journal, and record the start."""
+        d = self.d
+        earlier: list[Event] = []
+        if d.history_file:
+            store = HistoryFile(d.history_file, d.history_max_events)
+            earlier = await self.io(store.load)
+            self.history = store if store.open else None
+        self.events = collections.deque([*earlier, *self.events], maxlen=d.history_max_events)
+        self.journal = journal.Journal.connect()
+        kept = d.history_file if self.history is not None else ""
+        self.event(history.STARTED, message=history.start_message(earlier, os.getpid(), kept))
+
+    async def close_history(self) -> None:
+        """Record the stop and write what is queued for the history file."""
+        self.event(history.STOPPED, message=f"dmpathd stopped (pid {os.getpid()})")
+        if self.history is not None:
+            # the daemon's own pools are shut down by now
+            await asyncio.get_running_loop().run_in_executor(None, self.history.close)
 
     def backend(self, b: Backend) -> DmBackend | MdBackend:
         return self.dm if b == Backend.DM else self.md
@@ -1586,7 +1623,7 @@ class Daemon:
             config_file=self.config_path,
             maps=[mr.model for mr in sorted(self.maps.values(), key=lambda r: r.model.name)],
             unmapped_paths=[pr.model for n, pr in sorted(self.paths.items()) if n not in mapped],
-            events=list(self.events),
+            events=list(self.events)[-SNAPSHOT_EVENTS:],
         )
 
     # ------------------------------------------------------------------ admin operations
@@ -1889,6 +1926,7 @@ async def serve(daemon: Daemon, notify: Callable[[str], object]) -> None:
 async def _serve_locked(
     daemon: Daemon, notify: Callable[[str], object], stop: asyncio.Event
 ) -> None:
+    await daemon.open_history()
     exporter = None
     if daemon.d.metrics_listen or daemon.d.metrics_textfile:
         from dmpath.daemon.exposition import Exporter  # prometheus_client: only when asked
@@ -1910,6 +1948,7 @@ async def _serve_locked(
         await daemon.stop()
         if exporter is not None:
             await exporter.stop()
+        await daemon.close_history()
 
 
 @contextlib.asynccontextmanager

@@ -15,10 +15,10 @@ written, and ``close`` (``logging.shutdown``, run at exit) drains the queue firs
 
 from __future__ import annotations
 
-import collections
 import logging
-import threading
 from typing import TextIO
+
+from dmpath.daemon.batchwriter import BatchWriter
 
 #: the writer gives up on a stuck stream after this long when the daemon stops
 CLOSE_TIMEOUT = 5.0
@@ -30,13 +30,7 @@ class BatchedStreamHandler(logging.Handler):
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
         self.stream = stream
-        self._queue: collections.deque[logging.LogRecord] = collections.deque()
-        self._cond = threading.Condition()
-        self._queued = 0  # records ever queued
-        self._written = 0  # records ever written (or given up on)
-        self._closing = False
-        self._writer = threading.Thread(target=self._run, name="log-writer", daemon=True)
-        self._writer.start()
+        self._writer = BatchWriter(self._write, "log-writer")
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -50,55 +44,27 @@ class BatchedStreamHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging must never take the caller down
             self.handleError(record)
             return
-        with self._cond:
-            if self._closing:
-                return
-            self._queue.append(record)
-            self._queued += 1
-            self._cond.notify_all()
+        self._writer.put(record)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                batch = list(self._queue)
-                self._queue.clear()
-                if not batch and self._closing:
-                    return
-            lines: list[str] = []
-            for record in batch:
-                try:
-                    lines.append(self.format(record) + "\n")
-                except Exception:  # noqa: BLE001 - one bad record must not stop the log
-                    self.handleError(record)
+    def _write(self, batch: list[logging.LogRecord]) -> None:
+        lines: list[str] = []
+        for record in batch:
             try:
-                self.stream.write("".join(lines))
-                self.stream.flush()
-            except Exception:  # noqa: BLE001 - a closed stderr must not kill the writer
-                if batch:
-                    self.handleError(batch[-1])
-            with self._cond:
-                self._written += len(batch)
-                self._cond.notify_all()
+                lines.append(self.format(record) + "\n")
+            except Exception:  # noqa: BLE001 - one bad record must not stop the log
+                self.handleError(record)
+        try:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stderr must not kill the writer
+            if batch:
+                self.handleError(batch[-1])
 
     def flush(self) -> None:
         """Return once every record queued before this call is written."""
-        if threading.current_thread() is self._writer:
-            return
-        with self._cond:
-            target = self._queued
-            self._cond.wait_for(
-                lambda: self._written >= target or not self._writer.is_alive(),
-                timeout=CLOSE_TIMEOUT,
-            )
+        self._writer.flush(CLOSE_TIMEOUT)
 
     def close(self) -> None:
         """Write what is queued, then stop the writer."""
-        self.flush()
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if threading.current_thread() is not self._writer:
-            self._writer.join(CLOSE_TIMEOUT)
+        self._writer.close(CLOSE_TIMEOUT)
         super().close()

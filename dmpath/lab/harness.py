@@ -103,6 +103,7 @@ class DaemonUnderTest:
         mine = {
             "bindings_file": f"{self.workdir}/bindings",
             "wwids_file": f"{self.workdir}/wwids",
+            "history_file": f"{self.workdir}/history",
             **self.defaults,
             "socket": self.socket,
         }
@@ -135,8 +136,15 @@ class DaemonUnderTest:
         return request(op, args, socket_path=self.socket, timeout=60)
 
     def events(self, kind: str) -> list[dict[str, Any]]:
-        """The daemon's recorded events of one kind, oldest first."""
-        return [e for e in self.request("events") if e["kind"] == kind]
+        """The events of one kind this run of the daemon recorded, oldest first (the
+        history also holds those of the runs before it: ``history``)."""
+        run = self.request("events")
+        starts = [i for i, e in enumerate(run) if e["kind"] == "daemon_started"]
+        return [e for e in run[starts[-1] if starts else 0 :] if e["kind"] == kind]
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every event the daemon lists, those of earlier runs (``history_file``) too."""
+        return list(self.request("events"))
 
     def show(self) -> dict[str, Any]:
         return dict(self.request("show"))

@@ -85,6 +85,20 @@ def wait_for(pred: Callable[[], T], timeout: float, what: str) -> T:
         time.sleep(1.0)
 
 
+def prepared_state() -> dict[str, object]:
+    """What the prepare phase left for the tests (``STATE``)."""
+    with open(STATE) as fh:
+        state: dict[str, object] = json.load(fh)
+    return state
+
+
+def journal_entries(*args: str) -> list[dict[str, str]]:
+    """The journal's entries that ``journalctl`` matches with ``args``, as JSON."""
+    res = subprocess.run(["journalctl", "--no-pager", "-o", "json", *args],
+                         capture_output=True, text=True, timeout=120, check=False)
+    return [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+
+
 def san_paths() -> list[str]:
     """The SCSI disks of the SAN (both paths of the one image file)."""
     found = []

@@ -48,6 +48,8 @@ def test_empty_file_is_all_defaults() -> None:
     assert d.uid_attribute == ("ID_SERIAL", "ID_WWN")
     assert d.dm_uuid_prefix == "mpath-"
     assert d.coalesce_ms == 200
+    assert d.history_file == "/var/lib/dmpath/history"
+    assert d.history_max_events == 10000
     assert cfg.blacklist == c.BUILTIN_BLACKLIST
     assert cfg.blacklist_exceptions == c.BUILTIN_EXCEPTIONS
 
@@ -184,6 +186,8 @@ ERRORS: list[tuple[str, str, int | None, str]] = [
         "property name",
     ),
     ("[defaults]\nbindings_file = 'bindings'\n", "defaults.bindings_file", 2, "absolute"),
+    ("[defaults]\nhistory_file = 'history'\n", "defaults.history_file", 2, "absolute"),
+    ("[defaults]\nhistory_max_events = 0\n", "defaults.history_max_events", 2, "between"),
     ("[defaults]\ndm_uuid_prefix = 'CRYPT-'\n", "defaults.dm_uuid_prefix", 2, "cryptsetup"),
     ("[defaults]\ndm_uuid_prefix = 'LVM-x'\n", "defaults.dm_uuid_prefix", 2, "LVM"),
     ("[defaults]\ndm_uuid_prefix = 'part1-'\n", "defaults.dm_uuid_prefix", 2, "partition"),
@@ -484,6 +488,7 @@ _config_dicts = st.fixed_dictionaries(
                 "uid_attribute": st.lists(st.from_regex(r"\A[A-Z_]{1,12}\Z"), min_size=1),
                 "coalesce_ms": st.integers(0, 10000),
                 "bindings_file": st.from_regex(r"\A/[a-z]{1,8}(/[a-z0-9.]{1,8}){0,3}\Z"),
+                "history_file": st.sampled_from(["", "/var/lib/dmpath/history", "/h"]),
                 "dm_uuid_prefix": st.sampled_from(["dmpath-", "x-", "site1."]),
             },
         ),
@@ -610,6 +615,8 @@ _BAD = {
     "coalesce_ms": "-1",
     "user_friendly_names": '"yes"',
     "socket": '"dmpathd.sock"',
+    "history_file": '"history"',
+    "history_max_events": "5",
 }
 
 
@@ -681,3 +688,7 @@ def test_multipaths_data_map_keys_round_trip_and_are_checked() -> None:
         c.parse_config('[[multipaths]]\nwwid = "w1"\ndata_offset = -1\n')
     with pytest.raises(ConfigError, match=r"data_offset"):
         c.parse_config('[defaults]\ndata_offset = 8\n')
+
+
+def test_an_empty_history_file_keeps_the_history_in_memory_only() -> None:
+    assert c.parse_config('[defaults]\nhistory_file = ""\n').defaults.history_file == ""
