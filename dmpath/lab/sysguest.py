@@ -74,6 +74,10 @@ def phase_of(cmdline: str) -> str:
     return ""
 
 
+class WaitTimeout(AssertionError):
+    """What ``wait_for`` waited for did not come (an assertion: the tests use it too)."""
+
+
 def wait_for(pred: Callable[[], T], timeout: float, what: str) -> T:
     deadline = time.monotonic() + timeout
     while True:
@@ -81,7 +85,7 @@ def wait_for(pred: Callable[[], T], timeout: float, what: str) -> T:
         if got:
             return got
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(1.0)
 
 

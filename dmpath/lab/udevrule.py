@@ -36,6 +36,16 @@ def retrigger(names: list[str], action: str = "change") -> None:
     run("udevadm", ["settle", "-t", "60"])
 
 
+def private_files(tmp_path: pathlib.Path) -> dict[str, str]:
+    """The ``[defaults]`` that keep a test's daemon and the rule's helper to files of the
+    test's own (the wwids and bindings files, the control socket)."""
+    return {
+        "wwids_file": f"{tmp_path}/wwids",
+        "bindings_file": f"{tmp_path}/bindings",
+        "socket": f"{tmp_path}/run/dmpathd.sock",
+    }
+
+
 @contextlib.contextmanager
 def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.Path]:
     """The project's rules, the paths' with the venv's helper and a private config; yields
@@ -46,10 +56,8 @@ def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.
     helper = os.path.join(os.path.dirname(sys.executable), "dmpath-udev")
     cfg = tmp_path / "dmpath.toml"
     cfg.write_text(
-        "[defaults]\n"
-        f'wwids_file = "{tmp_path}/wwids"\n'
-        f'bindings_file = "{tmp_path}/bindings"\n'
-        f'socket = "{tmp_path}/run/dmpathd.sock"\n' + extra
+        "[defaults]\n" + "".join(f'{k} = "{v}"\n' for k, v in private_files(tmp_path).items())
+        + extra
     )
     # the installer's own rewrite: the rule calls the venv's helper (and dmpathd)
     steps = install.plan(install.source_tree(), str(tmp_path / "root"), os.path.dirname(helper))

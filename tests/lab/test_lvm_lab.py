@@ -19,7 +19,7 @@ import pytest
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import DaemonUnderTest, remove_dm_maps, wait_for
-from dmpath.lab.udevrule import claimed, installed_rule, retrigger
+from dmpath.lab.udevrule import claimed, installed_rule, private_files, retrigger
 from dmpath.runner import CommandResult, run
 
 pytestmark = pytest.mark.lab
@@ -63,11 +63,7 @@ def test_a_volume_group_on_a_map_is_used_through_the_map_and_activated_on_it_at_
 ) -> None:
     names = [p.name for p in scsi_paths]
     with installed_rule(tmp_path):
-        shared = {
-            "wwids_file": f"{tmp_path}/wwids",
-            "bindings_file": f"{tmp_path}/bindings",
-            "socket": f"{tmp_path}/run/dmpathd.sock",
-        }
+        shared = private_files(tmp_path)
         d = dmpathd(defaults=shared)
         d.wait_maps({"mpatha": 2})
         retrigger(names)

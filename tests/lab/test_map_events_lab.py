@@ -13,7 +13,7 @@ import pytest
 
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import DaemonUnderTest, wait_for
-from dmpath.lab.udevrule import installed_rule, props, retrigger
+from dmpath.lab.udevrule import installed_rule, private_files, props, retrigger
 from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
@@ -35,14 +35,7 @@ def test_no_rule_reads_a_map_without_paths_and_its_links_stay(
     # the lab guest has no other rule for mpath- maps (dmpath.lab.guest moves
     # multipath-tools' and kpartx's aside): what is seen here is ours
     with installed_rule(tmp_path):
-        d = dmpathd(
-            defaults={
-                "wwids_file": f"{tmp_path}/wwids",
-                "bindings_file": f"{tmp_path}/bindings",
-                "socket": f"{tmp_path}/run/dmpathd.sock",
-                "no_path_retry": "queue",
-            }
-        )
+        d = dmpathd(defaults={**private_files(tmp_path), "no_path_retry": "queue"})
         d.wait_maps({"mpatha": len(names)})
         kname = os.path.basename(os.path.realpath(MAP))
         run("mkfs.ext4", ["-q", "-F", MAP])

@@ -16,7 +16,7 @@ from dmpath.errors import DmpathError
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
 from dmpath.lab.harness import DaemonUnderTest, LabTimeout, wait_for
-from dmpath.lab.udevrule import installed_rule, retrigger
+from dmpath.lab.udevrule import installed_rule, private_files, retrigger
 from dmpath.runner import run
 
 pytestmark = pytest.mark.lab
@@ -89,13 +89,7 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
 ) -> None:
     names = [p.name for p in scsi_paths]
     with installed_rule(tmp_path):
-        d = dmpathd(
-            defaults={
-                "wwids_file": f"{tmp_path}/wwids",
-                "bindings_file": f"{tmp_path}/bindings",
-                "socket": f"{tmp_path}/run/dmpathd.sock",
-            }
-        )
+        d = dmpathd(defaults=private_files(tmp_path))
         wwid = d.wait_maps({"mpatha": 2})["mpatha"]["wwid"]
         # a new table, written through the map: dmpathd makes the partition maps
         udev_seen = subprocess.Popen(

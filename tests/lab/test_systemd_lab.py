@@ -17,17 +17,14 @@ import os
 import re
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
 
-from dmpath.lab.sysguest import STATE
+from dmpath.lab.sysguest import STATE, wait_for
 
 pytestmark = pytest.mark.lab(boot="systemd")
 
-T = TypeVar("T")
 
 
 def sh(*argv: str, timeout: float = 120, check: bool = True) -> str:
@@ -42,17 +39,6 @@ def sh(*argv: str, timeout: float = 120, check: bool = True) -> str:
 def show(unit: str, *props: str) -> dict[str, str]:
     out = sh("systemctl", "show", unit, *(f"--property={p}" for p in props))
     return dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
-
-
-def wait_for(pred: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1.0)
 
 
 def journal(*args: str) -> list[dict[str, str]]:
@@ -260,7 +246,7 @@ def test_paths_appearing_start_the_stopped_service_through_the_rule(
     sh("udevadm", "control", "--log-level=debug")
     sh("modprobe", "scsi_debug", "num_tgts=1", "add_host=2", "vpd_use_hostno=0",
        "dev_size_mb=16")
-    disks = wait_for(lambda: (d := _scsi_debug_disks()) and len(d) == 2 and d, 120,
+    disks = wait_for(lambda: d if len(d := _scsi_debug_disks()) == 2 else [], 120,
                      "scsi_debug's two paths")
     try:
         wait_for(lambda: show("dmpathd.service", "ActiveState")["ActiveState"] == "active",
