@@ -215,6 +215,8 @@ class Daemon:
         self._full_pass = True  # the next pass looks at everything (start, reconfigure)
         self.excluded: set[str] = set()  # path names removed by the admin
         self.flushed: set[str] = set()  # wwids whose map the admin flushed
+        #: dm maps found suspended that would not resume: tried again until they do
+        self._resuming: set[str] = set()
         #: maps whose partition maps are being brought in line, and those asked again
         self._partition_syncs: set[str] = set()
         self._partition_again: set[str] = set()
@@ -432,6 +434,8 @@ class Daemon:
             wwid = self.dm.wwid_of(km.uuid) or ""
             mr = self._install_map(name, wwid, Backend.DM, km)
             self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
+            # a reload cut short (a crash between its suspend and its resume) left it so
+            await self._resume_if_suspended(name, "found suspended at start")
             await self._ensure_data_map(mr)
             self._partitions_later(name, "adopted")
         try:
@@ -443,6 +447,55 @@ class Daemon:
             km = await self.k(self.md.read, name)
             self._install_map(name, "", Backend.MD, km)
             self.event("map_adopted", name, message=f"adopted md array {name} ({km.sysfs})")
+
+    async def _resume_if_suspended(self, name: str, why: str) -> None:
+        """A suspended map holds every I/O sent to it until it is resumed: a map of ours is
+        never left so. Resumed now; if the kernel refuses, tried again every polling
+        interval, each failure an alert naming the command that would do it, until it is
+        running again or gone."""
+        if name in self._resuming or await self._try_resume(name, why):
+            return
+        self._resuming.add(name)
+        self.spawn(self._keep_resuming(name, why))
+
+    async def _keep_resuming(self, name: str, why: str) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.d.polling_interval)
+                if await self._try_resume(name, why):
+                    return
+        finally:
+            self._resuming.discard(name)
+
+    async def _try_resume(self, name: str, why: str) -> bool:
+        """Resume dm map ``name`` if it is suspended; False (and an alert) if it still is."""
+        mr = self.maps.get(name)
+        if mr is None or mr.model.backend != Backend.DM:
+            return True
+        try:
+            if not await self.k(self.dm.suspended, name):
+                return True
+            await self.k(self.dm.resume, name)
+        except DmpathError as exc:
+            self.event(
+                "alert",
+                name,
+                message=f"{name} is suspended ({why}): all I/O on it hangs; resume failed "
+                f"({exc}); trying again every {self.d.polling_interval:g} s, or run "
+                f"'dmsetup resume {name}'",
+            )
+            return False
+        self.event("map_resumed", name, message=f"{name} was suspended ({why}): resumed")
+        return True
+
+    async def _reload(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
+        """Replace ``mr``'s table by one over ``infos``; a reload that fails after its
+        suspend may leave the map suspended, and that is never left as it is."""
+        try:
+            await self.k(self.dm.reload, mr.model.name, self._table(mr, infos))
+        except DmpathError:
+            await self._resume_if_suspended(mr.model.name, "its reload failed")
+            raise
 
     def _install_map(self, name: str, wwid: str, backend: Backend, km: KernelMap) -> MapRuntime:
         opts = cfgmod.effective_options(self.cfg, wwid, "", "")
@@ -1233,7 +1286,7 @@ class Daemon:
         m = mr.model
         if m.backend == Backend.DM:
             # keep every path the kernel still holds, plus the new ones: one reload
-            await self.k(self.dm.reload, m.name, self._table(mr, infos))
+            await self._reload(mr, infos)
         else:
             for i in new:
                 await self.k(self.md.add, m.name, i.devnode)
@@ -1276,7 +1329,7 @@ class Daemon:
                 return
             try:
                 if mr.model.backend == Backend.DM:
-                    await self.k(self.dm.reload, mr.model.name, self._table(mr, rest))
+                    await self._reload(mr, rest)
                 else:
                     # md keeps a vanished member as a (faulty) slot until it is removed
                     for pr in gone:
@@ -1549,7 +1602,7 @@ class Daemon:
                 return
             was = " | ".join(", ".join(g.paths) for g in mr.model.groups)
             try:
-                await self.k(self.dm.reload, mr.model.name, self._table(mr, infos))
+                await self._reload(mr, infos)
             except DmpathError as exc:
                 self.event("error", mr.model.name, message=f"cannot regroup: {exc}")
                 return

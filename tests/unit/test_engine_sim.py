@@ -661,3 +661,70 @@ def test_a_write_seen_on_a_map_brings_its_partition_maps_in_line(tmp_path: pathl
         assert told and f"{name}-part1" in told[-1].message
 
     run_sim(tmp_path, 2, 2, scenario)
+
+
+def _drop_one_path(d: Daemon) -> str:
+    """A path of the first map vanishes (udev's remove): the map is reloaded without it."""
+    name = sorted(d.maps)[0]
+    gone = sorted(d.maps[name].devnums.values())[0]
+    d.records.pop(gone)
+    d.dirty.add(gone)
+    return name
+
+
+def test_a_reload_whose_resume_fails_does_not_leave_the_map_suspended(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        ops.failing_resumes = 1  # the reload's own resume
+        name = _drop_one_path(d)
+        await d.reevaluate()
+        assert not ops.maps[name].suspended
+        assert any("resume failed" in e.message for e in d.events if e.kind == "error")
+        assert [e.message for e in d.events if e.kind == "map_resumed"] == [
+            f"{name} was suspended (its reload failed): resumed"
+        ]
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_map_that_will_not_resume_is_an_alert_until_it_does(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        ops.failing_resumes = 3  # the reload's, the one after it, and one retry
+        name = _drop_one_path(d)
+        await d.reevaluate()
+        assert ops.maps[name].suspended
+        await until(lambda: not ops.maps[name].suspended, "resumed by a retry")
+        alerts = [e.message for e in d.events if e.kind == "alert" and e.map == name]
+        assert len(alerts) == 2
+        assert all(f"run 'dmsetup resume {name}'" in a for a in alerts), alerts
+        assert all("all I/O on it hangs" in a for a in alerts)
+        assert not d._resuming
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_map_of_ours_found_suspended_at_start_is_resumed(tmp_path: pathlib.Path) -> None:
+    """A daemon killed between a reload's suspend and its resume: the next one resumes the
+    map as it adopts it."""
+
+    async def main() -> None:
+        san = SimSan(2, 2)
+        first, ops = make_daemon(san, str(tmp_path), extra=FAST)
+        await first.adopt()
+        await first.scan()
+        await first.stop()
+        name = sorted(ops.maps)[0]
+        ops.maps[name].suspended = True
+        d, _ops = make_daemon(san, str(tmp_path), extra=FAST)
+        d.dm.ops = ops
+        try:
+            await d.adopt()
+            assert not ops.maps[name].suspended
+            assert [e.message for e in d.events if e.kind == "map_resumed"] == [
+                f"{name} was suspended (found suspended at start): resumed"
+            ]
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
