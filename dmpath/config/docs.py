@@ -371,9 +371,12 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "flush_on_last_del",
         "boolean",
         _toml_value(_D.flush_on_last_del),
-        "Remove a map when its last path is removed, unless the map is open. false keeps "
-        "the map (its I/O queued or failed as no_path_retry says) so that a path coming "
-        "back finds it.",
+        "Remove a map when its last path is removed, unless the map is open. true removes "
+        "it as mpathctl flush without --force does: its unused partition maps first, and "
+        "never while anything holds it or one of its partition maps open (a mount, LVM, a "
+        "process: an open map is kept, with an alert), so no queued or in-flight I/O is "
+        "lost; a path coming back makes the map again. false keeps the map (its I/O "
+        "queued or failed as no_path_retry says) so that a path coming back finds it.",
     ),
     OptionDoc(
         "defaults",

@@ -1317,6 +1317,9 @@ class Daemon:
         async with self._claimed(mr):
             rest = [self.paths[n].info for n in mr.devnums.values() if n in self.paths]
             names = ", ".join(pr.info.name for pr in gone)
+            if not rest and self.d.flush_on_last_del:
+                await self._flush_on_last_del(mr, gone[-1].info.name, names)
+                return
             if not rest:
                 # the last path is gone: leave the map, queueing or failing as configured
                 self.event(
@@ -1338,6 +1341,33 @@ class Daemon:
             except DmpathError as exc:
                 what = f"cannot drop {names}: {exc}"
                 self.event("error", mr.model.name, gone[-1].info.name, what)
+
+    async def _flush_on_last_del(self, mr: MapRuntime, path: str, names: str) -> None:
+        """``flush_on_last_del``: the map whose last path was removed goes too, unless it
+        is open (a mount, LVM, a partition map or process using it: nothing can have I/O
+        queued on a map nobody holds), as a flush without --force would. A path coming
+        back makes the map again. The caller has claimed the map."""
+        name = mr.model.name
+        try:
+            await self._flush(mr, force=False)
+        except PolicyRefusal as exc:
+            why = str(exc).removesuffix(" (use --force)")
+            self.event(
+                "alert",
+                name,
+                path,
+                f"last path {names} removed: map kept ({why}; flush_on_last_del), I/O "
+                f"queued or failed as no_path_retry={mr.opts.no_path_retry} says",
+            )
+            return
+        except DmpathError as exc:
+            self.event("error", name, path, f"last path {names} removed: cannot flush: {exc}")
+            return
+        self._forget_map(mr)
+        self.event(
+            "map_flushed", name, path, f"last path {names} removed: flushed {name} "
+            "(flush_on_last_del)"
+        )
 
     # ------------------------------------------------------------------ kernel state
 
@@ -1808,41 +1838,52 @@ class Daemon:
         name = map
         mr = self.find_map(name)
         async with self._claimed(mr):
-            await self.refresh(mr)
-            if mr.model.backend == Backend.DM and mr.model.sysfs:
-                # partition maps go with their map; one in use keeps both
-                parts = await self.k(
-                    self.dm.partitions, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid), key=name
-                )
-                busy = [p for p, opened in parts.items() if opened]
-                if busy and not force:
-                    raise PolicyRefusal(
-                        f"{name}: partition map {', '.join(busy)} is open: not flushing"
-                        " (use --force)"
-                    )
-                if parts:
-                    await self.k(self.dm.remove_partitions, name)
-                    await self.refresh(mr)
-            holders = mr.model.open_count
-            data = mr.model.backend == Backend.DM and mr.opts.data_offset is not None
-            data_open = await self.k(self.dm.data_map_open, name) if data else None
-            if data_open is not None:
-                # the map's own data map holds it; what counts is who holds the data map
-                holders += data_open - 1
-            if holders and not force:
-                raise PolicyRefusal(
-                    f"{name} is open ({holders} holders): not flushing (use --force)"
-                )
-            if data_open is not None:
-                await self.k(self.dm.remove_data_map, name, force)
-            await self.k(self.backend(mr.model.backend).flush, name, force)
-        self._unregister_map(name)
+            await self._flush(mr, force)
+        self._forget_map(mr)
         self.flushed.add(mr.model.wwid)
-        for pr in list(self.paths.values()):
-            if pr.map_name == name:
-                pr.map_name = ""
         self.event("map_flushed", name, message=f"flushed {name}")
         return {"map": name, "flushed": True}
+
+    async def _flush(self, mr: MapRuntime, force: bool) -> None:
+        """Remove ``mr`` from the kernel, its unused partition maps and data map first;
+        PolicyRefusal while anything holds it open, unless ``force``. The caller has
+        claimed the map."""
+        name = mr.model.name
+        await self.refresh(mr)
+        if mr.model.backend == Backend.DM and mr.model.sysfs:
+            # partition maps go with their map; one in use keeps both
+            parts = await self.k(
+                self.dm.partitions, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid), key=name
+            )
+            busy = [p for p, opened in parts.items() if opened]
+            if busy and not force:
+                raise PolicyRefusal(
+                    f"{name}: partition map {', '.join(busy)} is open: not flushing"
+                    " (use --force)"
+                )
+            if parts:
+                await self.k(self.dm.remove_partitions, name)
+                await self.refresh(mr)
+        holders = mr.model.open_count
+        data = mr.model.backend == Backend.DM and mr.opts.data_offset is not None
+        data_open = await self.k(self.dm.data_map_open, name) if data else None
+        if data_open is not None:
+            # the map's own data map holds it; what counts is who holds the data map
+            holders += data_open - 1
+        if holders and not force:
+            raise PolicyRefusal(
+                f"{name} is open ({holders} holders): not flushing (use --force)"
+            )
+        if data_open is not None:
+            await self.k(self.dm.remove_data_map, name, force)
+        await self.k(self.backend(mr.model.backend).flush, name, force)
+
+    def _forget_map(self, mr: MapRuntime) -> None:
+        """A map removed from the kernel leaves the model; its paths are in no map."""
+        self._unregister_map(mr.model.name)
+        for pr in list(self.paths.values()):
+            if pr.map_name == mr.model.name:
+                pr.map_name = ""
 
     async def reconfigure(self) -> dict[str, Any]:
         """Re-read the config; an invalid one is reported and the old one stays in force."""

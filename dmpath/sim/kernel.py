@@ -147,6 +147,8 @@ class _SimMap:
     next_pg: int = 1
     #: I/O held until a resume (a reload whose resume failed)
     suspended: bool = False
+    #: how many hold the map open (a mount, LVM)
+    open_count: int = 0
 
 
 UeventSink = Callable[[udev.DmPathEvent], None]
@@ -186,7 +188,7 @@ class SimDmOps:
         with self._lock:
             self._count("info")
             m = self._get(name)
-            return DmInfo(m.name, m.uuid, SIM_MAJOR, m.minor, 0, 1, 0)
+            return DmInfo(m.name, m.uuid, SIM_MAJOR, m.minor, m.open_count, 1, 0)
 
     def table(self, name: str) -> MultipathTable:
         with self._lock:
@@ -291,7 +293,8 @@ class SimDmOps:
     def remove(self, name: str, force: bool) -> None:
         with self._lock:
             self._count("remove")
-            self._get(name)
+            if self._get(name).open_count and not force:
+                raise DmpathError(f"{name}: device or resource busy (EBUSY)")
             del self.maps[name]
 
     def fail_on_io(self, dev: str) -> str:

@@ -728,3 +728,52 @@ def test_a_map_of_ours_found_suspended_at_start_is_resumed(tmp_path: pathlib.Pat
             await d.stop()
 
     asyncio.run(main())
+
+
+def _drop_map_paths(d: Daemon) -> str:
+    """Every path of the first map vanishes (udev's remove)."""
+    name = sorted(d.maps)[0]
+    for gone in d.maps[name].devnums.values():
+        d.records.pop(gone)
+        d.dirty.add(gone)
+    return name
+
+
+def test_flush_on_last_del_removes_a_map_whose_last_path_is_removed(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = _drop_map_paths(d)
+        await d.reevaluate()
+        assert name not in ops.maps and name not in d.maps
+        (flushed,) = [e for e in d.events if e.kind == "map_flushed"]
+        assert flushed.map == name and "(flush_on_last_del)" in flushed.message
+        assert len(ops.maps) == 1  # the other map is untouched
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
+
+
+def test_flush_on_last_del_keeps_a_map_that_is_open(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        ops.maps[name].open_count = 1
+        _drop_map_paths(d)
+        await d.reevaluate()
+        assert name in ops.maps and name in d.maps
+        assert ops.calls.get("remove", 0) == 0
+        (kept,) = [e.message for e in d.events if e.kind == "alert" and e.map == name]
+        assert "map kept" in kept and "is open (1 holders)" in kept, kept
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
+
+
+def test_without_flush_on_last_del_a_map_whose_last_path_is_removed_stays(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = _drop_map_paths(d)
+        await d.reevaluate()
+        assert name in ops.maps and name in d.maps
+        assert ops.calls.get("remove", 0) == 0
+
+    run_sim(tmp_path, 2, 2, check)
