@@ -694,12 +694,13 @@ def test_a_map_that_will_not_resume_is_an_alert_until_it_does(tmp_path: pathlib.
         name = _drop_one_path(d)
         await d.reevaluate()
         assert ops.maps[name].suspended
-        await until(lambda: not ops.maps[name].suspended, "resumed by a retry")
+        await until(lambda: kinds(d, "map_resumed"), "resumed by a retry")
+        assert not ops.maps[name].suspended
         alerts = [e.message for e in d.events if e.kind == "alert" and e.map == name]
         assert len(alerts) == 2
         assert all(f"run 'dmsetup resume {name}'" in a for a in alerts), alerts
         assert all("all I/O on it hangs" in a for a in alerts)
-        assert not d._resuming
+        await until(lambda: not d._resuming, "the retries over")
 
     run_sim(tmp_path, 2, 2, check)
 
