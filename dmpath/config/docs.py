@@ -346,6 +346,19 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
     ),
     OptionDoc(
         "defaults",
+        "admin_state_file",
+        "absolute path",
+        _toml_value(_D.admin_state_file),
+        "What the administrator asked of dmpathd that the kernel does not remember and "
+        "that must outlive a restart: paths failed (mpathctl fail) or removed (mpathctl "
+        "remove), queueing set on or off (mpathctl queueing) and maps flushed (mpathctl "
+        "flush). dmpathd reads it when it starts and honours it when it heals; mpathctl "
+        "reinstate, queueing MAP config, create and add undo it. JSON, rewritten "
+        "atomically (temporary file, fsync, rename) at each change; a missing file is an "
+        "empty one.",
+    ),
+    OptionDoc(
+        "defaults",
         "socket",
         "absolute path",
         _toml_value(_D.socket),

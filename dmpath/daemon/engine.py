@@ -54,7 +54,7 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import alua, claim, files, healing, polling, reconcile, tcpstall
+from dmpath.policy import alua, claim, files, healing, intent, polling, reconcile, tcpstall
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
@@ -213,8 +213,10 @@ class Daemon:
         self.dirty: set[str] = set()  # records changed since the last pass
         self.touched: set[str] = set()  # WWIDs an admin request asks to look at again
         self._full_pass = True  # the next pass looks at everything (start, reconfigure)
-        self.excluded: set[str] = set()  # path names removed by the admin
-        self.flushed: set[str] = set()  # wwids whose map the admin flushed
+        #: the admin's standing requests (admin_state_file): failed, removed paths,
+        #: queueing, flushed maps; read at adoption
+        self.intent = intent.AdminIntent()
+        self._intent_read = False
         #: dm maps found suspended that would not resume: tried again until they do
         self._resuming: set[str] = set()
         #: maps whose partition maps are being brought in line, and those asked again
@@ -429,7 +431,9 @@ class Daemon:
     # ------------------------------------------------------------------ adoption
 
     async def adopt(self) -> None:
-        """Take back maps made by an earlier dmpathd: read them, change nothing."""
+        """Take back maps made by an earlier dmpathd: read them, change nothing (but a
+        map left suspended, which is resumed)."""
+        await self._read_intent()
         for name, km in (await self.k(self.dm.read_ours)).items():
             wwid = self.dm.wwid_of(km.uuid) or ""
             mr = self._install_map(name, wwid, Backend.DM, km)
@@ -497,9 +501,33 @@ class Daemon:
             await self._resume_if_suspended(mr.model.name, "its reload failed")
             raise
 
+    async def _read_intent(self) -> None:
+        """The admin's standing requests from admin_state_file, once; a file that cannot
+        be read is an error event and an empty record (the daemon runs regardless)."""
+        if self._intent_read:
+            return
+        self._intent_read = True
+        try:
+            self.intent = await self.io(files.load_intent, self.d.admin_state_file)
+        except DmpathError as exc:
+            self.event("error", message=f"admin requests not restored: {exc}")
+
+    async def _save_intent(self) -> None:
+        """Write the admin's standing requests (atomically): done at each change."""
+        try:
+            await self.io(files.save_intent, self.d.admin_state_file, self.intent)
+        except DmpathError as exc:
+            self.event("error", message=f"{exc}: the request will not outlive a restart")
+
+    def _new_runtime(self, model: Map, opts: cfgmod.MapOptions) -> MapRuntime:
+        """A map's runtime, with the queueing the admin set for its LUN."""
+        mr = MapRuntime.new(model, opts)
+        mr.health.queueing = self.intent.queueing.get(model.wwid) if model.wwid else None
+        return mr
+
     def _install_map(self, name: str, wwid: str, backend: Backend, km: KernelMap) -> MapRuntime:
         opts = cfgmod.effective_options(self.cfg, wwid, "", "")
-        mr = MapRuntime.new(Map(name=name, wwid=wwid, backend=backend), opts)
+        mr = self._new_runtime(Map(name=name, wwid=wwid, backend=backend), opts)
         self._register_map(mr)
         self._absorb(mr, km)
         return mr
@@ -762,15 +790,18 @@ class Daemon:
     async def _update_candidates(self, dirty: set[str]) -> None:
         """Read the facts of the records that changed (off the loop) and re-decide them;
         known candidates that are no path of ours yet get their holders looked at again."""
-        recs = [
-            self.records[n] for n in sorted(dirty) if n in self.records and n not in self.excluded
-        ]
+        recs = [self.records[n] for n in sorted(dirty) if n in self.records]
         recheck = [n for n in self.cands if n not in self.paths and n not in dirty]
         uid = tuple(self.d.uid_attribute)
         infos, holders = await self.io(self.scan_records, recs, uid, recheck)
+        removed = self.intent.removed
         for name in dirty:
             info = infos.get(name)
-            ok = info is not None and self._admissible(info, holders.get(name, []))
+            ok = (
+                info is not None
+                and not self.intent.applies(removed, name, info.wwid)
+                and self._admissible(info, holders.get(name, []))
+            )
             self._set_candidate(name, info if ok else None)
         for name in recheck:
             info = self.cands.get(name)
@@ -818,7 +849,7 @@ class Daemon:
         new_maps: list[tuple[str, list[discovery.PathInfo]]] = []
         grow: list[tuple[MapRuntime, list[discovery.PathInfo]]] = []
         for wwid in sorted(touched):
-            if wwid in self.flushed:
+            if wwid in self.intent.flushed:
                 continue
             infos = sorted(self.cands_by_wwid.get(wwid, {}).values(), key=lambda i: i.name)
             if not infos:
@@ -1151,7 +1182,7 @@ class Daemon:
             if name in self.maps:
                 self.event("error", wwid, message=f"name {name} is taken by another map")
                 continue
-            mr = MapRuntime.new(Map(name=name, wwid=wwid, backend=Backend(o.backend)), o)
+            mr = self._new_runtime(Map(name=name, wwid=wwid, backend=Backend(o.backend)), o)
             runtimes.append((mr, infos))
         made = await asyncio.gather(*(self._create(mr, infos) for mr, infos in runtimes))
         wwids = [mr.model.wwid for (mr, _i), ok in zip(runtimes, made, strict=True) if ok]
@@ -1181,6 +1212,7 @@ class Daemon:
             priority=prio,
             alua_state=alua,
             interval=self.d.polling_interval,
+            held=self.intent.applies(self.intent.held, info.name, info.wwid),
         )
         pr = PathRuntime(
             info=info,
@@ -1210,7 +1242,7 @@ class Daemon:
             selector=o.path_selector,
             features=list(o.features),
             hwhandler=o.hardware_handler,
-            queueing=str(o.no_path_retry) != "fail",
+            queueing=mr.health.no_path_policy != "fail",
         )
         return table
 
@@ -1714,14 +1746,26 @@ class Daemon:
         self.event("switch_group", mr.model.name, message=f"admin: switch to group {group}")
         return {"map": mr.model.name, "group": group}
 
-    async def op_queueing(self, map: str, enabled: bool) -> dict[str, Any]:
+    async def op_queueing(self, map: str, enabled: bool | None = None) -> dict[str, Any]:
+        """Queueing on or off as the admin says, for good (healing keeps it, restarts
+        too); ``enabled`` None hands the map back to its no_path_retry."""
         mr = self.find_map(map)
         async with self._claimed(mr):
-            await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, enabled)
+            want = enabled if enabled is not None else mr.health.no_path_retry != "fail"
+            await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, want)
+            mr.health.queueing = enabled
+            if enabled is None:
+                self.intent.queueing.pop(mr.model.wwid, None)
+            elif mr.model.wwid:
+                self.intent.queueing[mr.model.wwid] = enabled
+            await self._save_intent()
             await self.refresh(mr)
-        state = "on" if enabled else "off"
+        if enabled is None:
+            # no_path_retry's count runs again from here
+            self._feed(mr, reconcile.Heal())
+        state = "as no_path_retry says" if enabled is None else "on" if enabled else "off"
         self.event("queueing", mr.model.name, message=f"admin: queueing {state}")
-        return {"map": mr.model.name, "queueing": enabled}
+        return {"map": mr.model.name, "queueing": want}
 
     async def op_reconfigure(self) -> dict[str, Any]:
         return await self.reconfigure()
@@ -1733,7 +1777,8 @@ class Daemon:
             # md keeps members until told: fail and hot-remove (EBUSY while in use)
             async with self._claimed(mr):
                 await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
-        self.excluded.add(pr.info.name)
+        self.intent.removed[pr.info.name] = pr.info.wwid
+        await self._save_intent()
         self._set_candidate(pr.info.name, None)
         await self._drop_paths([pr.info.name])
         return {"path": pr.info.name, "removed": True}
@@ -1758,13 +1803,22 @@ class Daemon:
 
     async def op_add_path(self, path: str) -> dict[str, Any]:
         info = self._path_record(path)
-        self.excluded.discard(info.name)
         await self.io(files.remember_wwid, self.d.wwids_file, info.wwid)
-        self.flushed.discard(info.wwid)
-        self.dirty.add(info.name)
-        self.touched.add(info.wwid)
+        await self._want_again(info.wwid, info.name)
         await self.reevaluate()
         return {"path": info.name, "wwid": info.wwid}
+
+    async def _want_again(self, wwid: str, *paths: str) -> None:
+        """The admin asks for LUN ``wwid`` (and ``paths`` of it) again: a flush of its map
+        and a removal of those paths no longer stand, and they are looked at anew."""
+        changed = wwid in self.intent.flushed or any(p in self.intent.removed for p in paths)
+        self.intent.flushed.discard(wwid)
+        for p in paths:
+            self.intent.removed.pop(p, None)
+            self.dirty.add(p)
+        if changed:
+            await self._save_intent()
+        self.touched.add(wwid)
 
     async def op_create_map(
         self, path: str | None = None, wwid: str | None = None, name: str | None = None
@@ -1775,8 +1829,8 @@ class Daemon:
             dmsetup.validate_map_name(name)
             self.requested_names[wwid] = name
         await self.io(files.remember_wwid, self.d.wwids_file, wwid)
-        self.flushed.discard(wwid)
-        self.touched.add(wwid)
+        removed = self.intent.removed
+        await self._want_again(wwid, *[n for n, w in removed.items() if w == wwid])
         await self.reevaluate()
         made = self._map_for_wwid(wwid)
         if made is None:
@@ -1802,6 +1856,8 @@ class Daemon:
             await self._admin_message(mr, pr, KernelState.FAILED)
             pr.model.fail_count += 1
             pr.model.held = True  # the admin's word stands until they reinstate it
+            self.intent.held[pr.info.name] = pr.info.wwid
+            await self._save_intent()
             self.event("path_failed", mr.model.name, pr.info.name, f"admin: failed {pr.info.name}")
             self._absorb(mr, await self._read(mr, full=False))
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
@@ -1823,6 +1879,8 @@ class Daemon:
         async with self._claimed(mr):
             await self._admin_message(mr, pr, KernelState.ACTIVE)
             pr.model.held = False
+            if self.intent.held.pop(pr.info.name, None) is not None:
+                await self._save_intent()
             was_marginal = reconcile.forgive(mr.health, pr.model)
             self.event(
                 "path_reinstated",
@@ -1840,7 +1898,9 @@ class Daemon:
         async with self._claimed(mr):
             await self._flush(mr, force)
         self._forget_map(mr)
-        self.flushed.add(mr.model.wwid)
+        if mr.model.wwid:
+            self.intent.flushed.add(mr.model.wwid)
+            await self._save_intent()
         self.event("map_flushed", name, message=f"flushed {name}")
         return {"map": name, "flushed": True}
 

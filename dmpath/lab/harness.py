@@ -103,6 +103,7 @@ class DaemonUnderTest:
         mine = {
             "bindings_file": f"{self.workdir}/bindings",
             "wwids_file": f"{self.workdir}/wwids",
+            "admin_state_file": f"{self.workdir}/admin-state",
             **self.defaults,
             "socket": self.socket,
         }

@@ -48,6 +48,7 @@ def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.
     cfg.write_text(
         "[defaults]\n"
         f'wwids_file = "{tmp_path}/wwids"\n'
+        f'admin_state_file = "{tmp_path}/admin-state"\n'
         f'bindings_file = "{tmp_path}/bindings"\n'
         f'socket = "{tmp_path}/run/dmpathd.sock"\n' + extra
     )

@@ -65,6 +65,7 @@ def test_a_volume_group_on_a_map_is_used_through_the_map_and_activated_on_it_at_
     with installed_rule(tmp_path):
         shared = {
             "wwids_file": f"{tmp_path}/wwids",
+            "admin_state_file": f"{tmp_path}/admin-state",
             "bindings_file": f"{tmp_path}/bindings",
             "socket": f"{tmp_path}/run/dmpathd.sock",
         }

@@ -38,6 +38,7 @@ def test_no_rule_reads_a_map_without_paths_and_its_links_stay(
         d = dmpathd(
             defaults={
                 "wwids_file": f"{tmp_path}/wwids",
+                "admin_state_file": f"{tmp_path}/admin-state",
                 "bindings_file": f"{tmp_path}/bindings",
                 "socket": f"{tmp_path}/run/dmpathd.sock",
                 "no_path_retry": "queue",

@@ -92,6 +92,7 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
         d = dmpathd(
             defaults={
                 "wwids_file": f"{tmp_path}/wwids",
+                "admin_state_file": f"{tmp_path}/admin-state",
                 "bindings_file": f"{tmp_path}/bindings",
                 "socket": f"{tmp_path}/run/dmpathd.sock",
             }

@@ -8,6 +8,7 @@ events), never how fast: the lab proves the same on a real kernel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import pathlib
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.model import Check
 from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
-from dmpath.sim.run import connect_uevents, make_daemon
+from dmpath.sim.run import connect_uevents, make_daemon, sim_scan
 
 FAST = "polling_interval = 0.1\nmax_polling_interval = 0.4\ncoalesce_ms = 10\n"
 Scenario = Callable[[Daemon, SimDmOps, SimSan], Awaitable[None]]
@@ -778,3 +779,123 @@ def test_without_flush_on_last_del_a_map_whose_last_path_is_removed_stays(
         assert ops.calls.get("remove", 0) == 0
 
     run_sim(tmp_path, 2, 2, check)
+
+
+def at_rest(d: Daemon) -> bool:
+    return not any(m.health.busy for m in d.maps.values())
+
+
+def run_restart(
+    tmp_path: pathlib.Path, luns: int, paths: int, before: Scenario, after: Scenario
+) -> None:
+    """A daemon runs ``before``, stops, and another one (same files, same kernel) adopts
+    what it left and runs ``after``: what a restart (or a kill -9: the state file is
+    written at each request) keeps."""
+
+    async def main() -> None:
+        san = SimSan(luns, paths)
+        ops: SimDmOps | None = None
+        for scenario in (before, after):
+            d, fresh = make_daemon(san, str(tmp_path), extra=FAST)
+            if ops is None:
+                ops = fresh
+            d.dm.ops = ops
+            connect_uevents(d, ops)
+            try:
+                await d.adopt()
+                await d.scan()
+                await until(functools.partial(at_rest, d), "at rest")
+                await scenario(d, ops, san)
+            finally:
+                await d.stop()
+
+    asyncio.run(main())
+
+
+def test_a_flushed_map_stays_gone_after_a_restart_until_created(tmp_path: pathlib.Path) -> None:
+    gone: list[str] = []
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        gone[:] = [name, d.maps[name].model.wwid]
+        await d.op_flush_map(name)
+        assert name not in ops.maps
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name, wwid = gone
+        assert name not in ops.maps and len(ops.maps) == 1
+        await d.op_create_map(wwid=wwid)
+        assert name in ops.maps
+        assert wwid not in (tmp_path / "admin-state").read_text()
+
+    run_restart(tmp_path, 2, 2, before, after)
+
+
+def test_a_removed_path_stays_out_after_a_restart_until_added(tmp_path: pathlib.Path) -> None:
+    out: list[str] = []
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        path = sorted(d.maps[name].devnums.values())[0]
+        out[:] = [name, path, d.paths[path].info.devnum]
+        await d.op_remove_path(path)
+        assert out[2] not in ops.maps[name].active
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name, path, devnum = out
+        assert devnum not in ops.maps[name].active and path not in d.paths
+        # the device's facts as the simulation has them (the daemon reads sysfs)
+        d._path_record = lambda spec: sim_scan([d.records[spec]], (), [])[0][spec]  # type: ignore[assignment,method-assign,return-value]
+        await d.op_add_path(path)
+        assert devnum in ops.maps[name].active
+
+    run_restart(tmp_path, 2, 2, before, after)
+
+
+def test_a_path_the_admin_failed_stays_failed_after_a_restart(tmp_path: pathlib.Path) -> None:
+    out: list[str] = []
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        path = sorted(d.paths)[0]
+        out[:] = [path, d.paths[path].info.devnum]
+        await d.op_fail_path(path)
+        assert ops.failed({out[1]}) == 1
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        path, devnum = out
+        assert d.paths[path].model.held
+        checks = san.checks
+        await until(lambda: san.checks > checks + 3 * len(d.paths), "checks go on")
+        assert ops.failed({devnum}) == 1  # it answers its checks, and stays failed
+        await d.op_reinstate_path(path)
+        assert ops.failed({devnum}) == 0
+        assert path not in (tmp_path / "admin-state").read_text()
+
+    run_restart(tmp_path, 2, 2, before, after)
+
+
+def test_queueing_off_survives_a_heal_and_a_restart(tmp_path: pathlib.Path) -> None:
+    names: list[str] = []
+
+    async def flap(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        """A path dies and comes back: two heals of its map."""
+        victim = san.by_name[sorted(d.maps[names[0]].devnums.values())[0]]
+        san.set_path(victim.name, False)
+        await until(lambda: ops.failed({victim.devnum}) == 1, "failed")
+        san.set_path(victim.name, True)
+        await until(lambda: ops.failed({victim.devnum}) == 0, "reinstated")
+        await until(lambda: not d.maps[names[0]].health.busy, "the heal over")
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        names[:] = [sorted(d.maps)[0]]
+        await d.op_queueing(names[0], False)
+        await flap(d, ops, san)
+        assert not ops.maps[names[0]].queueing
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        await flap(d, ops, san)
+        assert not ops.maps[names[0]].queueing
+        await d.op_queueing(names[0], None)  # as no_path_retry says: 12, so it queues
+        assert ops.maps[names[0]].queueing
+
+    run_restart(tmp_path, 2, 2, before, after)
