@@ -58,6 +58,7 @@ from dmpath.policy import alua, claim, files, healing, intent, polling, reconcil
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
+from dmpath.protocol import BadRequest
 from dmpath.protocol import NotFound as NotFoundError
 
 log = logging.getLogger("dmpathd")
@@ -1823,19 +1824,51 @@ class Daemon:
     async def op_create_map(
         self, path: str | None = None, wwid: str | None = None, name: str | None = None
     ) -> dict[str, Any]:
+        # everything is checked before anything is written: a refused request leaves no
+        # WWID in the wwids file and no name to be tried again at every pass
         if not wwid:
             wwid = self._path_record(str(path)).wwid
+        elif not cfgmod.valid_wwid(wwid):
+            raise BadRequest(f"create_map: invalid WWID {wwid!r}")
         if name:
-            dmsetup.validate_map_name(name)
-            self.requested_names[wwid] = name
+            try:
+                dmsetup.validate_map_name(name)
+            except dmsetup.MapNameError as exc:
+                raise BadRequest(f"create_map: {exc}") from exc
+            await self._check_name_free(name, wwid)
+        await self.reevaluate()  # paths udev told of meanwhile are candidates now
+        removed = [n for n, w in self.intent.removed.items() if w == wwid and n in self.records]
+        if self._map_for_wwid(wwid) is None and not self.cands_by_wwid.get(wwid) and not removed:
+            raise NotFoundError(f"no usable path of {wwid}: no map made, nothing recorded")
         await self.io(files.remember_wwid, self.d.wwids_file, wwid)
-        removed = self.intent.removed
-        await self._want_again(wwid, *[n for n, w in removed.items() if w == wwid])
-        await self.reevaluate()
+        await self._want_again(wwid, *removed)
+        if name:
+            self.requested_names[wwid] = name
+        try:
+            await self.reevaluate()
+        finally:
+            # the name was for this request only: a pass that could not use it must not
+            # make every later pass fail on it
+            self.requested_names.pop(wwid, None)
         made = self._map_for_wwid(wwid)
         if made is None:
             raise NotFoundError(f"no usable path of {wwid}")
         return {"map": made.model.name, "wwid": wwid}
+
+    async def _check_name_free(self, name: str, wwid: str) -> None:
+        """PolicyRefusal unless ``name`` may be the name of ``wwid``'s map: not another
+        map's, not another LUN's configured alias, no other device-mapper device's."""
+        mine = self.by_wwid.get(wwid)
+        if mine is not None and mine.model.name != name:
+            raise PolicyRefusal(f"{wwid} has a map already: {mine.model.name} (not renamed)")
+        other = self.maps.get(name)
+        if other is not None and other is not mine:
+            raise PolicyRefusal(f"name {name} is taken by the map of {other.model.wwid}")
+        alias_of = cfgmod.configured_aliases(self.cfg).get(name)
+        if alias_of is not None and alias_of != wwid:
+            raise PolicyRefusal(f"name {name} is the configured alias of {alias_of}")
+        if mine is None and name in {d.name for d in await self.k(self.dm.ops.list_maps)}:
+            raise PolicyRefusal(f"name {name} is taken by another device-mapper device")
 
     async def op_fail_path(self, path: str, force: bool = False) -> dict[str, Any]:
         pr = self.find_path(path)

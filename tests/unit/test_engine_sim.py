@@ -899,3 +899,72 @@ def test_queueing_off_survives_a_heal_and_a_restart(tmp_path: pathlib.Path) -> N
         assert ops.maps[names[0]].queueing
 
     run_restart(tmp_path, 2, 2, before, after)
+
+
+def _wwids_file(tmp_path: pathlib.Path) -> str:
+    return (tmp_path / "wwids").read_text()
+
+
+@pytest.mark.parametrize("wwid", ["3600a0b8 typo", "/3600a0b8/", "3600a0b8#1"])
+def test_create_of_a_malformed_wwid_is_a_bad_request_and_writes_nothing(
+    tmp_path: pathlib.Path, wwid: str
+) -> None:
+    from dmpath import protocol
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        before = _wwids_file(tmp_path)
+        with pytest.raises(protocol.BadRequest, match="invalid WWID") as info:
+            await d.op_create_map(wwid=wwid)
+        assert protocol.kind_for_exception(info.value) == protocol.ErrorKind.BAD_REQUEST
+        assert "\n" not in str(info.value)
+        assert _wwids_file(tmp_path) == before
+
+    run_sim(tmp_path, 1, 2, check)
+
+
+def test_create_of_a_wwid_no_path_has_is_not_found_and_writes_nothing(
+    tmp_path: pathlib.Path,
+) -> None:
+    from dmpath.protocol import NotFound
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        before = _wwids_file(tmp_path)
+        with pytest.raises(NotFound, match="no usable path of 36001405deadbeef"):
+            await d.op_create_map(wwid="36001405deadbeef")
+        assert _wwids_file(tmp_path) == before
+        assert "deadbeef" not in _wwids_file(tmp_path)
+
+    run_sim(tmp_path, 1, 2, check)
+
+
+def test_create_with_a_taken_name_is_refused_at_once_and_not_remembered(
+    tmp_path: pathlib.Path,
+) -> None:
+    from dmpath.errors import PolicyRefusal
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        first, second = sorted(d.maps)
+        wwid = d.maps[second].model.wwid
+        await d.op_flush_map(second)
+        with pytest.raises(PolicyRefusal, match=f"name {first} is taken by the map of"):
+            await d.op_create_map(wwid=wwid, name=first)
+        assert d.requested_names == {}
+        assert second not in ops.maps  # the refusal did nothing: still flushed
+        errors = len([e for e in d.events if e.kind == "error"])
+        made = await d.op_create_map(wwid=wwid)
+        assert made == {"map": second, "wwid": wwid}
+        await d.reevaluate(full=True)
+        assert len([e for e in d.events if e.kind == "error"]) == errors
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_create_with_a_free_name_makes_the_map_so_named(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        wwid = d.maps[name].model.wwid
+        await d.op_flush_map(name)
+        assert await d.op_create_map(wwid=wwid, name="data") == {"map": "data", "wwid": wwid}
+        assert "data" in ops.maps and d.requested_names == {}
+
+    run_sim(tmp_path, 1, 2, check)
