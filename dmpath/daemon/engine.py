@@ -1233,6 +1233,17 @@ class Daemon:
     def _members(self, infos: list[discovery.PathInfo]) -> list[Member]:
         return [Member(i.name, i.devnum, self.paths[i.name].model.priority) for i in infos]
 
+    def _queues(self, mr: MapRuntime) -> bool:
+        """Does ``mr``'s table queue I/O when no path is left (queue_if_no_path)?"""
+        policy = mr.health.no_path_policy
+        if self.checking or policy in ("queue", "fail"):
+            return policy != "fail"
+        # no_path_retry = N needs a daemon to count the N intervals and then fail the
+        # queued I/O: a map made by --once would queue for ever, so it fails I/O when no
+        # path is left until dmpathd adopts it (its first working check turns queueing
+        # on); a map that exists keeps what the kernel has
+        return mr.health.kernel is not None and mr.model.queueing
+
     def _table(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> MultipathTable:
         o = mr.opts
         size = min(i.size_sectors for i in infos)
@@ -1243,7 +1254,7 @@ class Daemon:
             selector=o.path_selector,
             features=list(o.features),
             hwhandler=o.hardware_handler,
-            queueing=mr.health.no_path_policy != "fail",
+            queueing=self._queues(mr),
         )
         return table
 
@@ -1273,6 +1284,15 @@ class Daemon:
             message=f"{how} {m.backend.value} map {m.name} "
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
+        if m.backend == Backend.DM and not self.checking and not m.queueing:
+            policy = mr.health.no_path_policy
+            if policy not in ("queue", "fail"):
+                self.event(
+                    "queueing",
+                    m.name,
+                    message=f"no_path_retry = {policy} needs dmpathd to count: {m.name} fails "
+                    "I/O when no path is left (no queueing) until dmpathd runs",
+                )
         return True
 
     async def _ensure_data_map(self, mr: MapRuntime) -> None:

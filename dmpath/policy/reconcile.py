@@ -406,10 +406,19 @@ def _verdict(h: MapHealth, m: Map, ev: Verdict, ctx: Context) -> list[Effect]:
     if ev.check in healing.USABLE and ev.issued_at < h.kernel_failed_at.get(p.name, 0.0):
         return [Recheck(p.name)]
     out = _checked(h, p, ev, ctx)
+    # a map that should queue and does not (made by dmpathd --once, which has nobody to
+    # count no_path_retry): its first working path is news, its heal turns queueing on
+    unqueued = (
+        p.check == Check.UNKNOWN
+        and ev.check in healing.USABLE
+        and h.backend == Backend.DM
+        and not m.queueing
+        and h.no_path_policy != "fail"
+    )
     if record_check(p, ev.check, ev.reason, ev.dev_state, ctx.wall):
         out.append(Note("check", p.name, f"{p.name} checker: {ev.check.value} ({ev.reason})"))
         return out + _news(h, m, ctx)
-    if healing.path_needs_action(p) or _recovered(h, p, ctx):
+    if unqueued or healing.path_needs_action(p) or _recovered(h, p, ctx):
         return out + _news(h, m, ctx)
     return out
 

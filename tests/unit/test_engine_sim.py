@@ -968,3 +968,51 @@ def test_create_with_a_free_name_makes_the_map_so_named(tmp_path: pathlib.Path) 
         assert "data" in ops.maps and d.requested_names == {}
 
     run_sim(tmp_path, 1, 2, check)
+
+
+def test_once_makes_count_maps_without_queueing_and_the_daemon_turns_it_on(
+    tmp_path: pathlib.Path,
+) -> None:
+    """no_path_retry = 12 counts polling intervals, which only a running daemon does: a
+    map made by --once would queue for ever with nobody to fail its I/O. It is made
+    without queueing, says so in one line, and the daemon that adopts it queues."""
+    from dmpath.daemon.engine import assemble_once
+
+    async def main() -> None:
+        san = SimSan(2, 2)
+        once, ops = make_daemon(san, str(tmp_path), extra=FAST)
+        once.checking = False
+        events = await assemble_once(once)
+        assert len(ops.maps) == 2 and not any(m.queueing for m in ops.maps.values())
+        said = [e for e in events if e.kind == "queueing"]
+        assert sorted(e.map for e in said) == sorted(ops.maps)
+        assert all(
+            e.message == f"no_path_retry = 12 needs dmpathd to count: {e.map} fails I/O when "
+            "no path is left (no queueing) until dmpathd runs"
+            for e in said
+        )
+        d, _ops = make_daemon(san, str(tmp_path), extra=FAST)
+        d.dm.ops = ops
+        connect_uevents(d, ops)
+        try:
+            await d.adopt()
+            await d.scan()
+            await until(lambda: all(m.queueing for m in ops.maps.values()), "queueing on")
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_once_keeps_queueing_for_no_path_retry_queue(tmp_path: pathlib.Path) -> None:
+    from dmpath.daemon.engine import assemble_once
+
+    async def main() -> None:
+        queue = FAST + 'no_path_retry = "queue"\n'
+        once, ops = make_daemon(SimSan(1, 2), str(tmp_path), extra=queue)
+        once.checking = False
+        events = await assemble_once(once)
+        assert all(m.queueing for m in ops.maps.values())
+        assert not [e for e in events if e.kind == "queueing"]
+
+    asyncio.run(main())

@@ -248,6 +248,27 @@ def test_queueing_the_admin_turned_off_is_not_turned_on_by_a_heal() -> None:
     assert r.queueing
 
 
+def test_the_first_working_check_of_a_map_that_should_queue_turns_queueing_on() -> None:
+    """A map made by dmpathd --once has no queueing (nobody would count no_path_retry);
+    the daemon that adopts it turns queueing on once a path is seen working."""
+    r = Rig([["sda", "sdb"]], no_path_retry="12", queueing=False)
+    for name in ("sda", "sdb"):
+        r.path(name).check = Check.UNKNOWN
+    r.verdict("sda", Check.UP)
+    assert [p.enabled for p in r.policies] == [True] and r.queueing  # type: ignore[union-attr]
+    r.verdict("sdb", Check.UP)
+    assert len(r.policies) == 1  # once
+
+
+def test_a_first_check_that_finds_the_path_dead_does_not_turn_queueing_on() -> None:
+    """no_path_retry ran out and the daemon restarted: queueing stays off while nothing
+    works, as it was left."""
+    r = Rig([["sda"]], no_path_retry="12", queueing=False)
+    r.path("sda").check = Check.UNKNOWN
+    r.verdict("sda", Check.DOWN)
+    assert r.policies == [] and not r.queueing
+
+
 def test_queueing_the_admin_turned_on_queues_for_ever() -> None:
     r = Rig([["sda"]], no_path_retry="3", queueing=True)
     r.h.queueing = True
