@@ -664,12 +664,14 @@ def test_a_write_seen_on_a_map_brings_its_partition_maps_in_line(tmp_path: pathl
     run_sim(tmp_path, 2, 2, scenario)
 
 
-def _drop_one_path(d: Daemon) -> str:
-    """A path of the first map vanishes (udev's remove): the map is reloaded without it."""
+def _drop_paths(d: Daemon, every: bool = False) -> str:
+    """A path of the first map (``every``: all of them) vanishes, as udev's remove says;
+    returns the map's name."""
     name = sorted(d.maps)[0]
-    gone = sorted(d.maps[name].devnums.values())[0]
-    d.records.pop(gone)
-    d.dirty.add(gone)
+    paths = sorted(d.maps[name].devnums.values())
+    for gone in paths if every else paths[:1]:
+        d.records.pop(gone)
+        d.dirty.add(gone)
     return name
 
 
@@ -678,7 +680,7 @@ def test_a_reload_whose_resume_fails_does_not_leave_the_map_suspended(
 ) -> None:
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         ops.failing_resumes = 1  # the reload's own resume
-        name = _drop_one_path(d)
+        name = _drop_paths(d)
         await d.reevaluate()
         assert not ops.maps[name].suspended
         assert any("resume failed" in e.message for e in d.events if e.kind == "error")
@@ -692,7 +694,7 @@ def test_a_reload_whose_resume_fails_does_not_leave_the_map_suspended(
 def test_a_map_that_will_not_resume_is_an_alert_until_it_does(tmp_path: pathlib.Path) -> None:
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         ops.failing_resumes = 3  # the reload's, the one after it, and one retry
-        name = _drop_one_path(d)
+        name = _drop_paths(d)
         await d.reevaluate()
         assert ops.maps[name].suspended
         await until(lambda: kinds(d, "map_resumed"), "resumed by a retry")
@@ -732,20 +734,11 @@ def test_a_map_of_ours_found_suspended_at_start_is_resumed(tmp_path: pathlib.Pat
     asyncio.run(main())
 
 
-def _drop_map_paths(d: Daemon) -> str:
-    """Every path of the first map vanishes (udev's remove)."""
-    name = sorted(d.maps)[0]
-    for gone in d.maps[name].devnums.values():
-        d.records.pop(gone)
-        d.dirty.add(gone)
-    return name
-
-
 def test_flush_on_last_del_removes_a_map_whose_last_path_is_removed(
     tmp_path: pathlib.Path,
 ) -> None:
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
-        name = _drop_map_paths(d)
+        name = _drop_paths(d, every=True)
         await d.reevaluate()
         assert name not in ops.maps and name not in d.maps
         (flushed,) = [e for e in d.events if e.kind == "map_flushed"]
@@ -759,7 +752,7 @@ def test_flush_on_last_del_keeps_a_map_that_is_open(tmp_path: pathlib.Path) -> N
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         name = sorted(d.maps)[0]
         ops.maps[name].open_count = 1
-        _drop_map_paths(d)
+        _drop_paths(d, every=True)
         await d.reevaluate()
         assert name in ops.maps and name in d.maps
         assert ops.calls.get("remove", 0) == 0
@@ -773,7 +766,7 @@ def test_without_flush_on_last_del_a_map_whose_last_path_is_removed_stays(
     tmp_path: pathlib.Path,
 ) -> None:
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
-        name = _drop_map_paths(d)
+        name = _drop_paths(d, every=True)
         await d.reevaluate()
         assert name in ops.maps and name in d.maps
         assert ops.calls.get("remove", 0) == 0
