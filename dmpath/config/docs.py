@@ -387,9 +387,12 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "Remove a map when its last path is removed, unless the map is open. true removes "
         "it as mpathctl flush without --force does: its unused partition maps first, and "
         "never while anything holds it or one of its partition maps open (a mount, LVM, a "
-        "process: an open map is kept, with an alert), so no queued or in-flight I/O is "
-        "lost; a path coming back makes the map again. false keeps the map (its I/O "
-        "queued or failed as no_path_retry says) so that a path coming back finds it.",
+        "process, udev's probe waiting on the queue of a map with no path), so no queued "
+        "or in-flight I/O is lost: an open map is kept, with an alert, and flushed once "
+        "nothing holds it (its user gone, or its queued I/O failed when no_path_retry ran "
+        "out), unless a path comes back first. A path coming back after the flush makes "
+        "the map again. false keeps the map (its I/O queued or failed as no_path_retry "
+        "says) so that a path coming back finds it.",
     ),
     OptionDoc(
         "defaults",

@@ -220,6 +220,8 @@ class Daemon:
         self._intent_read = False
         #: dm maps found suspended that would not resume: tried again until they do
         self._resuming: set[str] = set()
+        #: maps flush_on_last_del kept because they were open: flushed once they are not
+        self._last_del: set[str] = set()
         #: maps whose partition maps are being brought in line, and those asked again
         self._partition_syncs: set[str] = set()
         self._partition_again: set[str] = set()
@@ -1397,9 +1399,10 @@ class Daemon:
 
     async def _flush_on_last_del(self, mr: MapRuntime, path: str, names: str) -> None:
         """``flush_on_last_del``: the map whose last path was removed goes too, unless it
-        is open (a mount, LVM, a partition map or process using it: nothing can have I/O
-        queued on a map nobody holds), as a flush without --force would. A path coming
-        back makes the map again. The caller has claimed the map."""
+        is open (a mount, LVM, a partition map, a process, or udev's probe whose read
+        waits on the map's queue: nothing can have I/O queued on a map nobody holds), as
+        a flush without --force would. An open map is flushed once nothing holds it any
+        more, unless a path comes back first. The caller has claimed the map."""
         name = mr.model.name
         try:
             await self._flush(mr, force=False)
@@ -1409,18 +1412,54 @@ class Daemon:
                 "alert",
                 name,
                 path,
-                f"last path {names} removed: map kept ({why}; flush_on_last_del), I/O "
-                f"queued or failed as no_path_retry={mr.opts.no_path_retry} says",
+                f"last path {names} removed: map kept while it is open ({why}; "
+                f"flush_on_last_del), I/O queued or failed as no_path_retry="
+                f"{mr.opts.no_path_retry} says",
             )
+            if name not in self._last_del:
+                self._last_del.add(name)
+                self.spawn(self._flush_once_closed(mr, path, names))
             return
         except DmpathError as exc:
             self.event("error", name, path, f"last path {names} removed: cannot flush: {exc}")
             return
+        self._flushed_on_last_del(mr, path, names)
+
+    def _flushed_on_last_del(self, mr: MapRuntime, path: str, names: str) -> None:
         self._forget_map(mr)
         self.event(
-            "map_flushed", name, path, f"last path {names} removed: flushed {name} "
-            "(flush_on_last_del)"
+            "map_flushed",
+            mr.model.name,
+            path,
+            f"last path {names} removed: flushed {mr.model.name} (flush_on_last_del)",
         )
+
+    def _pathless(self, mr: MapRuntime) -> bool:
+        """``mr`` is still ours and has no path we know (none came back)."""
+        known = any(n in self.paths for n in mr.devnums.values())
+        return self.maps.get(mr.model.name) is mr and not known
+
+    async def _flush_once_closed(self, mr: MapRuntime, path: str, names: str) -> None:
+        """Every polling interval, the map flush_on_last_del kept because it was open is
+        flushed if nothing holds it now (its holder gone, or its queued I/O failed by
+        no_path_retry); until a path comes back or the map is gone."""
+        try:
+            while self._pathless(mr):
+                await asyncio.sleep(self.d.polling_interval)
+                async with self._claimed(mr):
+                    if not self._pathless(mr):
+                        return
+                    try:
+                        await self._flush(mr, force=False)
+                    except PolicyRefusal:
+                        continue  # still open
+                    except DmpathError as exc:
+                        self.event("error", mr.model.name, path, f"cannot flush: {exc}")
+                        return
+                    self._flushed_on_last_del(mr, path, names)
+                    return
+        finally:
+            self._last_del.discard(mr.model.name)
 
     # ------------------------------------------------------------------ kernel state
 

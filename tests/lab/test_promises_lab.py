@@ -146,7 +146,9 @@ def test_a_map_found_suspended_is_resumed_at_start(
 def test_flush_on_last_del_flushes_the_map_whose_last_path_is_deleted(
     scsi_paths: list[LabPath], dmpathd: StartDaemon
 ) -> None:
-    d = dmpathd(defaults={"flush_on_last_del": True})
+    # udev probes the map as its paths fail, and the probe's read waits on the map's
+    # queue: the map is open until no_path_retry fails that I/O, then it is flushed
+    d = dmpathd(defaults={"flush_on_last_del": True, "polling_interval": 1, "no_path_retry": 3})
     with told(d):
         wait_for(functools.partial(settled, d, "mpatha", 2), HEAL_TIMEOUT, "mpatha settled")
         hosts = sorted({p.host for p in scsi_paths})

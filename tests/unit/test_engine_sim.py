@@ -748,16 +748,47 @@ def test_flush_on_last_del_removes_a_map_whose_last_path_is_removed(
     run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
 
 
-def test_flush_on_last_del_keeps_a_map_that_is_open(tmp_path: pathlib.Path) -> None:
+def test_flush_on_last_del_keeps_a_map_while_it_is_open(tmp_path: pathlib.Path) -> None:
+    """Open (a mount, or udev's probe waiting on the queue of a map with no path): kept;
+    flushed once nothing holds it any more."""
+
     async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
         name = sorted(d.maps)[0]
         ops.maps[name].open_count = 1
         _drop_paths(d, every=True)
         await d.reevaluate()
         assert name in ops.maps and name in d.maps
-        assert ops.calls.get("remove", 0) == 0
         (kept,) = [e.message for e in d.events if e.kind == "alert" and e.map == name]
-        assert "map kept" in kept and "is open (1 holders)" in kept, kept
+        assert "map kept while it is open" in kept and "is open (1 holders)" in kept, kept
+        checks = ops.calls["info"]
+        await until(lambda: ops.calls["info"] > checks + 2, "looked at again, still open")
+        assert name in ops.maps and ops.calls.get("remove", 0) == 0
+        ops.maps[name].open_count = 0  # its holder lets go
+        await until(lambda: name not in ops.maps, "flushed once closed")
+        await until(lambda: kinds(d, "map_flushed"), "the event")
+        assert name not in d.maps
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
+
+
+def test_flush_on_last_del_keeps_an_open_map_a_path_comes_back_to(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        ops.maps[name].open_count = 1
+        records = {r.sys_name: r for r in san.records()}
+        back = sorted(d.maps[name].devnums.values())
+        _drop_paths(d, every=True)
+        await d.reevaluate()
+        for path in back:  # the LUN is seen again
+            d.records[path] = records[path]
+            d.dirty.add(path)
+        await d.reevaluate()
+        await until(lambda: not d._last_del, "no more flush attempts")
+        ops.maps[name].open_count = 0
+        assert name in ops.maps and sorted(d.maps[name].devnums.values()) == back
+        assert ops.calls.get("remove", 0) == 0 and not kinds(d, "map_flushed")
 
     run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
 
