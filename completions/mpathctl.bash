@@ -129,7 +129,7 @@ _mpathctl()
             if ((npos == 0)); then
                 words_list=$(_mpathctl_maps "$sock")
             elif ((npos == 1)); then
-                words_list="on off"
+                words_list="on off config"
             fi
             ;;
         migrate-md)

@@ -61,7 +61,8 @@ Ops (arguments in brackets are optional; ``path`` is a kernel name such as ``sdb
         ``create_map`` {path: str | wwid: str (exactly one), [name: str]}
         ``flush_map`` {map: str, [force: bool = false]}
         ``switch_group`` {map: str, group: int >= 1}
-        ``queueing`` {map: str, enabled: bool}
+        ``queueing`` {map: str, [enabled: bool]} (without ``enabled``: as no_path_retry
+                                    says again)
         ``reconfigure`` {}
 
     Strings must be non-empty, at most 4096 characters, without control characters
@@ -284,7 +285,6 @@ def _opt(check: Callable[[Any], str | None], default: Any = None) -> Arg:
 
 
 _STR = Arg(_check_string)
-_BOOL = Arg(_check_bool)
 
 
 @dataclass(frozen=True)
@@ -320,7 +320,7 @@ OPS: Mapping[str, OpSpec] = {
     ),
     "flush_map": OpSpec(mutating=True, args={"map": _STR, "force": _opt(_check_bool, False)}),
     "switch_group": OpSpec(mutating=True, args={"map": _STR, "group": Arg(_int_at_least(1))}),
-    "queueing": OpSpec(mutating=True, args={"map": _STR, "enabled": _BOOL}),
+    "queueing": OpSpec(mutating=True, args={"map": _STR, "enabled": _opt(_check_bool)}),
     "reconfigure": OpSpec(mutating=True),
 }
 

@@ -344,9 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("switchgroup", "make group N of a map the active one", cmd_switchgroup)
     p.add_argument("map", metavar="MAP")
     p.add_argument("group", metavar="N", type=lambda s: _count(s, 1))
-    p = cmd("queueing", "queue I/O when no path is left (on) or fail it (off)", cmd_queueing)
+    p = cmd(
+        "queueing",
+        "queue I/O when no path is left (on), fail it (off), or as configured (config)",
+        cmd_queueing,
+    )
     p.add_argument("map", metavar="MAP")
-    p.add_argument("state", choices=("on", "off"))
+    p.add_argument("state", choices=("on", "off", "config"))
     cmd("reconfigure", "re-read the configuration", cmd_reconfigure)
     p = cmd(
         "migrate-md",
@@ -700,8 +704,11 @@ def cmd_switchgroup(ctx: Ctx, args: argparse.Namespace) -> int:
 
 def cmd_queueing(ctx: Ctx, args: argparse.Namespace) -> int:
     name = check_text("map name", args.map)
-    on = args.state == "on"
-    return _act(ctx, "queueing", {"map": name, "enabled": on}, f"{name}: queueing {args.state}")
+    req: dict[str, Any] = {"map": name}
+    if args.state != "config":
+        req["enabled"] = args.state == "on"
+    what = "as no_path_retry says" if args.state == "config" else args.state
+    return _act(ctx, "queueing", req, f"{name}: queueing {what}")
 
 
 def cmd_reconfigure(ctx: Ctx, args: argparse.Namespace) -> int:

@@ -346,6 +346,19 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
     ),
     OptionDoc(
         "defaults",
+        "admin_state_file",
+        "absolute path",
+        _toml_value(_D.admin_state_file),
+        "What the administrator asked of dmpathd that the kernel does not remember and "
+        "that must outlive a restart: paths failed (mpathctl fail) or removed (mpathctl "
+        "remove), queueing set on or off (mpathctl queueing) and maps flushed (mpathctl "
+        "flush). dmpathd reads it when it starts and honours it when it heals; mpathctl "
+        "reinstate, queueing MAP config, create and add undo it. JSON, rewritten "
+        "atomically (temporary file, fsync, rename) at each change; a missing file is an "
+        "empty one.",
+    ),
+    OptionDoc(
+        "defaults",
         "socket",
         "absolute path",
         _toml_value(_D.socket),
@@ -371,9 +384,15 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "flush_on_last_del",
         "boolean",
         _toml_value(_D.flush_on_last_del),
-        "Remove a map when its last path is removed, unless the map is open. false keeps "
-        "the map (its I/O queued or failed as no_path_retry says) so that a path coming "
-        "back finds it.",
+        "Remove a map when its last path is removed, unless the map is open. true removes "
+        "it as mpathctl flush without --force does: its unused partition maps first, and "
+        "never while anything holds it or one of its partition maps open (a mount, LVM, a "
+        "process, udev's probe waiting on the queue of a map with no path), so no queued "
+        "or in-flight I/O is lost: an open map is kept, with an alert, and flushed once "
+        "nothing holds it (its user gone, or its queued I/O failed when no_path_retry ran "
+        "out), unless a path comes back first. A path coming back after the flush makes "
+        "the map again. false keeps the map (its I/O queued or failed as no_path_retry "
+        "says) so that a path coming back finds it.",
     ),
     OptionDoc(
         "defaults",

@@ -105,6 +105,7 @@ class Defaults:
     uid_attribute: tuple[str, ...] = ("ID_SERIAL", "ID_WWN")
     bindings_file: str = "/etc/dmpath/bindings"
     wwids_file: str = "/etc/dmpath/wwids"
+    admin_state_file: str = "/etc/dmpath/admin-state"
     socket: str = "/run/dmpath/dmpathd.sock"
     dm_uuid_prefix: str = DEFAULT_DM_UUID_PREFIX
     flush_on_last_del: bool = False

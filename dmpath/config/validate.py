@@ -405,6 +405,7 @@ _DEFAULTS_SCHEMA: Final[dict[str, Validator]] = {
     "uid_attribute": _uid_attribute,
     "bindings_file": _abs_path,
     "wwids_file": _abs_path,
+    "admin_state_file": _abs_path,
     "socket": _abs_path,
     "dm_uuid_prefix": _dm_uuid_prefix,
     "flush_on_last_del": _bool,

@@ -181,6 +181,8 @@ class DmOps(Protocol):
     def message(self, name: str, *words: str) -> str: ...
     def create(self, name: str, table: MultipathTable, uuid: str) -> None: ...
     def reload(self, name: str, table: MultipathTable) -> None: ...
+    def suspended(self, name: str) -> bool: ...
+    def resume(self, name: str) -> None: ...
     def remove(self, name: str, force: bool) -> None: ...
 
 
@@ -220,6 +222,12 @@ class DmsetupOps:
     def reload(self, name: str, table: MultipathTable) -> None:
         dmsetup.reload(name, table)
 
+    def suspended(self, name: str) -> bool:
+        return dmsetup.suspended(name)
+
+    def resume(self, name: str) -> None:
+        dmsetup.resume(name, udev_sync=False)
+
     def remove(self, name: str, force: bool) -> None:
         dmsetup.remove(name, force=force)
 
@@ -258,6 +266,12 @@ class KernelDmOps(DmsetupOps):
 
     def reload(self, name: str, table: MultipathTable) -> None:
         self.ctl.reload(name, table)
+
+    def suspended(self, name: str) -> bool:
+        return self.ctl.suspended(name)
+
+    def resume(self, name: str) -> None:
+        self.ctl.resume(name)
 
 
 def kernel_dm_ops() -> DmOps:
@@ -348,6 +362,12 @@ class DmBackend:
 
     def reload(self, name: str, table: MultipathTable) -> None:
         self.ops.reload(name, table)
+
+    def suspended(self, name: str) -> bool:
+        return self.ops.suspended(name)
+
+    def resume(self, name: str) -> None:
+        self.ops.resume(name)
 
     def apply(self, name: str, steps: list[tuple[str, str]]) -> list[DmpathError | None]:
         return apply_steps(self.fail, self.reinstate, name, steps)

@@ -55,10 +55,21 @@ from dmpath.model import (
     Snapshot,
     snapshot_to_dict,
 )
-from dmpath.policy import alua, claim, files, healing, history, polling, reconcile, tcpstall
+from dmpath.policy import (
+    alua,
+    claim,
+    files,
+    healing,
+    history,
+    intent,
+    polling,
+    reconcile,
+    tcpstall,
+)
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
+from dmpath.protocol import BadRequest
 from dmpath.protocol import NotFound as NotFoundError
 
 log = logging.getLogger("dmpathd")
@@ -216,8 +227,14 @@ class Daemon:
         self.dirty: set[str] = set()  # records changed since the last pass
         self.touched: set[str] = set()  # WWIDs an admin request asks to look at again
         self._full_pass = True  # the next pass looks at everything (start, reconfigure)
-        self.excluded: set[str] = set()  # path names removed by the admin
-        self.flushed: set[str] = set()  # wwids whose map the admin flushed
+        #: the admin's standing requests (admin_state_file): failed, removed paths,
+        #: queueing, flushed maps; read at adoption
+        self.intent = intent.AdminIntent()
+        self._intent_read = False
+        #: dm maps found suspended that would not resume: tried again until they do
+        self._resuming: set[str] = set()
+        #: maps flush_on_last_del kept because they were open: flushed once they are not
+        self._last_del: set[str] = set()
         #: maps whose partition maps are being brought in line, and those asked again
         self._partition_syncs: set[str] = set()
         self._partition_again: set[str] = set()
@@ -466,11 +483,15 @@ class Daemon:
     # ------------------------------------------------------------------ adoption
 
     async def adopt(self) -> None:
-        """Take back maps made by an earlier dmpathd: read them, change nothing."""
+        """Take back maps made by an earlier dmpathd: read them, change nothing (but a
+        map left suspended, which is resumed)."""
+        await self._read_intent()
         for name, km in (await self.k(self.dm.read_ours)).items():
             wwid = self.dm.wwid_of(km.uuid) or ""
             mr = self._install_map(name, wwid, Backend.DM, km)
             self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
+            # a reload cut short (a crash between its suspend and its resume) left it so
+            await self._resume_if_suspended(name, "found suspended at start")
             await self._ensure_data_map(mr)
             self._partitions_later(name, "adopted")
         try:
@@ -483,9 +504,82 @@ class Daemon:
             self._install_map(name, "", Backend.MD, km)
             self.event("map_adopted", name, message=f"adopted md array {name} ({km.sysfs})")
 
+    async def _resume_if_suspended(self, name: str, why: str) -> None:
+        """A suspended map holds every I/O sent to it until it is resumed: a map of ours is
+        never left so. Resumed now; if the kernel refuses, tried again every polling
+        interval, each failure an alert naming the command that would do it, until it is
+        running again or gone."""
+        if name in self._resuming or await self._try_resume(name, why):
+            return
+        self._resuming.add(name)
+        self.spawn(self._keep_resuming(name, why))
+
+    async def _keep_resuming(self, name: str, why: str) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.d.polling_interval)
+                if await self._try_resume(name, why):
+                    return
+        finally:
+            self._resuming.discard(name)
+
+    async def _try_resume(self, name: str, why: str) -> bool:
+        """Resume dm map ``name`` if it is suspended; False (and an alert) if it still is."""
+        mr = self.maps.get(name)
+        if mr is None or mr.model.backend != Backend.DM:
+            return True
+        try:
+            if not await self.k(self.dm.suspended, name):
+                return True
+            await self.k(self.dm.resume, name)
+        except DmpathError as exc:
+            self.event(
+                "alert",
+                name,
+                message=f"{name} is suspended ({why}): all I/O on it hangs; resume failed "
+                f"({exc}); trying again every {self.d.polling_interval:g} s, or run "
+                f"'dmsetup resume {name}'",
+            )
+            return False
+        self.event("map_resumed", name, message=f"{name} was suspended ({why}): resumed")
+        return True
+
+    async def _reload(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
+        """Replace ``mr``'s table by one over ``infos``; a reload that fails after its
+        suspend may leave the map suspended, and that is never left as it is."""
+        try:
+            await self.k(self.dm.reload, mr.model.name, self._table(mr, infos))
+        except DmpathError:
+            await self._resume_if_suspended(mr.model.name, "its reload failed")
+            raise
+
+    async def _read_intent(self) -> None:
+        """The admin's standing requests from admin_state_file, once; a file that cannot
+        be read is an error event and an empty record (the daemon runs regardless)."""
+        if self._intent_read:
+            return
+        self._intent_read = True
+        try:
+            self.intent = await self.io(files.load_intent, self.d.admin_state_file)
+        except DmpathError as exc:
+            self.event("error", message=f"admin requests not restored: {exc}")
+
+    async def _save_intent(self) -> None:
+        """Write the admin's standing requests (atomically): done at each change."""
+        try:
+            await self.io(files.save_intent, self.d.admin_state_file, self.intent)
+        except DmpathError as exc:
+            self.event("error", message=f"{exc}: the request will not outlive a restart")
+
+    def _new_runtime(self, model: Map, opts: cfgmod.MapOptions) -> MapRuntime:
+        """A map's runtime, with the queueing the admin set for its LUN."""
+        mr = MapRuntime.new(model, opts)
+        mr.health.queueing = self.intent.queueing.get(model.wwid) if model.wwid else None
+        return mr
+
     def _install_map(self, name: str, wwid: str, backend: Backend, km: KernelMap) -> MapRuntime:
         opts = cfgmod.effective_options(self.cfg, wwid, "", "")
-        mr = MapRuntime.new(Map(name=name, wwid=wwid, backend=backend), opts)
+        mr = self._new_runtime(Map(name=name, wwid=wwid, backend=backend), opts)
         self._register_map(mr)
         self._absorb(mr, km)
         return mr
@@ -753,15 +847,18 @@ class Daemon:
     async def _update_candidates(self, dirty: set[str]) -> None:
         """Read the facts of the records that changed (off the loop) and re-decide them;
         known candidates that are no path of ours yet get their holders looked at again."""
-        recs = [
-            self.records[n] for n in sorted(dirty) if n in self.records and n not in self.excluded
-        ]
+        recs = [self.records[n] for n in sorted(dirty) if n in self.records]
         recheck = [n for n in self.cands if n not in self.paths and n not in dirty]
         uid = tuple(self.d.uid_attribute)
         infos, holders = await self.io(self.scan_records, recs, uid, recheck)
+        removed = self.intent.removed
         for name in dirty:
             info = infos.get(name)
-            ok = info is not None and self._admissible(info, holders.get(name, []))
+            ok = (
+                info is not None
+                and not self.intent.applies(removed, name, info.wwid)
+                and self._admissible(info, holders.get(name, []))
+            )
             self._set_candidate(name, info if ok else None)
         for name in recheck:
             info = self.cands.get(name)
@@ -809,7 +906,7 @@ class Daemon:
         new_maps: list[tuple[str, list[discovery.PathInfo]]] = []
         grow: list[tuple[MapRuntime, list[discovery.PathInfo]]] = []
         for wwid in sorted(touched):
-            if wwid in self.flushed:
+            if wwid in self.intent.flushed:
                 continue
             infos = sorted(self.cands_by_wwid.get(wwid, {}).values(), key=lambda i: i.name)
             if not infos:
@@ -1142,7 +1239,7 @@ class Daemon:
             if name in self.maps:
                 self.event("error", wwid, message=f"name {name} is taken by another map")
                 continue
-            mr = MapRuntime.new(Map(name=name, wwid=wwid, backend=Backend(o.backend)), o)
+            mr = self._new_runtime(Map(name=name, wwid=wwid, backend=Backend(o.backend)), o)
             runtimes.append((mr, infos))
         made = await asyncio.gather(*(self._create(mr, infos) for mr, infos in runtimes))
         wwids = [mr.model.wwid for (mr, _i), ok in zip(runtimes, made, strict=True) if ok]
@@ -1172,6 +1269,7 @@ class Daemon:
             priority=prio,
             alua_state=alua,
             interval=self.d.polling_interval,
+            held=self.intent.applies(self.intent.held, info.name, info.wwid),
         )
         pr = PathRuntime(
             info=info,
@@ -1191,6 +1289,17 @@ class Daemon:
     def _members(self, infos: list[discovery.PathInfo]) -> list[Member]:
         return [Member(i.name, i.devnum, self.paths[i.name].model.priority) for i in infos]
 
+    def _queues(self, mr: MapRuntime) -> bool:
+        """Does ``mr``'s table queue I/O when no path is left (queue_if_no_path)?"""
+        policy = mr.health.no_path_policy
+        if self.checking or policy in ("queue", "fail"):
+            return policy != "fail"
+        # no_path_retry = N needs a daemon to count the N intervals and then fail the
+        # queued I/O: a map made by --once would queue for ever, so it fails I/O when no
+        # path is left until dmpathd adopts it (its first working check turns queueing
+        # on); a map that exists keeps what the kernel has
+        return mr.health.kernel is not None and mr.model.queueing
+
     def _table(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> MultipathTable:
         o = mr.opts
         size = min(i.size_sectors for i in infos)
@@ -1201,7 +1310,7 @@ class Daemon:
             selector=o.path_selector,
             features=list(o.features),
             hwhandler=o.hardware_handler,
-            queueing=str(o.no_path_retry) != "fail",
+            queueing=self._queues(mr),
         )
         return table
 
@@ -1231,6 +1340,15 @@ class Daemon:
             message=f"{how} {m.backend.value} map {m.name} "
             f"({m.wwid}) over {', '.join(i.name for i in infos)}",
         )
+        if m.backend == Backend.DM and not self.checking and not m.queueing:
+            policy = mr.health.no_path_policy
+            if policy not in ("queue", "fail"):
+                self.event(
+                    "queueing",
+                    m.name,
+                    message=f"no_path_retry = {policy} needs dmpathd to count: {m.name} fails "
+                    "I/O when no path is left (no queueing) until dmpathd runs",
+                )
         return True
 
     async def _ensure_data_map(self, mr: MapRuntime) -> None:
@@ -1277,7 +1395,7 @@ class Daemon:
         m = mr.model
         if m.backend == Backend.DM:
             # keep every path the kernel still holds, plus the new ones: one reload
-            await self.k(self.dm.reload, m.name, self._table(mr, infos))
+            await self._reload(mr, infos)
         else:
             for i in new:
                 await self.k(self.md.add, m.name, i.devnode)
@@ -1308,6 +1426,9 @@ class Daemon:
         async with self._claimed(mr):
             rest = [self.paths[n].info for n in mr.devnums.values() if n in self.paths]
             names = ", ".join(pr.info.name for pr in gone)
+            if not rest and self.d.flush_on_last_del:
+                await self._flush_on_last_del(mr, gone[-1].info.name, names)
+                return
             if not rest:
                 # the last path is gone: leave the map, queueing or failing as configured
                 self.event(
@@ -1320,7 +1441,7 @@ class Daemon:
                 return
             try:
                 if mr.model.backend == Backend.DM:
-                    await self.k(self.dm.reload, mr.model.name, self._table(mr, rest))
+                    await self._reload(mr, rest)
                 else:
                     # md keeps a vanished member as a (faulty) slot until it is removed
                     for pr in gone:
@@ -1329,6 +1450,70 @@ class Daemon:
             except DmpathError as exc:
                 what = f"cannot drop {names}: {exc}"
                 self.event("error", mr.model.name, gone[-1].info.name, what)
+
+    async def _flush_on_last_del(self, mr: MapRuntime, path: str, names: str) -> None:
+        """``flush_on_last_del``: the map whose last path was removed goes too, unless it
+        is open (a mount, LVM, a partition map, a process, or udev's probe whose read
+        waits on the map's queue: nothing can have I/O queued on a map nobody holds), as
+        a flush without --force would. An open map is flushed once nothing holds it any
+        more, unless a path comes back first. The caller has claimed the map."""
+        name = mr.model.name
+        try:
+            await self._flush(mr, force=False)
+        except PolicyRefusal as exc:
+            why = str(exc).removesuffix(" (use --force)")
+            self.event(
+                "alert",
+                name,
+                path,
+                f"last path {names} removed: map kept while it is open ({why}; "
+                f"flush_on_last_del), I/O queued or failed as no_path_retry="
+                f"{mr.opts.no_path_retry} says",
+            )
+            if name not in self._last_del:
+                self._last_del.add(name)
+                self.spawn(self._flush_once_closed(mr, path, names))
+            return
+        except DmpathError as exc:
+            self.event("error", name, path, f"last path {names} removed: cannot flush: {exc}")
+            return
+        self._flushed_on_last_del(mr, path, names)
+
+    def _flushed_on_last_del(self, mr: MapRuntime, path: str, names: str) -> None:
+        self._forget_map(mr)
+        self.event(
+            "map_flushed",
+            mr.model.name,
+            path,
+            f"last path {names} removed: flushed {mr.model.name} (flush_on_last_del)",
+        )
+
+    def _pathless(self, mr: MapRuntime) -> bool:
+        """``mr`` is still ours and has no path we know (none came back)."""
+        known = any(n in self.paths for n in mr.devnums.values())
+        return self.maps.get(mr.model.name) is mr and not known
+
+    async def _flush_once_closed(self, mr: MapRuntime, path: str, names: str) -> None:
+        """Every polling interval, the map flush_on_last_del kept because it was open is
+        flushed if nothing holds it now (its holder gone, or its queued I/O failed by
+        no_path_retry); until a path comes back or the map is gone."""
+        try:
+            while self._pathless(mr):
+                await asyncio.sleep(self.d.polling_interval)
+                async with self._claimed(mr):
+                    if not self._pathless(mr):
+                        return
+                    try:
+                        await self._flush(mr, force=False)
+                    except PolicyRefusal:
+                        continue  # still open
+                    except DmpathError as exc:
+                        self.event("error", mr.model.name, path, f"cannot flush: {exc}")
+                        return
+                    self._flushed_on_last_del(mr, path, names)
+                    return
+        finally:
+            self._last_del.discard(mr.model.name)
 
     # ------------------------------------------------------------------ kernel state
 
@@ -1593,7 +1778,7 @@ class Daemon:
                 return
             was = " | ".join(", ".join(g.paths) for g in mr.model.groups)
             try:
-                await self.k(self.dm.reload, mr.model.name, self._table(mr, infos))
+                await self._reload(mr, infos)
             except DmpathError as exc:
                 self.event("error", mr.model.name, message=f"cannot regroup: {exc}")
                 return
@@ -1675,14 +1860,26 @@ class Daemon:
         self.event("switch_group", mr.model.name, message=f"admin: switch to group {group}")
         return {"map": mr.model.name, "group": group}
 
-    async def op_queueing(self, map: str, enabled: bool) -> dict[str, Any]:
+    async def op_queueing(self, map: str, enabled: bool | None = None) -> dict[str, Any]:
+        """Queueing on or off as the admin says, for good (healing keeps it, restarts
+        too); ``enabled`` None hands the map back to its no_path_retry."""
         mr = self.find_map(map)
         async with self._claimed(mr):
-            await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, enabled)
+            want = enabled if enabled is not None else mr.health.no_path_retry != "fail"
+            await self.k(self.backend(mr.model.backend).set_queueing, mr.model.name, want)
+            mr.health.queueing = enabled
+            if enabled is None:
+                self.intent.queueing.pop(mr.model.wwid, None)
+            elif mr.model.wwid:
+                self.intent.queueing[mr.model.wwid] = enabled
+            await self._save_intent()
             await self.refresh(mr)
-        state = "on" if enabled else "off"
+        if enabled is None:
+            # no_path_retry's count runs again from here
+            self._feed(mr, reconcile.Heal())
+        state = "as no_path_retry says" if enabled is None else "on" if enabled else "off"
         self.event("queueing", mr.model.name, message=f"admin: queueing {state}")
-        return {"map": mr.model.name, "queueing": enabled}
+        return {"map": mr.model.name, "queueing": want}
 
     async def op_reconfigure(self) -> dict[str, Any]:
         return await self.reconfigure()
@@ -1694,7 +1891,8 @@ class Daemon:
             # md keeps members until told: fail and hot-remove (EBUSY while in use)
             async with self._claimed(mr):
                 await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
-        self.excluded.add(pr.info.name)
+        self.intent.removed[pr.info.name] = pr.info.wwid
+        await self._save_intent()
         self._set_candidate(pr.info.name, None)
         await self._drop_paths([pr.info.name])
         return {"path": pr.info.name, "removed": True}
@@ -1719,30 +1917,71 @@ class Daemon:
 
     async def op_add_path(self, path: str) -> dict[str, Any]:
         info = self._path_record(path)
-        self.excluded.discard(info.name)
         await self.io(files.remember_wwid, self.d.wwids_file, info.wwid)
-        self.flushed.discard(info.wwid)
-        self.dirty.add(info.name)
-        self.touched.add(info.wwid)
+        await self._want_again(info.wwid, info.name)
         await self.reevaluate()
         return {"path": info.name, "wwid": info.wwid}
+
+    async def _want_again(self, wwid: str, *paths: str) -> None:
+        """The admin asks for LUN ``wwid`` (and ``paths`` of it) again: a flush of its map
+        and a removal of those paths no longer stand, and they are looked at anew."""
+        changed = wwid in self.intent.flushed or any(p in self.intent.removed for p in paths)
+        self.intent.flushed.discard(wwid)
+        for p in paths:
+            self.intent.removed.pop(p, None)
+            self.dirty.add(p)
+        if changed:
+            await self._save_intent()
+        self.touched.add(wwid)
 
     async def op_create_map(
         self, path: str | None = None, wwid: str | None = None, name: str | None = None
     ) -> dict[str, Any]:
+        # everything is checked before anything is written: a refused request leaves no
+        # WWID in the wwids file and no name to be tried again at every pass
         if not wwid:
             wwid = self._path_record(str(path)).wwid
+        elif not cfgmod.valid_wwid(wwid):
+            raise BadRequest(f"create_map: invalid WWID {wwid!r}")
         if name:
-            dmsetup.validate_map_name(name)
-            self.requested_names[wwid] = name
+            try:
+                dmsetup.validate_map_name(name)
+            except dmsetup.MapNameError as exc:
+                raise BadRequest(f"create_map: {exc}") from exc
+            await self._check_name_free(name, wwid)
+        await self.reevaluate()  # paths udev told of meanwhile are candidates now
+        removed = [n for n, w in self.intent.removed.items() if w == wwid and n in self.records]
+        if self._map_for_wwid(wwid) is None and not self.cands_by_wwid.get(wwid) and not removed:
+            raise NotFoundError(f"no usable path of {wwid}: no map made, nothing recorded")
         await self.io(files.remember_wwid, self.d.wwids_file, wwid)
-        self.flushed.discard(wwid)
-        self.touched.add(wwid)
-        await self.reevaluate()
+        await self._want_again(wwid, *removed)
+        if name:
+            self.requested_names[wwid] = name
+        try:
+            await self.reevaluate()
+        finally:
+            # the name was for this request only: a pass that could not use it must not
+            # make every later pass fail on it
+            self.requested_names.pop(wwid, None)
         made = self._map_for_wwid(wwid)
         if made is None:
             raise NotFoundError(f"no usable path of {wwid}")
         return {"map": made.model.name, "wwid": wwid}
+
+    async def _check_name_free(self, name: str, wwid: str) -> None:
+        """PolicyRefusal unless ``name`` may be the name of ``wwid``'s map: not another
+        map's, not another LUN's configured alias, no other device-mapper device's."""
+        mine = self.by_wwid.get(wwid)
+        if mine is not None and mine.model.name != name:
+            raise PolicyRefusal(f"{wwid} has a map already: {mine.model.name} (not renamed)")
+        other = self.maps.get(name)
+        if other is not None and other is not mine:
+            raise PolicyRefusal(f"name {name} is taken by the map of {other.model.wwid}")
+        alias_of = cfgmod.configured_aliases(self.cfg).get(name)
+        if alias_of is not None and alias_of != wwid:
+            raise PolicyRefusal(f"name {name} is the configured alias of {alias_of}")
+        if mine is None and name in {d.name for d in await self.k(self.dm.ops.list_maps)}:
+            raise PolicyRefusal(f"name {name} is taken by another device-mapper device")
 
     async def op_fail_path(self, path: str, force: bool = False) -> dict[str, Any]:
         pr = self.find_path(path)
@@ -1763,6 +2002,8 @@ class Daemon:
             await self._admin_message(mr, pr, KernelState.FAILED)
             pr.model.fail_count += 1
             pr.model.held = True  # the admin's word stands until they reinstate it
+            self.intent.held[pr.info.name] = pr.info.wwid
+            await self._save_intent()
             self.event("path_failed", mr.model.name, pr.info.name, f"admin: failed {pr.info.name}")
             self._absorb(mr, await self._read(mr, full=False))
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
@@ -1785,6 +2026,8 @@ class Daemon:
             await self._admin_message(mr, pr, KernelState.ACTIVE)
             pr.model.held = False
             pr.model.reinstate_count += 1
+            if self.intent.held.pop(pr.info.name, None) is not None:
+                await self._save_intent()
             was_marginal = reconcile.forgive(mr.health, pr.model)
             self.event(
                 "path_reinstated",
@@ -1800,41 +2043,54 @@ class Daemon:
         name = map
         mr = self.find_map(name)
         async with self._claimed(mr):
-            await self.refresh(mr)
-            if mr.model.backend == Backend.DM and mr.model.sysfs:
-                # partition maps go with their map; one in use keeps both
-                parts = await self.k(
-                    self.dm.partitions, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid), key=name
-                )
-                busy = [p for p, opened in parts.items() if opened]
-                if busy and not force:
-                    raise PolicyRefusal(
-                        f"{name}: partition map {', '.join(busy)} is open: not flushing"
-                        " (use --force)"
-                    )
-                if parts:
-                    await self.k(self.dm.remove_partitions, name)
-                    await self.refresh(mr)
-            holders = mr.model.open_count
-            data = mr.model.backend == Backend.DM and mr.opts.data_offset is not None
-            data_open = await self.k(self.dm.data_map_open, name) if data else None
-            if data_open is not None:
-                # the map's own data map holds it; what counts is who holds the data map
-                holders += data_open - 1
-            if holders and not force:
-                raise PolicyRefusal(
-                    f"{name} is open ({holders} holders): not flushing (use --force)"
-                )
-            if data_open is not None:
-                await self.k(self.dm.remove_data_map, name, force)
-            await self.k(self.backend(mr.model.backend).flush, name, force)
-        self._unregister_map(name)
-        self.flushed.add(mr.model.wwid)
-        for pr in list(self.paths.values()):
-            if pr.map_name == name:
-                pr.map_name = ""
+            await self._flush(mr, force)
+        self._forget_map(mr)
+        if mr.model.wwid:
+            self.intent.flushed.add(mr.model.wwid)
+            await self._save_intent()
         self.event("map_flushed", name, message=f"flushed {name}")
         return {"map": name, "flushed": True}
+
+    async def _flush(self, mr: MapRuntime, force: bool) -> None:
+        """Remove ``mr`` from the kernel, its unused partition maps and data map first;
+        PolicyRefusal while anything holds it open, unless ``force``. The caller has
+        claimed the map."""
+        name = mr.model.name
+        await self.refresh(mr)
+        if mr.model.backend == Backend.DM and mr.model.sysfs:
+            # partition maps go with their map; one in use keeps both
+            parts = await self.k(
+                self.dm.partitions, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid), key=name
+            )
+            busy = [p for p, opened in parts.items() if opened]
+            if busy and not force:
+                raise PolicyRefusal(
+                    f"{name}: partition map {', '.join(busy)} is open: not flushing"
+                    " (use --force)"
+                )
+            if parts:
+                await self.k(self.dm.remove_partitions, name)
+                await self.refresh(mr)
+        holders = mr.model.open_count
+        data = mr.model.backend == Backend.DM and mr.opts.data_offset is not None
+        data_open = await self.k(self.dm.data_map_open, name) if data else None
+        if data_open is not None:
+            # the map's own data map holds it; what counts is who holds the data map
+            holders += data_open - 1
+        if holders and not force:
+            raise PolicyRefusal(
+                f"{name} is open ({holders} holders): not flushing (use --force)"
+            )
+        if data_open is not None:
+            await self.k(self.dm.remove_data_map, name, force)
+        await self.k(self.backend(mr.model.backend).flush, name, force)
+
+    def _forget_map(self, mr: MapRuntime) -> None:
+        """A map removed from the kernel leaves the model; its paths are in no map."""
+        self._unregister_map(mr.model.name)
+        for pr in list(self.paths.values()):
+            if pr.map_name == mr.model.name:
+                pr.map_name = ""
 
     async def reconfigure(self) -> dict[str, Any]:
         """Re-read the config; an invalid one is reported and the old one stays in force."""

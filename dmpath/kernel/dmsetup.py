@@ -264,6 +264,17 @@ def info(name: str, *, timeout: float = TIMEOUT) -> DmInfo:
     return rows[0]
 
 
+def suspended(name: str, *, timeout: float = TIMEOUT) -> bool:
+    """Is ``name`` suspended (its I/O held until a resume)? ``dmsetup info -c -o attr``'s
+    third letter is ``s`` then (``L--w`` live, ``LIsw`` suspended with a table loaded)."""
+    validate_map_name(name)
+    res = _dmsetup(["info", "-c", "--noheadings", "-o", "attr", name], timeout=timeout)
+    attr = res.stdout.strip()
+    if len(attr) != 4:
+        raise ParseError("dmsetup info -c -o attr", "four attribute letters expected", attr)
+    return attr[2] == "s"
+
+
 # --------------------------------------------------------------------------- messages
 
 

@@ -104,6 +104,7 @@ class DaemonUnderTest:
             "bindings_file": f"{self.workdir}/bindings",
             "wwids_file": f"{self.workdir}/wwids",
             "history_file": f"{self.workdir}/history",
+            "admin_state_file": f"{self.workdir}/admin-state",
             **self.defaults,
             "socket": self.socket,
         }

@@ -38,9 +38,10 @@ def retrigger(names: list[str], action: str = "change") -> None:
 
 def private_files(tmp_path: pathlib.Path) -> dict[str, str]:
     """The ``[defaults]`` that keep a test's daemon and the rule's helper to files of the
-    test's own (the wwids and bindings files, the control socket)."""
+    test's own (the wwids, admin state and bindings files, the control socket)."""
     return {
         "wwids_file": f"{tmp_path}/wwids",
+        "admin_state_file": f"{tmp_path}/admin-state",
         "bindings_file": f"{tmp_path}/bindings",
         "socket": f"{tmp_path}/run/dmpathd.sock",
     }

@@ -21,7 +21,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from dmpath.errors import DmpathError
-from dmpath.policy import naming
+from dmpath.policy import intent, naming
 
 log = logging.getLogger("dmpath.files")
 
@@ -199,3 +199,22 @@ def forget_wwid(wwids_file: str | os.PathLike[str], wwid: str) -> bool:
         return False
     save_wwids(wwids_file, new)
     return True
+
+
+# --------------------------------------------------------------------------- admin intent
+
+
+def load_intent(path: str | os.PathLike[str]) -> intent.AdminIntent:
+    """The administrator's record in the file (an empty one if it does not exist);
+    StateFileError if it cannot be read or is not such a record."""
+    text = read_text(path)
+    if text is None:
+        return intent.AdminIntent()
+    try:
+        return intent.from_text(text)
+    except intent.IntentFormatError as exc:
+        raise StateFileError(os.fspath(path), "read", OSError(0, str(exc))) from exc
+
+
+def save_intent(path: str | os.PathLike[str], record: intent.AdminIntent) -> None:
+    write_atomic(path, intent.to_text(record))

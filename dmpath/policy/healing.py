@@ -80,7 +80,9 @@ def path_needs_action(p: Path) -> bool:
     is marginal and still in use."""
     if p.kernel_state == KernelState.FAILED:
         return p.check in USABLE and not p.held and not p.marginal
-    return p.kernel_state == KernelState.ACTIVE and (p.check == Check.DOWN or p.marginal)
+    return p.kernel_state == KernelState.ACTIVE and (
+        p.check == Check.DOWN or p.marginal or p.held
+    )
 
 
 def plan_paths(m: Map) -> list[PathAction]:
@@ -89,6 +91,10 @@ def plan_paths(m: Map) -> list[PathAction]:
     A marginal path (``dmpath.policy.marginal``) is kept failed, even while its checks
     pass, as long as a path that is not marginal works; when none does, it is used again
     (a path that flaps beats none), as a marginal path group of lowest priority would be.
+
+    A path the administrator failed (``held``, remembered across restarts) that is active
+    again (a map made afresh after a boot, a reinstate behind the daemon's back) is failed
+    again while another path works; it is never the one that stops all I/O.
     """
     actions: list[PathAction] = []
     revivable = [
@@ -104,6 +110,10 @@ def plan_paths(m: Map) -> list[PathAction]:
     ]
     benched = [p for p in m.paths if good and p.marginal and _usable(p)]
     working = sum(1 for p in m.paths if _usable(p)) + len(reinstate) - len(benched)
+    held = [p for p in m.paths if p.held and _usable(p) and p not in benched]
+    if working - len(held) < 1:
+        held = []
+    working -= len(held)
     for p in reinstate:
         why = " (marginal, but no other path works)" if p.marginal else ""
         actions.append(
@@ -129,6 +139,16 @@ def plan_paths(m: Map) -> list[PathAction]:
                 p.devnum,
                 f"{p.name} is marginal ({p.marginal_reason}): kept out of use while another "
                 f"path works. Operation continuing on {_plural(left)}.",
+            )
+        )
+    for p in held:
+        actions.append(
+            FailPath(
+                m.name,
+                p.name,
+                p.devnum,
+                f"{p.name} was failed by the administrator (mpathctl reinstate puts it back):"
+                f" failing it again. Operation continuing on {_plural(left)}.",
             )
         )
     for p in to_fail:

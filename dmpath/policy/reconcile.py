@@ -61,6 +61,9 @@ class MapHealth:
     backend: Backend
     failback: str = "immediate"
     no_path_retry: str = "fail"
+    #: queueing as the administrator set it (mpathctl queueing): on queues, off fails,
+    #: whatever no_path_retry says; None: no_path_retry decides
+    queueing: bool | None = None
     #: the group the kernel switches to next (0: its own choice)
     next_group: int = 0
     #: monotonic time the map lost its last usable path (None while one works)
@@ -87,6 +90,13 @@ class MapHealth:
     @property
     def busy(self) -> bool:
         return self.stage is not Stage.IDLE
+
+    @property
+    def no_path_policy(self) -> str:
+        """no_path_retry as it stands: the administrator's queueing before the config's."""
+        if self.queueing is None:
+            return self.no_path_retry
+        return "queue" if self.queueing else "fail"
 
 
 # ---------------------------------------------------------------------- events
@@ -396,10 +406,19 @@ def _verdict(h: MapHealth, m: Map, ev: Verdict, ctx: Context) -> list[Effect]:
     if ev.check in healing.USABLE and ev.issued_at < h.kernel_failed_at.get(p.name, 0.0):
         return [Recheck(p.name)]
     out = _checked(h, p, ev, ctx)
+    # a map that should queue and does not (made by dmpathd --once, which has nobody to
+    # count no_path_retry): its first working path is news, its heal turns queueing on
+    unqueued = (
+        p.check == Check.UNKNOWN
+        and ev.check in healing.USABLE
+        and h.backend == Backend.DM
+        and not m.queueing
+        and h.no_path_policy != "fail"
+    )
     if record_check(p, ev.check, ev.reason, ev.dev_state, ctx.wall):
         out.append(Note("check", p.name, f"{p.name} checker: {ev.check.value} ({ev.reason})"))
         return out + _news(h, m, ctx)
-    if healing.path_needs_action(p) or _recovered(h, p, ctx):
+    if unqueued or healing.path_needs_action(p) or _recovered(h, p, ctx):
         return out + _news(h, m, ctx)
     return out
 
@@ -605,7 +624,7 @@ def _policies(h: MapHealth, m: Map, now: float, polling_interval: float) -> list
     for a in healing.plan_failback(m, current, h.failback, h.best_usable_since, now):
         if isinstance(a, healing.SwitchGroup):
             actions.append(a)
-    for a in healing.plan_no_path(m, h.no_path_retry, rounds, m.queueing):
+    for a in healing.plan_no_path(m, h.no_path_policy, rounds, m.queueing):
         if isinstance(a, healing.SetQueueing):
             actions.append(a)
     return actions
@@ -642,7 +661,7 @@ def _finish(h: MapHealth, m: Map, ctx: Context) -> list[Effect]:
         policy_due = healing.next_policy_deadline(
             h.failback,
             h.best_usable_since,
-            h.no_path_retry,
+            h.no_path_policy,
             h.no_path_since,
             polling_interval=ctx.polling_interval,
             queueing=m.queueing,

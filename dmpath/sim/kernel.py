@@ -145,6 +145,10 @@ class _SimMap:
     fails: dict[str, int] = field(default_factory=dict)
     queueing: bool = True
     next_pg: int = 1
+    #: I/O held until a resume (a reload whose resume failed)
+    suspended: bool = False
+    #: how many hold the map open (a mount, LVM)
+    open_count: int = 0
 
 
 UeventSink = Callable[[udev.DmPathEvent], None]
@@ -157,6 +161,8 @@ class SimDmOps:
         self.maps: dict[str, _SimMap] = {}
         self.uevent = uevent
         self.calls: dict[str, int] = {}
+        #: this many resumes to come fail (a reload's included): the map stays suspended
+        self.failing_resumes = 0
         self._minor = 0
         self._lock = threading.Lock()
 
@@ -182,7 +188,7 @@ class SimDmOps:
         with self._lock:
             self._count("info")
             m = self._get(name)
-            return DmInfo(m.name, m.uuid, SIM_MAJOR, m.minor, 0, 1, 0)
+            return DmInfo(m.name, m.uuid, SIM_MAJOR, m.minor, m.open_count, 1, 0)
 
     def table(self, name: str) -> MultipathTable:
         with self._lock:
@@ -263,11 +269,32 @@ class SimDmOps:
             m.table = table
             m.queueing = table.features.queue_if_no_path
             m.next_pg = min(m.next_pg, len(table.groups)) or 1
+            # load, suspend, resume: the table is in, and a failed resume leaves the map
+            # suspended, as the kernel would
+            m.suspended = True
+            self._resume(m)
+
+    def suspended(self, name: str) -> bool:
+        with self._lock:
+            self._count("suspended")
+            return self._get(name).suspended
+
+    def resume(self, name: str) -> None:
+        with self._lock:
+            self._count("resume")
+            self._resume(self._get(name))
+
+    def _resume(self, m: _SimMap) -> None:
+        if self.failing_resumes > 0:
+            self.failing_resumes -= 1
+            raise DmpathError(f"{m.name}: resume failed (EIO): the map is left SUSPENDED")
+        m.suspended = False
 
     def remove(self, name: str, force: bool) -> None:
         with self._lock:
             self._count("remove")
-            self._get(name)
+            if self._get(name).open_count and not force:
+                raise DmpathError(f"{name}: device or resource busy (EBUSY)")
             del self.maps[name]
 
     def fail_on_io(self, dev: str) -> str:

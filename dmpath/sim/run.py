@@ -104,6 +104,7 @@ def sim_config(workdir: str, compress: float = 1.0, extra: str = "") -> cfgmod.C
     values = {
         "bindings_file": f'"{workdir}/bindings"',
         "wwids_file": f'"{workdir}/wwids"',
+        "admin_state_file": f'"{workdir}/admin-state"',
         "socket": f'"{workdir}/dmpathd.sock"',
         "prio": '"const"',
         "path_grouping_policy": '"multibus"',

@@ -371,6 +371,7 @@ def test_help_and_version(run: Run) -> None:
         (["switchgroup", "mpatha", "2"], "switch_group", {"map": "mpatha", "group": 2}),
         (["queueing", "mpatha", "on"], "queueing", {"map": "mpatha", "enabled": True}),
         (["queueing", "mpatha", "off"], "queueing", {"map": "mpatha", "enabled": False}),
+        (["queueing", "mpatha", "config"], "queueing", {"map": "mpatha"}),
         (["reconfigure"], "reconfigure", {}),
     ],
 )  # fmt: skip

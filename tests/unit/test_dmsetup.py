@@ -306,6 +306,21 @@ def test_info_with_no_row_is_a_parse_error(fake: FakeDmsetup) -> None:
         dmsetup.info("mpt0")
 
 
+@pytest.mark.parametrize(("attr", "held"), [("L--w", False), ("LIsw", True), ("L-sr", True)])
+def test_suspended_reads_the_third_attribute_letter(
+    fake: FakeDmsetup, attr: str, held: bool
+) -> None:
+    fake.respond(["info"], stdout=f"  {attr}\n")
+    assert dmsetup.suspended("mpt0") is held
+    assert fake.argvs() == [["info", "-c", "--noheadings", "-o", "attr", "mpt0"]]
+
+
+def test_suspended_with_no_attributes_is_a_parse_error(fake: FakeDmsetup) -> None:
+    fake.respond(["info"], stdout="\n")
+    with pytest.raises(ParseError):
+        dmsetup.suspended("mpt0")
+
+
 def test_status_timeout(fake: FakeDmsetup) -> None:
     fake.respond(["status"], sleep=10)
     with pytest.raises(CommandTimeout):

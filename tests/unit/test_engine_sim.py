@@ -8,6 +8,7 @@ events), never how fast: the lab proves the same on a real kernel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import pathlib
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.model import Check
 from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
-from dmpath.sim.run import connect_uevents, make_daemon
+from dmpath.sim.run import connect_uevents, make_daemon, sim_scan
 
 FAST = "polling_interval = 0.1\nmax_polling_interval = 0.4\ncoalesce_ms = 10\n"
 Scenario = Callable[[Daemon, SimDmOps, SimSan], Awaitable[None]]
@@ -661,3 +662,381 @@ def test_a_write_seen_on_a_map_brings_its_partition_maps_in_line(tmp_path: pathl
         assert told and f"{name}-part1" in told[-1].message
 
     run_sim(tmp_path, 2, 2, scenario)
+
+
+def _drop_paths(d: Daemon, every: bool = False) -> str:
+    """A path of the first map (``every``: all of them) vanishes, as udev's remove says;
+    returns the map's name."""
+    name = sorted(d.maps)[0]
+    paths = sorted(d.maps[name].devnums.values())
+    for gone in paths if every else paths[:1]:
+        d.records.pop(gone)
+        d.dirty.add(gone)
+    return name
+
+
+def test_a_reload_whose_resume_fails_does_not_leave_the_map_suspended(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        ops.failing_resumes = 1  # the reload's own resume
+        name = _drop_paths(d)
+        await d.reevaluate()
+        assert not ops.maps[name].suspended
+        assert any("resume failed" in e.message for e in d.events if e.kind == "error")
+        assert [e.message for e in d.events if e.kind == "map_resumed"] == [
+            f"{name} was suspended (its reload failed): resumed"
+        ]
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_map_that_will_not_resume_is_an_alert_until_it_does(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        ops.failing_resumes = 3  # the reload's, the one after it, and one retry
+        name = _drop_paths(d)
+        await d.reevaluate()
+        assert ops.maps[name].suspended
+        await until(lambda: kinds(d, "map_resumed"), "resumed by a retry")
+        assert not ops.maps[name].suspended
+        alerts = [e.message for e in d.events if e.kind == "alert" and e.map == name]
+        assert len(alerts) == 2
+        assert all(f"run 'dmsetup resume {name}'" in a for a in alerts), alerts
+        assert all("all I/O on it hangs" in a for a in alerts)
+        await until(lambda: not d._resuming, "the retries over")
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_map_of_ours_found_suspended_at_start_is_resumed(tmp_path: pathlib.Path) -> None:
+    """A daemon killed between a reload's suspend and its resume: the next one resumes the
+    map as it adopts it."""
+
+    async def main() -> None:
+        san = SimSan(2, 2)
+        first, ops = make_daemon(san, str(tmp_path), extra=FAST)
+        await first.adopt()
+        await first.scan()
+        await first.stop()
+        name = sorted(ops.maps)[0]
+        ops.maps[name].suspended = True
+        d, _ops = make_daemon(san, str(tmp_path), extra=FAST)
+        d.dm.ops = ops
+        try:
+            await d.adopt()
+            assert not ops.maps[name].suspended
+            assert [e.message for e in d.events if e.kind == "map_resumed"] == [
+                f"{name} was suspended (found suspended at start): resumed"
+            ]
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_flush_on_last_del_removes_a_map_whose_last_path_is_removed(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = _drop_paths(d, every=True)
+        await d.reevaluate()
+        assert name not in ops.maps and name not in d.maps
+        (flushed,) = [e for e in d.events if e.kind == "map_flushed"]
+        assert flushed.map == name and "(flush_on_last_del)" in flushed.message
+        assert len(ops.maps) == 1  # the other map is untouched
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
+
+
+def test_flush_on_last_del_keeps_a_map_while_it_is_open(tmp_path: pathlib.Path) -> None:
+    """Open (a mount, or udev's probe waiting on the queue of a map with no path): kept;
+    flushed once nothing holds it any more."""
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        ops.maps[name].open_count = 1
+        _drop_paths(d, every=True)
+        await d.reevaluate()
+        assert name in ops.maps and name in d.maps
+        (kept,) = [e.message for e in d.events if e.kind == "alert" and e.map == name]
+        assert "map kept while it is open" in kept and "is open (1 holders)" in kept, kept
+        checks = ops.calls["info"]
+        await until(lambda: ops.calls["info"] > checks + 2, "looked at again, still open")
+        assert name in ops.maps and ops.calls.get("remove", 0) == 0
+        ops.maps[name].open_count = 0  # its holder lets go
+        await until(lambda: name not in ops.maps, "flushed once closed")
+        await until(lambda: kinds(d, "map_flushed"), "the event")
+        assert name not in d.maps
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
+
+
+def test_flush_on_last_del_keeps_an_open_map_a_path_comes_back_to(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        ops.maps[name].open_count = 1
+        records = {r.sys_name: r for r in san.records()}
+        back = sorted(d.maps[name].devnums.values())
+        _drop_paths(d, every=True)
+        await d.reevaluate()
+        for path in back:  # the LUN is seen again
+            d.records[path] = records[path]
+            d.dirty.add(path)
+        await d.reevaluate()
+        await until(lambda: not d._last_del, "no more flush attempts")
+        ops.maps[name].open_count = 0
+        assert name in ops.maps and sorted(d.maps[name].devnums.values()) == back
+        assert ops.calls.get("remove", 0) == 0 and not kinds(d, "map_flushed")
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
+
+
+def test_without_flush_on_last_del_a_map_whose_last_path_is_removed_stays(
+    tmp_path: pathlib.Path,
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = _drop_paths(d, every=True)
+        await d.reevaluate()
+        assert name in ops.maps and name in d.maps
+        assert ops.calls.get("remove", 0) == 0
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def at_rest(d: Daemon) -> bool:
+    return not any(m.health.busy for m in d.maps.values())
+
+
+def run_restart(
+    tmp_path: pathlib.Path, luns: int, paths: int, before: Scenario, after: Scenario
+) -> None:
+    """A daemon runs ``before``, stops, and another one (same files, same kernel) adopts
+    what it left and runs ``after``: what a restart (or a kill -9: the state file is
+    written at each request) keeps."""
+
+    async def main() -> None:
+        san = SimSan(luns, paths)
+        ops: SimDmOps | None = None
+        for scenario in (before, after):
+            d, fresh = make_daemon(san, str(tmp_path), extra=FAST)
+            if ops is None:
+                ops = fresh
+            d.dm.ops = ops
+            connect_uevents(d, ops)
+            try:
+                await d.adopt()
+                await d.scan()
+                await until(functools.partial(at_rest, d), "at rest")
+                await scenario(d, ops, san)
+            finally:
+                await d.stop()
+
+    asyncio.run(main())
+
+
+def test_a_flushed_map_stays_gone_after_a_restart_until_created(tmp_path: pathlib.Path) -> None:
+    gone: list[str] = []
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        gone[:] = [name, d.maps[name].model.wwid]
+        await d.op_flush_map(name)
+        assert name not in ops.maps
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name, wwid = gone
+        assert name not in ops.maps and len(ops.maps) == 1
+        await d.op_create_map(wwid=wwid)
+        assert name in ops.maps
+        assert wwid not in (tmp_path / "admin-state").read_text()
+
+    run_restart(tmp_path, 2, 2, before, after)
+
+
+def test_a_removed_path_stays_out_after_a_restart_until_added(tmp_path: pathlib.Path) -> None:
+    out: list[str] = []
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        path = sorted(d.maps[name].devnums.values())[0]
+        out[:] = [name, path, d.paths[path].info.devnum]
+        await d.op_remove_path(path)
+        assert out[2] not in ops.maps[name].active
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name, path, devnum = out
+        assert devnum not in ops.maps[name].active and path not in d.paths
+        # the device's facts as the simulation has them (the daemon reads sysfs)
+        d._path_record = lambda spec: sim_scan([d.records[spec]], (), [])[0][spec]  # type: ignore[assignment,method-assign,return-value]
+        await d.op_add_path(path)
+        assert devnum in ops.maps[name].active
+
+    run_restart(tmp_path, 2, 2, before, after)
+
+
+def test_a_path_the_admin_failed_stays_failed_after_a_restart(tmp_path: pathlib.Path) -> None:
+    out: list[str] = []
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        path = sorted(d.paths)[0]
+        out[:] = [path, d.paths[path].info.devnum]
+        await d.op_fail_path(path)
+        assert ops.failed({out[1]}) == 1
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        path, devnum = out
+        assert d.paths[path].model.held
+        checks = san.checks
+        await until(lambda: san.checks > checks + 3 * len(d.paths), "checks go on")
+        assert ops.failed({devnum}) == 1  # it answers its checks, and stays failed
+        await d.op_reinstate_path(path)
+        assert ops.failed({devnum}) == 0
+        assert path not in (tmp_path / "admin-state").read_text()
+
+    run_restart(tmp_path, 2, 2, before, after)
+
+
+def test_queueing_off_survives_a_heal_and_a_restart(tmp_path: pathlib.Path) -> None:
+    names: list[str] = []
+
+    async def flap(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        """A path dies and comes back: two heals of its map."""
+        victim = san.by_name[sorted(d.maps[names[0]].devnums.values())[0]]
+        san.set_path(victim.name, False)
+        await until(lambda: ops.failed({victim.devnum}) == 1, "failed")
+        san.set_path(victim.name, True)
+        await until(lambda: ops.failed({victim.devnum}) == 0, "reinstated")
+        await until(lambda: not d.maps[names[0]].health.busy, "the heal over")
+
+    async def before(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        names[:] = [sorted(d.maps)[0]]
+        await d.op_queueing(names[0], False)
+        await flap(d, ops, san)
+        assert not ops.maps[names[0]].queueing
+
+    async def after(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        await flap(d, ops, san)
+        assert not ops.maps[names[0]].queueing
+        await d.op_queueing(names[0], None)  # as no_path_retry says: 12, so it queues
+        assert ops.maps[names[0]].queueing
+
+    run_restart(tmp_path, 2, 2, before, after)
+
+
+def _wwids_file(tmp_path: pathlib.Path) -> str:
+    return (tmp_path / "wwids").read_text()
+
+
+@pytest.mark.parametrize("wwid", ["3600a0b8 typo", "/3600a0b8/", "3600a0b8#1"])
+def test_create_of_a_malformed_wwid_is_a_bad_request_and_writes_nothing(
+    tmp_path: pathlib.Path, wwid: str
+) -> None:
+    from dmpath import protocol
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        before = _wwids_file(tmp_path)
+        with pytest.raises(protocol.BadRequest, match="invalid WWID") as info:
+            await d.op_create_map(wwid=wwid)
+        assert protocol.kind_for_exception(info.value) == protocol.ErrorKind.BAD_REQUEST
+        assert "\n" not in str(info.value)
+        assert _wwids_file(tmp_path) == before
+
+    run_sim(tmp_path, 1, 2, check)
+
+
+def test_create_of_a_wwid_no_path_has_is_not_found_and_writes_nothing(
+    tmp_path: pathlib.Path,
+) -> None:
+    from dmpath.protocol import NotFound
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        before = _wwids_file(tmp_path)
+        with pytest.raises(NotFound, match="no usable path of 36001405deadbeef"):
+            await d.op_create_map(wwid="36001405deadbeef")
+        assert _wwids_file(tmp_path) == before
+        assert "deadbeef" not in _wwids_file(tmp_path)
+
+    run_sim(tmp_path, 1, 2, check)
+
+
+def test_create_with_a_taken_name_is_refused_at_once_and_not_remembered(
+    tmp_path: pathlib.Path,
+) -> None:
+    from dmpath.errors import PolicyRefusal
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        first, second = sorted(d.maps)
+        wwid = d.maps[second].model.wwid
+        await d.op_flush_map(second)
+        with pytest.raises(PolicyRefusal, match=f"name {first} is taken by the map of"):
+            await d.op_create_map(wwid=wwid, name=first)
+        assert d.requested_names == {}
+        assert second not in ops.maps  # the refusal did nothing: still flushed
+        errors = len([e for e in d.events if e.kind == "error"])
+        made = await d.op_create_map(wwid=wwid)
+        assert made == {"map": second, "wwid": wwid}
+        await d.reevaluate(full=True)
+        assert len([e for e in d.events if e.kind == "error"]) == errors
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_create_with_a_free_name_makes_the_map_so_named(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        wwid = d.maps[name].model.wwid
+        await d.op_flush_map(name)
+        assert await d.op_create_map(wwid=wwid, name="data") == {"map": "data", "wwid": wwid}
+        assert "data" in ops.maps and d.requested_names == {}
+
+    run_sim(tmp_path, 1, 2, check)
+
+
+def test_once_makes_count_maps_without_queueing_and_the_daemon_turns_it_on(
+    tmp_path: pathlib.Path,
+) -> None:
+    """no_path_retry = 12 counts polling intervals, which only a running daemon does: a
+    map made by --once would queue for ever with nobody to fail its I/O. It is made
+    without queueing, says so in one line, and the daemon that adopts it queues."""
+    from dmpath.daemon.engine import assemble_once
+
+    async def main() -> None:
+        san = SimSan(2, 2)
+        once, ops = make_daemon(san, str(tmp_path), extra=FAST)
+        once.checking = False
+        events = await assemble_once(once)
+        assert len(ops.maps) == 2 and not any(m.queueing for m in ops.maps.values())
+        said = [e for e in events if e.kind == "queueing"]
+        assert sorted(e.map for e in said) == sorted(ops.maps)
+        assert all(
+            e.message == f"no_path_retry = 12 needs dmpathd to count: {e.map} fails I/O when "
+            "no path is left (no queueing) until dmpathd runs"
+            for e in said
+        )
+        d, _ops = make_daemon(san, str(tmp_path), extra=FAST)
+        d.dm.ops = ops
+        connect_uevents(d, ops)
+        try:
+            await d.adopt()
+            await d.scan()
+            await until(lambda: all(m.queueing for m in ops.maps.values()), "queueing on")
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_once_keeps_queueing_for_no_path_retry_queue(tmp_path: pathlib.Path) -> None:
+    from dmpath.daemon.engine import assemble_once
+
+    async def main() -> None:
+        queue = FAST + 'no_path_retry = "queue"\n'
+        once, ops = make_daemon(SimSan(1, 2), str(tmp_path), extra=queue)
+        once.checking = False
+        events = await assemble_once(once)
+        assert all(m.queueing for m in ops.maps.values())
+        assert not [e for e in events if e.kind == "queueing"]
+
+    asyncio.run(main())

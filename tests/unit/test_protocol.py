@@ -128,7 +128,7 @@ BAD_ARGS: list[tuple[str, Any, str]] = [
     ("switch_group", {"map": "a", "group": "2"}, "'group' must be an integer"),
     ("switch_group", {"map": "a", "group": 2.0}, "'group' must be an integer"),
     ("switch_group", {"map": "a", "group": True}, "'group' must be an integer"),
-    ("queueing", {"map": "a"}, "missing argument 'enabled'"),
+    ("queueing", {"enabled": True}, "missing argument 'map'"),
     ("queueing", {"map": "a", "enabled": "on"}, "'enabled' must be true or false"),
     ("reconfigure", {"now": True}, "unknown argument"),
 ]

@@ -219,6 +219,66 @@ def test_a_path_back_up_is_reinstated_unless_the_admin_holds_it() -> None:
     assert r.kstate[r.dev("sda")] == A
 
 
+def test_a_path_the_admin_failed_that_is_active_again_is_failed_while_another_works() -> None:
+    """After a boot the map is made afresh with every path active: the path the admin had
+    failed (remembered) is failed again, but never as the last working one."""
+    r = Rig([["sda", "sdb"]])
+    r.path("sda").held = True
+    r.verdict("sda", Check.UP)
+    assert r.kstate[r.dev("sda")] == F and r.kinds("path_failed") == ["sda"]
+    assert "failed by the administrator" in r.sent[-1].message
+    r.path("sda").held = False
+    r.feed(reconcile.Heal())
+    assert r.kstate[r.dev("sda")] == A
+    lone = Rig([["sda"]])
+    lone.path("sda").held = True
+    lone.feed(reconcile.Heal())
+    assert lone.kstate[lone.dev("sda")] == A and lone.sent == []
+
+
+def test_queueing_the_admin_turned_off_is_not_turned_on_by_a_heal() -> None:
+    r = Rig([["sda", "sdb"]], no_path_retry="12", queueing=False)
+    r.h.queueing = False
+    r.verdict("sda", Check.DOWN)
+    r.verdict("sda", Check.UP)
+    assert r.kinds("path_reinstated") == ["sda"]
+    assert r.policies == [] and not r.queueing
+    r.h.queueing = None  # mpathctl queueing MAP config: no_path_retry decides again
+    r.feed(reconcile.Heal())
+    assert r.queueing
+
+
+def test_the_first_working_check_of_a_map_that_should_queue_turns_queueing_on() -> None:
+    """A map made by dmpathd --once has no queueing (nobody would count no_path_retry);
+    the daemon that adopts it turns queueing on once a path is seen working."""
+    r = Rig([["sda", "sdb"]], no_path_retry="12", queueing=False)
+    for name in ("sda", "sdb"):
+        r.path(name).check = Check.UNKNOWN
+    r.verdict("sda", Check.UP)
+    assert [p.enabled for p in r.policies] == [True] and r.queueing  # type: ignore[union-attr]
+    r.verdict("sdb", Check.UP)
+    assert len(r.policies) == 1  # once
+
+
+def test_a_first_check_that_finds_the_path_dead_does_not_turn_queueing_on() -> None:
+    """no_path_retry ran out and the daemon restarted: queueing stays off while nothing
+    works, as it was left."""
+    r = Rig([["sda"]], no_path_retry="12", queueing=False)
+    r.path("sda").check = Check.UNKNOWN
+    r.verdict("sda", Check.DOWN)
+    assert r.policies == [] and not r.queueing
+
+
+def test_queueing_the_admin_turned_on_queues_for_ever() -> None:
+    r = Rig([["sda"]], no_path_retry="3", queueing=True)
+    r.h.queueing = True
+    r.kstate[r.dev("sda")] = F
+    r.feed(reconcile.PathUevent(r.dev("sda"), failed=True, nr_valid=0))
+    r.now += 10_000
+    r.feed(reconcile.Timer())
+    assert r.policies == [] and r.queueing and r.wakes == []
+
+
 def test_a_refused_message_is_an_error_and_its_expectation_is_dropped() -> None:
     r = Rig([["sda", "sdb"]])
     r.refuse.add(r.dev("sda"))
