@@ -133,9 +133,22 @@ def test_partition_maps_follow_the_table_and_go_with_their_map(
         watch = kernel_monitor()
         host_added()
         new = next(p for p in topo.discover() if p.name not in names)
+        if topo.is_standby(new.host):
+            # scsi_debug's standby port: once scsi_dh_alua is attached (a table of an
+            # earlier test names "alua"), it refuses reads, and the kernel reads no table
+            # through it. The next host is not standby.
+            host_added()
+            new = next(p for p in topo.discover() if p.name not in [*names, new.name])
         run("udevadm", ["settle", "-t", "60"])
         wait_for(lambda: kernel_partitions(new.name) == [], 30, f"{new.name}'s partitions")
-        d.wait_maps({"mpatha": 3})
+        wait_for(
+            lambda: any(
+                p["name"] == new.name and p["kernel_state"] == "active"
+                for p in d.maps()["mpatha"]["paths"]
+            ),
+            90,
+            f"{new.name} in mpatha",
+        )
         seen = drain(watch)
         for n in (1, 2):
             part = f"{new.name}{n}"
