@@ -282,6 +282,26 @@ def _imp(text: str) -> Imported:
     return imp
 
 
+def test_multipath_tools_own_full_configuration() -> None:
+    # what multipath-tools itself prints as its effective configuration (multipath -t):
+    # its defaults and the whole built-in hardware table, 122 arrays
+    imp = convert("multipath-t-debian12.conf")
+    assert len(imp.config.devices) == 122
+    netapp = [d for d in imp.config.devices if d.vendor == "NETAPP" and d.product == "LUN"]
+    assert len(netapp) == 1
+    assert netapp[0].overrides == c.Overrides(
+        path_grouping_policy=c.GroupingPolicy.GROUP_BY_PRIO,
+        features=("pg_init_retries 50",),
+        no_path_retry="queue",
+        failback="immediate",
+    )
+    # every setting left behind says where it was and why
+    assert imp.notes and all(n.why and n.where.startswith(str(FIXTURES)) for n in imp.notes)
+    left = {n.setting for n in imp.notes}
+    assert "devices.device.prio" in left  # "ontap", "rdac", ...: no such prio here
+    assert "devices.device.path_checker" in left  # "hp_sw", "rdac", "emc_clariion"
+
+
 def test_the_output_opens_with_the_notes_as_comments_and_loads_from_a_file(
     tmp_path: Path,
 ) -> None:
