@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -317,6 +317,22 @@ class VerifiedIO:
             os.close(fd)
             buf.close()
         return bad
+
+
+@contextlib.contextmanager
+def explained(d: DaemonUnderTest) -> Iterator[None]:
+    """On failure, print what the daemon saw and did (pytest shows it with the failure):
+    its last events, /proc/mdstat and the tail of its log."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            for e in d.request("events")[-40:]:
+                print(f"event {e['kind']:<18} {e['map']:<8} {e['path']:<5} {e['message']}")
+        with contextlib.suppress(Exception), open("/proc/mdstat") as fh:
+            print(fh.read())
+        print("--- dmpathd log (tail) ---\n" + d.log())
+        raise
 
 
 def daemon_view(d: DaemonUnderTest, path: str) -> str:

@@ -25,7 +25,13 @@ from dmpath.kernel import dmsetup, mdadm
 from dmpath.kernel.dmtable import PathState
 from dmpath.kernel.mdstat import MdArray
 from dmpath.lab import topology as topo
-from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, call_with_timeout, wait_for
+from dmpath.lab.harness import (
+    DaemonUnderTest,
+    VerifiedIO,
+    call_with_timeout,
+    explained,
+    wait_for,
+)
 from dmpath.lab.topology import LabPath
 from dmpath.runner import run
 
@@ -164,21 +170,6 @@ def restoring(paths: list[LabPath]) -> Iterator[None]:
         for p in paths:
             with contextlib.suppress(OSError):
                 topo.set_state(p, "running")
-
-
-@contextlib.contextmanager
-def explained(d: DaemonUnderTest) -> Iterator[None]:
-    """On failure, print what the daemon saw and did (pytest shows it with the failure)."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            for e in d.request("events")[-40:]:
-                print(f"event {e['kind']:<18} {e['map']:<8} {e['path']:<5} {e['message']}")
-        with contextlib.suppress(Exception), open("/proc/mdstat") as fh:
-            print(fh.read())
-        print("--- dmpathd log (tail) ---\n" + d.log())
-        raise
 
 
 def scrub_md(paths: list[LabPath]) -> None:

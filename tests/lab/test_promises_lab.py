@@ -13,14 +13,14 @@ import functools
 import json
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
-from dmpath.lab.harness import DaemonUnderTest, wait_for
+from dmpath.lab.harness import DaemonUnderTest, explained, wait_for
 from dmpath.lab.topology import LabPath
 from dmpath.runner import run
 
@@ -31,19 +31,6 @@ Topology = Callable[[str], list[LabPath]]
 
 #: a checker polls every second; a heal is a few ioctls, slower under TCG
 HEAL_TIMEOUT = 90.0
-
-
-@contextlib.contextmanager
-def told(d: DaemonUnderTest) -> Iterator[None]:
-    """On failure, print the daemon's last events and log (pytest shows them)."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            for e in d.request("events")[-40:]:
-                print(f"event {e['kind']:<14} {e['map']:<8} {e['path']:<5} {e['message']}")
-        print("--- dmpathd log (tail) ---\n" + d.log())
-        raise
 
 
 def settled(d: DaemonUnderTest, name: str, n: int) -> dict[str, Any] | None:
@@ -85,7 +72,7 @@ def test_a_flush_and_queueing_off_outlive_kill9(
 ) -> None:
     paths = lab_topology("2x2")
     d = dmpathd()
-    with told(d):
+    with explained(d):
         for name in ("mpatha", "mpathb"):
             wait_for(functools.partial(settled, d, name, 2), HEAL_TIMEOUT, f"{name} settled")
         wwid_a = d.maps()["mpatha"]["wwid"]
@@ -128,7 +115,7 @@ def test_a_map_found_suspended_is_resumed_at_start(
     """A daemon killed between a reload's suspend and its resume leaves its map holding
     every I/O: the next one resumes it as it adopts it."""
     d = dmpathd()
-    with told(d):
+    with explained(d):
         wait_for(functools.partial(settled, d, "mpatha", 2), HEAL_TIMEOUT, "mpatha settled")
         d.kill(signal.SIGKILL)
         dmsetup.suspend("mpatha", noflush=True)
@@ -149,7 +136,7 @@ def test_flush_on_last_del_flushes_the_map_whose_last_path_is_deleted(
     # udev probes the map as its paths fail, and the probe's read waits on the map's
     # queue: the map is open until no_path_retry fails that I/O, then it is flushed
     d = dmpathd(defaults={"flush_on_last_del": True, "polling_interval": 1, "no_path_retry": 3})
-    with told(d):
+    with explained(d):
         wait_for(functools.partial(settled, d, "mpatha", 2), HEAL_TIMEOUT, "mpatha settled")
         hosts = sorted({p.host for p in scsi_paths})
         try:
