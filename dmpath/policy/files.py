@@ -14,16 +14,12 @@ is no locking here.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from dmpath.errors import DmpathError
 from dmpath.policy import intent, naming
-
-log = logging.getLogger("dmpath.files")
 
 
 class StateFileError(DmpathError):
@@ -68,6 +64,10 @@ def write_atomic(path: str | os.PathLike[str], text: str, mode: int | None = Non
                 mode = target.stat().st_mode & 0o7777
             except FileNotFoundError:
                 mode = 0o644
+        # imported here: the udev helper reads the wwids file at every disk event and
+        # never writes, and tempfile and logging are a third of this module's import
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             os.fchmod(fd, mode)
@@ -98,8 +98,12 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _warn(path: str | os.PathLike[str], warnings: list[str]) -> None:
+    if not warnings:
+        return
+    import logging  # only for bad lines (see write_atomic)
+
     for w in warnings:
-        log.warning("%s: %s", os.fspath(path), w)
+        logging.getLogger("dmpath.files").warning("%s: %s", os.fspath(path), w)
 
 
 # --------------------------------------------------------------------------- bindings
