@@ -5,9 +5,11 @@ The kernel still knows the tables, which paths it uses and which it failed, and 
 arrays; it does not know checker results, priorities or history, so those stay ``unknown``
 and the views say so (``source="kernel"``).
 
-Only multipath maps are shown (uuid ``mpath-<wwid>``, the prefix dmpathd gives its maps):
-other dm devices are not ours to describe. md multipath arrays carry no such mark and are
-all shown.
+Only multipath maps are shown (uuid ``<dm_uuid_prefix><wwid>``, ``mpath-<wwid>`` unless
+the configuration says otherwise: the prefix dmpathd gives its maps): other dm devices
+are not ours to describe. Map fields come from :mod:`dmpath.kernel.dmmap`, the daemon's
+own reading of the same records, so both views show them alike. md multipath arrays
+carry no such mark and are all shown.
 
 The building of maps from parsed kernel records is pure (``dm_map``, ``md_map``); the thin
 ``read_snapshot`` does the I/O through the kernel layer.
@@ -23,9 +25,8 @@ from dmpath.config import Backend
 from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmtable, mdstat, nvme, sysfs
+from dmpath.kernel.dmmap import kernel_map, set_map_fields, wwid_of
 from dmpath.model import (
-    GroupState,
-    KernelState,
     Map,
     Path,
     PathGroup,
@@ -35,21 +36,7 @@ from dmpath.model import (
 
 log = logging.getLogger("dmpath.cli.kernelview")
 
-#: dm uuid prefix of the maps dmpath creates
-UUID_PREFIX = DEFAULT_DM_UUID_PREFIX
-
-_GROUP_STATES = {
-    dmtable.GroupState.ACTIVE: GroupState.ACTIVE,
-    dmtable.GroupState.ENABLED: GroupState.ENABLED,
-    dmtable.GroupState.DISABLED: GroupState.DISABLED,
-}
-
 Facts = Mapping[str, sysfs.PathFacts]
-
-
-def _counted(words: tuple[str, ...]) -> str:
-    """A dm ``<count> <words>`` field as the kernel writes it (``0``, ``1 alua``)."""
-    return " ".join((str(len(words)), *words))
 
 
 def _path(name: str, devnum: str, facts: sysfs.PathFacts | None, **fields: object) -> Path:
@@ -82,50 +69,38 @@ def dm_map(
     status: dmtable.MultipathStatus,
     names: Mapping[str, str],
     facts: Facts,
+    *,
+    uuid_prefix: str = DEFAULT_DM_UUID_PREFIX,
 ) -> Map:
-    """One dm multipath map from ``dmsetup info``, ``table`` and ``status``.
+    """One dm multipath map from ``dmsetup info``, ``table`` and ``status``, read as the
+    daemon reads them (:func:`dmpath.kernel.dmmap.kernel_map`).
 
     ``names`` maps the table's devices (``8:16``) to kernel names (``sdb``); ``facts`` holds
     sysfs facts per kernel name (missing when the device vanished: the path is still shown).
+    A path's ``fail_count`` is the daemon's history and stays 0 here, as its priority does.
     """
+    km = kernel_map(info.name, info, table, status)
     m = Map(
         name=info.name,
-        wwid=info.uuid.removeprefix(UUID_PREFIX),
+        wwid=wwid_of(info.uuid, uuid_prefix) or "",
         backend=Backend.DM,
-        sysfs=f"dm-{info.minor}",
-        devnode=f"/dev/mapper/{info.name}",
-        uuid=info.uuid,
-        size_sectors=table.length,
-        features=_counted(table.features.words()),
-        hwhandler=_counted((table.hw_handler.name,)) if table.hw_handler else "0",
-        queueing=table.features.queue_if_no_path,
-        open_count=info.open_count,
     )
+    set_map_fields(m, km)
     used: list[sysfs.PathFacts] = []
-    for number, group in enumerate(table.groups, 1):
-        gstat = status.groups[number - 1] if number <= len(status.groups) else None
-        state = _GROUP_STATES[gstat.state] if gstat else GroupState.ENABLED
-        selector = " ".join((group.selector, str(len(group.selector_args)), *group.selector_args))
-        pg = PathGroup(number=number, selector=selector, priority=0, state=state)
-        for tp in group.paths:
-            name = names.get(tp.dev, tp.dev.removeprefix("/dev/"))
-            pstat = status.path(tp.dev)
+    for g in km.groups:
+        pg = PathGroup(number=g.number, selector=g.selector, priority=0, state=g.state)
+        for dev in g.devnums:
+            name = names.get(dev, dev.removeprefix("/dev/"))
             f = facts.get(name)
             if f is not None:
                 used.append(f)
-            if pstat is None:
-                kstate, fails = KernelState.ABSENT, 0
-            else:
-                kstate = KernelState.ACTIVE if pstat.active else KernelState.FAILED
-                fails = pstat.fail_count
             m.paths.append(
                 _path(
                     name,
-                    tp.dev if ":" in tp.dev else "",
+                    dev if ":" in dev else "",
                     f,
-                    kernel_state=kstate,
-                    fail_count=fails,
-                    group=number,
+                    kernel_state=km.members[dev],
+                    group=g.number,
                 )
             )
             pg.paths.append(name)
@@ -190,13 +165,15 @@ def _facts(name: str, sys_root: str) -> sysfs.PathFacts | None:
         return None
 
 
-def _read_dm(sys_root: str, facts: dict[str, sysfs.PathFacts]) -> list[Map]:
+def _read_dm(
+    sys_root: str, facts: dict[str, sysfs.PathFacts], uuid_prefix: str = DEFAULT_DM_UUID_PREFIX
+) -> list[Map]:
     from dmpath.kernel import dmsetup
 
     maps: list[Map] = []
     for dev in dmsetup.list_maps():
         info = dmsetup.info(dev.name)
-        if not info.uuid.startswith(UUID_PREFIX):
+        if wwid_of(info.uuid, uuid_prefix) is None:
             continue
         table = dmsetup.table(dev.name)
         status = dmsetup.status(dev.name)
@@ -208,7 +185,7 @@ def _read_dm(sys_root: str, facts: dict[str, sysfs.PathFacts]) -> list[Map]:
             names[d] = name
             if name not in facts and (f := _facts(name, sys_root)) is not None:
                 facts[name] = f
-        maps.append(dm_map(info, table, status, names, facts))
+        maps.append(dm_map(info, table, status, names, facts, uuid_prefix=uuid_prefix))
     return maps
 
 
@@ -230,15 +207,20 @@ def read_snapshot(
     sys_root: str = "/sys",
     mdstat_path: str = "/proc/mdstat",
     *,
+    uuid_prefix: str = DEFAULT_DM_UUID_PREFIX,
     dm_reader: Callable[[str, dict[str, sysfs.PathFacts]], list[Map]] | None = None,
 ) -> Snapshot:
     """The kernel's view: dmpath's dm maps, md multipath arrays, sysfs facts of paths.
 
     Reading dm maps needs root (dmsetup talks to /dev/mapper/control); that failure is
     raised (the caller says the daemon is down and this failed too), while md arrays need
-    no privileges. ``dm_reader`` lets tests replace the dmsetup part.
+    no privileges. Our dm maps are those whose uuid starts with ``uuid_prefix`` (the
+    configured ``dm_uuid_prefix``). ``dm_reader`` lets tests replace the dmsetup part.
     """
     facts: dict[str, sysfs.PathFacts] = {}
-    maps = (dm_reader or _read_dm)(sys_root, facts)
+    if dm_reader is None:
+        maps = _read_dm(sys_root, facts, uuid_prefix)
+    else:
+        maps = dm_reader(sys_root, facts)
     maps += _read_md(sys_root, mdstat_path, facts)
     return Snapshot(source="kernel", maps=maps, nvme_native=nvme.read_native(sys_root))

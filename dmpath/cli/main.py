@@ -33,7 +33,7 @@ from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from dmpath import __version__, client
-from dmpath.errors import DmpathError, PolicyRefusal
+from dmpath.errors import ConfigError, DmpathError, PolicyRefusal
 from dmpath.model import Event, Path, Snapshot, snapshot_from_dict, snapshot_to_dict
 from dmpath.protocol import (
     DEFAULT_SOCKET_PATH,
@@ -466,9 +466,22 @@ def fetch_snapshot(ctx: Ctx) -> Snapshot:
         from dmpath.cli import kernelview
 
         try:
-            return kernelview.read_snapshot()
+            return kernelview.read_snapshot(uuid_prefix=_uuid_prefix(ctx))
         except DmpathError as kexc:
             raise NoView(f"{exc}; reading the kernel directly failed too: {kexc}") from kexc
+
+
+def _uuid_prefix(ctx: Ctx) -> str:
+    """The configured ``dm_uuid_prefix`` that marks dmpathd's maps in the kernel; a
+    configuration that does not load leaves the default, and says so."""
+    from dmpath.config import DEFAULT_CONFIG_PATH, load_config
+    from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
+
+    try:
+        return load_config(DEFAULT_CONFIG_PATH).defaults.dm_uuid_prefix
+    except ConfigError as exc:
+        ctx.notice(f"{exc}; maps are read with the uuid prefix {DEFAULT_DM_UUID_PREFIX}")
+        return DEFAULT_DM_UUID_PREFIX
 
 
 def _filter(snap: Snapshot, names: Sequence[str]) -> Snapshot:

@@ -60,7 +60,7 @@ _PATH_PROPS: dict[str, Any] = {
     "priority": _INT,
     "alua_state": _STR,
     "group": {**_INT0, "description": "1-based group number in its map, 0 if none"},
-    "fail_count": {**_INT0, "description": "failures the daemon has seen"},
+    "fail_count": {**_INT0, "description": "failures the daemon has seen (0 in the kernel's view)"},
     "reinstate_count": {
         **_INT0,
         "description": "reinstatements by the daemon or the administrator",

@@ -23,14 +23,11 @@ from dmpath.config import Backend
 from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
 from dmpath.errors import DmpathError
 from dmpath.kernel import dmioctl, dmsetup, kpartx, mdadm
+from dmpath.kernel.dmmap import kernel_map, wwid_of
 from dmpath.kernel.dmtable import DmDevice, DmInfo, MultipathStatus, MultipathTable
-from dmpath.kernel.dmtable import GroupState as DmGroupState
-from dmpath.kernel.dmtable import PathState as DmPathState
 from dmpath.kernel.mdadm import MemberBusy
 from dmpath.kernel.mdstat import MdExamine, MdStat
 from dmpath.model import (
-    GroupState,
-    KernelGroup,
     KernelMap,
     KernelState,
     md_member_state,
@@ -135,13 +132,6 @@ def devnum_of(name: str) -> str:
         return _read(f"/sys/class/block/{name}/dev")
     except OSError:
         return ""
-
-
-_GROUP_STATES = {
-    DmGroupState.ACTIVE: GroupState.ACTIVE,
-    DmGroupState.ENABLED: GroupState.ENABLED,
-    DmGroupState.DISABLED: GroupState.DISABLED,
-}
 
 
 def apply_steps(
@@ -297,7 +287,7 @@ class DmBackend:
         return self.uuid_prefix + wwid
 
     def wwid_of(self, uuid: str) -> str | None:
-        return uuid[len(self.uuid_prefix) :] if uuid.startswith(self.uuid_prefix) else None
+        return wwid_of(uuid, self.uuid_prefix)
 
     def read_ours(self) -> dict[str, KernelMap]:
         """Every map of ours now in the kernel, read: name -> KernelMap (a map that goes
@@ -327,34 +317,7 @@ class DmBackend:
     ) -> KernelMap:
         if status is None:
             status = self.ops.status(name)
-        members: dict[str, KernelState] = {}
-        groups: list[KernelGroup] = []
-        for i, (tg, sg) in enumerate(zip(table.groups, status.groups, strict=False), start=1):
-            for ps in sg.paths:
-                members[ps.dev] = (
-                    KernelState.ACTIVE if ps.state == DmPathState.ACTIVE else KernelState.FAILED
-                )
-            groups.append(
-                KernelGroup(i, tg.selector, _GROUP_STATES[sg.state], [p.dev for p in sg.paths])
-            )
-        hw = table.hw_handler
-        return KernelMap(
-            name=name,
-            backend=Backend.DM,
-            uuid=info.uuid,
-            sysfs=f"dm-{info.minor}",
-            devnode=f"/dev/mapper/{name}",
-            size_sectors=table.length,
-            open_count=info.open_count,
-            members=members,
-            groups=groups,
-            next_group=status.next_pg,
-            queueing=status.queue_io or table.features.queue_if_no_path,
-            features=" ".join(table.features.words()) or "0",
-            hwhandler=" ".join([hw.name, *hw.args]) if hw else "",
-            table=table,
-            info=info,
-        )
+        return kernel_map(name, info, table, status)
 
     def create(self, name: str, wwid: str, table: MultipathTable) -> str:
         self.ops.create(name, table, self.uuid_for(wwid))

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dmpath.config import Backend
+from dmpath.kernel.dmmap import set_map_fields
 from dmpath.model import Check, GroupState, KernelMap, KernelState, Map, Path, PathGroup
 from dmpath.policy import healing, marginal
 
@@ -467,9 +468,7 @@ def absorb(
 ) -> list[Effect]:
     """The kernel's view of the map into the model (the kernel is the truth)."""
     h.kernel = km
-    m.sysfs, m.devnode, m.uuid = km.sysfs, km.devnode, km.uuid
-    m.size_sectors, m.open_count = km.size_sectors, km.open_count
-    m.features, m.hwhandler, m.queueing = km.features, km.hwhandler, km.queueing
+    set_map_fields(m, km)
     m.no_path_retry, m.failback = h.no_path_retry, h.failback
     h.next_group = km.next_group
     out: list[Effect] = []
