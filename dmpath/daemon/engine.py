@@ -64,6 +64,7 @@ from dmpath.policy import (
     intent,
     polling,
     reconcile,
+    reshape,
     tcpstall,
 )
 from dmpath.policy import nvme as pnvme
@@ -544,11 +545,17 @@ class Daemon:
         self.event("map_resumed", name, message=f"{name} was suspended ({why}): resumed")
         return True
 
-    async def _reload(self, mr: MapRuntime, infos: list[discovery.PathInfo]) -> None:
-        """Replace ``mr``'s table by one over ``infos``; a reload that fails after its
-        suspend may leave the map suspended, and that is never left as it is."""
+    async def _reload(
+        self,
+        mr: MapRuntime,
+        infos: list[discovery.PathInfo],
+        table: MultipathTable | None = None,
+    ) -> None:
+        """Replace ``mr``'s table by ``table`` (default: the one over ``infos``); a reload
+        that fails after its suspend may leave the map suspended, and that is never left
+        as it is."""
         try:
-            await self.k(self.dm.reload, mr.model.name, self._table(mr, infos))
+            await self.k(self.dm.reload, mr.model.name, table or self._table(mr, infos))
         except DmpathError:
             await self._resume_if_suspended(mr.model.name, "its reload failed")
             raise
@@ -2115,8 +2122,55 @@ class Daemon:
             for pr in self.paths.values() if self.checking else ():
                 self.start_checking(pr)
         self.event("reconfigured", message=f"configuration reloaded from {self.config_path}")
+        live = list(self.maps.values())
+        done = await asyncio.gather(*(self._reshape(mr) for mr in live))
+        reshaped = [mr.model.name for mr, changed in zip(live, done, strict=True) if changed]
         await self.reevaluate(full=True)
-        return {"reloaded": self.config_path}
+        said = f"reshaped {', '.join(reshaped)}" if reshaped else "no live map changed"
+        return {"reloaded": self.config_path, "reshaped": reshaped, "message": said}
+
+    async def _reshape(self, mr: MapRuntime) -> bool:
+        """Bring a live dm map to the configuration in force: reload it when the table
+        the daemon would build for it now differs from the kernel's (grouping, selector,
+        features, hardware handler), or set its queueing by message when that alone
+        differs (see ``dmpath.policy.reshape``). True when the map was changed; one
+        event per map changed. A map with a member the daemon does not know is left to
+        the next pass that knows it."""
+        if mr.model.backend != Backend.DM:
+            return False
+        async with self._claimed(mr):
+            name = mr.model.name
+            try:
+                km = await self._read(mr, full=True)
+            except DmpathError as exc:
+                self.event("error", name, message=f"cannot read map to reshape it: {exc}")
+                return False
+            prs = [self.by_devnum.get(d) for d in km.members]
+            if km.table is None or not prs or None in prs:
+                return False
+            self._absorb(mr, km)
+            infos = [pr.info for pr in prs if pr is not None]
+            try:
+                plan = reshape.plan_reshape(
+                    self._table(mr, infos),
+                    km.table,
+                    usable=healing.has_usable_path(mr.model),
+                )
+                if plan.table is not None:
+                    await self._reload(mr, infos, plan.table)
+                elif plan.queueing is not None:
+                    await self.k(self.dm.set_queueing, name, plan.queueing)
+            except DmpathError as exc:
+                self.event("error", name, message=f"cannot reshape it for the configuration: {exc}")
+                return False
+            if not plan.needed:
+                return False
+            what = ", ".join(plan.changes)
+            if plan.table is None:
+                what = f"queueing {'on' if plan.queueing else 'off'} (no_path_retry)"
+            self.event("reshaped", name, message=f"{name}: {what} as the configuration now says")
+            await self.refresh(mr)
+            return True
 
 
 def _marginal_policy(d: cfgmod.Defaults) -> MarginalPolicy:

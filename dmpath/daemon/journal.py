@@ -59,6 +59,7 @@ MESSAGE_IDS: Final[Mapping[str, str]] = {
     "reconfigured": "3f2251da47175627a1a782e3f63801ec",
     "regrouped": "155f0dd7c5c25d2ebd9249e3cef8ef0b",
     "rescan": "bd0cdce369c75508aeb2ca6de076f884",
+    "reshaped": "fb64526acf465052a8734a2598e8b445",
     "switch_group": "d57a314f70b651488b173883d86a8a19",
     "tcp_stall": "09895db854e859ea8d085b522bd417d9",
     "transport_tuned": "6b51034e6053584a9b6815f4054bde63",

@@ -100,6 +100,11 @@ def sim_scan(
 def sim_config(workdir: str, compress: float = 1.0, extra: str = "") -> cfgmod.Config:
     """The daemon's defaults but for private files, multibus, every LUN a map, and
     intervals divided by ``compress``; ``extra`` lines (``key = value``) override them."""
+    return cfgmod.parse_config(sim_config_text(workdir, compress, extra))
+
+
+def sim_config_text(workdir: str, compress: float = 1.0, extra: str = "") -> str:
+    """``sim_config``'s file (for a scenario that rewrites it and reconfigures)."""
     base = cfgmod.Defaults()
     values = {
         "bindings_file": f'"{workdir}/bindings"',
@@ -116,9 +121,7 @@ def sim_config(workdir: str, compress: float = 1.0, extra: str = "") -> cfgmod.C
         key, sep, value = line.partition("=")
         if sep:
             values[key.strip()] = value.strip()
-    return cfgmod.parse_config(
-        "[defaults]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
-    )
+    return "[defaults]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
 
 
 def make_daemon(

@@ -22,7 +22,7 @@ from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.model import Check
 from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
-from dmpath.sim.run import connect_uevents, make_daemon, sim_scan
+from dmpath.sim.run import connect_uevents, make_daemon, sim_config_text, sim_scan
 
 FAST = "polling_interval = 0.1\nmax_polling_interval = 0.4\ncoalesce_ms = 10\n"
 Scenario = Callable[[Daemon, SimDmOps, SimSan], Awaitable[None]]
@@ -374,6 +374,54 @@ def test_reconfigure_puts_new_polling_intervals_in_force(tmp_path: pathlib.Path)
         victim = san.paths[0]
         san.set_path(victim.name, False)
         await until(lambda: ops.failed({victim.devnum}) == 1, "failed after reconfigure")
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_reconfigure_reshapes_live_maps_and_leaves_equal_ones_alone(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A SIGHUP with a new grouping, selector and no_path_retry: every map is reloaded
+    once (one event each, none left suspended); a second with nothing new reloads none;
+    no_path_retry alone is a message, not a reload."""
+
+    def tables(ops: SimDmOps) -> dict[str, tuple[object, ...]]:
+        return {
+            n: (len(ops.table(n).groups), ops.table(n).groups[0].selector,
+                ops.table(n).features.queue_if_no_path)
+            for n in ops.maps
+        }  # fmt: skip
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        conf = tmp_path / "dmpath.toml"
+        conf.write_text(sim_config_text(str(tmp_path), extra=FAST))
+        await d.reconfigure()
+        assert ops.calls.get("reload", 0) == 0  # the same configuration: nothing to do
+        before = set(tables(ops).values())
+        assert before == {(1, "service-time", True)}
+        conf.write_text(sim_config_text(str(tmp_path), extra=FAST + (
+            'path_grouping_policy = "failover"\npath_selector = "round-robin 0"\n'
+            'no_path_retry = "fail"\n'
+        )))  # fmt: skip
+        reply = await d.reconfigure()
+        assert sorted(reply["reshaped"]) == sorted(ops.maps)
+        assert set(tables(ops).values()) == {(2, "round-robin", False)}
+        assert ops.calls["reload"] == len(ops.maps)
+        assert not any(m.suspended for m in ops.maps.values())
+        assert sorted(e.map for e in d.events if e.kind == "reshaped") == sorted(ops.maps)
+        await d.reconfigure()
+        assert ops.calls["reload"] == len(ops.maps)  # unchanged: no second reload
+        conf.write_text(sim_config_text(str(tmp_path), extra=FAST + (
+            'path_grouping_policy = "failover"\npath_selector = "round-robin 0"\n'
+        )))  # fmt: skip
+        reply = await d.reconfigure()
+        assert set(tables(ops).values()) == {(2, "round-robin", True)}
+        assert ops.calls["reload"] == len(ops.maps)  # queueing by message
+        assert sorted(reply["reshaped"]) == sorted(ops.maps)
+        # the maps still heal: a dead path is failed
+        victim = san.paths[0]
+        san.set_path(victim.name, False)
+        await until(lambda: ops.failed({victim.devnum}) == 1, "failed after the reshape")
 
     run_sim(tmp_path, 2, 2, check)
 
