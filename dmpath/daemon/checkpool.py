@@ -114,6 +114,9 @@ class CheckPool(Generic[T]):
         self._closed = False
         self._watch_idle = True  # the watchdog waits with no deadline (no job running)
         self._spawned = 0
+        #: monotonic time a job last returned (0.0 before the first): the pool's
+        #: heartbeat, which dmpathd's watchdog looks at (a float store: no lock needed)
+        self.progress = 0.0
         with self._lock:
             for _ in range(size):
                 self._spawn()
@@ -238,7 +241,7 @@ class CheckPool(Generic[T]):
                 job.value = job.fn()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 job.error = exc
-            job.finished = time.monotonic()
+            job.finished = self.progress = time.monotonic()
             with self._lock:
                 retired = self._finish(me, job)
             job.done = True

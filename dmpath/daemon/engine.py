@@ -62,6 +62,7 @@ from dmpath.policy import (
     healing,
     history,
     intent,
+    liveness,
     polling,
     reconcile,
     reshape,
@@ -79,6 +80,8 @@ log = logging.getLogger("dmpathd")
 #: paths said "sdX is a path of WWID" a thousand times, and each map's "created ... over"
 #: line names its paths already
 QUIET_KINDS = frozenset({"path_added"})
+#: event kinds logged as warnings
+WARNING_KINDS = frozenset({"path_failed", "alert", "error", "watchdog"})
 T = TypeVar("T")
 
 #: the newest events a snapshot (``show``, ``mpathctl status``) carries; ``events`` gives
@@ -86,6 +89,13 @@ T = TypeVar("T")
 SNAPSHOT_EVENTS = 1000
 #: a kernel operation slower than this (seconds) raises an alert; it is still awaited
 SLOW_KERNEL_OP = 30.0
+#: a part of the daemon (the loop, the check pool, the kernel workers) with a watchdog
+#: probe out and nothing finished for this long is stuck: WATCHDOG=1 is withheld (a
+#: kernel operation is an alert at SLOW_KERNEL_OP; twice that with nothing done is not
+#: a slow device any more)
+STUCK_AFTER = 2 * SLOW_KERNEL_OP
+#: the key of the watchdog's no-op probe in the check pool
+PROBE_KEY = "dmpathd-watchdog"
 #: how long a new map's /dev/mapper node may take to appear (udev makes it)
 NODE_WAIT = 30.0
 #: how long an assembler waits for another one to finish before giving up (seconds)
@@ -262,6 +272,11 @@ class Daemon:
         self.mdpool = ThreadPoolExecutor(1, thread_name_prefix="kernel-md")
         self.iopool = ThreadPoolExecutor(2, thread_name_prefix="io")
         self.cpool = ThreadPoolExecutor(8, thread_name_prefix="prio")
+        #: heartbeats for the watchdog (dmpath.policy.liveness): monotonic time each part
+        #: last finished a job, the probes out (part -> when sent), the parts found stuck
+        self.progress: dict[str, float] = dict.fromkeys(liveness.PARTS, 0.0)
+        self._probes: dict[str, float] = {}
+        self._stuck: tuple[str, ...] = ()
         d = cfg.defaults
         self.sched = polling.CheckScheduler(d.polling_interval, d.max_polling_interval)
         self.marginal = _marginal_policy(d)
@@ -342,8 +357,9 @@ class Daemon:
         if key is None:
             key = args[0] if args and isinstance(args[0], str) else ""
         lock = self._op_locks.setdefault(("md" if is_md else "dm", key), asyncio.Lock())
+        call = functools.partial(fn, *args, **kw)
         async with lock:
-            fut = loop.run_in_executor(pool, functools.partial(fn, *args, **kw))
+            fut = loop.run_in_executor(pool, call if is_md else functools.partial(self._beat, call))
             try:
                 return await asyncio.wait_for(asyncio.shield(fut), timeout=SLOW_KERNEL_OP)
             except TimeoutError:
@@ -355,6 +371,57 @@ class Daemon:
                     "(I/O stuck on the device?); still waiting",
                 )
                 return await fut
+
+    def _beat(self, call: Callable[[], T]) -> T:
+        """In a dm kernel worker: run ``call``, then record the workers' heartbeat (an
+        operation that failed still returned: the worker is not stuck)."""
+        try:
+            return call()
+        finally:
+            self.progress[liveness.KERNEL] = time.monotonic()
+
+    def alive(self) -> bool:
+        """One look of the watchdog (on the loop): a no-op probe to each part that has
+        none out, then whether every part has shown progress lately (WATCHDOG=1 may be
+        sent). A part found stuck, or answering again, is an event, once."""
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        self.progress[liveness.CHECKS] = max(self.progress[liveness.CHECKS], self.checks.progress)
+
+        def answered(part: str) -> None:
+            self._probes.pop(part, None)
+            self.progress[part] = max(self.progress[part], time.monotonic())
+
+        def from_thread(part: str) -> Callable[[object], None]:
+            def done(_f: object) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop closed at a stop
+                    loop.call_soon_threadsafe(answered, part)
+
+            return done
+
+        if liveness.LOOP not in self._probes:
+            self._probes[liveness.LOOP] = now
+            loop.call_soon(answered, liveness.LOOP)
+        if liveness.CHECKS not in self._probes and not self._stopping:
+            self._probes[liveness.CHECKS] = now
+            probe = self.checks.submit(PROBE_KEY, _no_check)
+            probe.add_done_callback(from_thread(liveness.CHECKS))
+        if liveness.KERNEL not in self._probes and not self._stopping:
+            self._probes[liveness.KERNEL] = now
+            self.kpool.submit(_noop).add_done_callback(from_thread(liveness.KERNEL))
+        v = liveness.judge(self.progress, self._probes, now, STUCK_AFTER, self._stuck)
+        self._stuck = v.stuck
+        for part in v.newly_stuck:
+            self.event(
+                "watchdog",
+                message=f"the {part} has finished nothing for {STUCK_AFTER:g} s: WATCHDOG=1 "
+                "withheld (systemd restarts dmpathd once WatchdogSec runs out)",
+            )
+        for part in v.recovered:
+            self.event("watchdog", message=f"the {part} makes progress again: WATCHDOG=1 resumed")
+        if v.newly_stuck:
+            self.notify(f"STATUS=stuck: {', '.join(v.stuck)}")
+        return v.ping
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         """Blocking reads and writes that are not kernel operations (sysfs, state files):
@@ -368,7 +435,7 @@ class Daemon:
         self.events.append(ev)
         if self.history is not None:
             self.history.append(ev)
-        level = logging.WARNING if kind in ("path_failed", "alert", "error") else logging.INFO
+        level = logging.WARNING if kind in WARNING_KINDS else logging.INFO
         if kind in QUIET_KINDS:
             level = logging.DEBUG
         if not log.isEnabledFor(level):
@@ -2173,6 +2240,16 @@ class Daemon:
             return True
 
 
+def _noop() -> None:
+    """The watchdog's probe: a job that does nothing, so its return proves the worker."""
+
+
+def _no_check() -> tuple[Check, str, str]:
+    """The watchdog's probe in the check pool (whose jobs answer a verdict): checks
+    nothing."""
+    return Check.UNKNOWN, "", ""
+
+
 def _marginal_policy(d: cfgmod.Defaults) -> MarginalPolicy:
     return MarginalPolicy(
         d.marginal_failures, d.marginal_window, d.marginal_latency, d.marginal_recovery
@@ -2252,7 +2329,9 @@ async def _serve_locked(
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval or 3600)
             except TimeoutError:
-                notify("WATCHDOG=1")
+                # only while the loop, the check pool and the kernel workers all work
+                if daemon.alive():
+                    notify("WATCHDOG=1")
     finally:
         notify("STOPPING=1")
         await daemon.stop()

@@ -63,6 +63,7 @@ MESSAGE_IDS: Final[Mapping[str, str]] = {
     "switch_group": "d57a314f70b651488b173883d86a8a19",
     "tcp_stall": "09895db854e859ea8d085b522bd417d9",
     "transport_tuned": "6b51034e6053584a9b6815f4054bde63",
+    "watchdog": "905b6e2e023850769ea17d6f860d661c",
 }
 
 #: syslog priorities (what journalctl -p filters on) of the logging levels events use

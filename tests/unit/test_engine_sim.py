@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from dmpath.daemon import discovery
+from dmpath.daemon import discovery, engine
+from dmpath.daemon.checkpool import CheckPool
 from dmpath.daemon.engine import CHECK_WORKERS, Daemon, PathRuntime
 from dmpath.daemon.links import LinkChange, LinkWatch
 from dmpath.model import Check
@@ -424,6 +425,34 @@ def test_reconfigure_reshapes_live_maps_and_leaves_equal_ones_alone(
         await until(lambda: ops.failed({victim.devnum}) == 1, "failed after the reshape")
 
     run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_stuck_check_pool_withholds_the_watchdog_ping(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every check thread held (the pool may start no other): the loop still ticks, but
+    no WATCHDOG=1 goes out, and one event names the check pool; once it is let go the
+    pings resume."""
+    monkeypatch.setattr(engine, "STUCK_AFTER", 0.3)
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        assert d.alive()
+        await until(lambda: not d._probes, "the probes answered")
+        release = threading.Event()
+        d.checks = CheckPool(1, hang_after=0.05, max_threads=1)
+        d.checks.submit("stuck", lambda: (Check.UP, "", "") if release.wait(30) else None)
+        assert d.alive()  # the probe is just out
+        await asyncio.sleep(0.5)
+        assert not d.alive() and not d.alive()
+        stuck = [e.message for e in d.events if e.kind == "watchdog"]
+        assert len(stuck) == 1 and stuck[0].startswith("the check pool has finished nothing")
+        release.set()
+        await until(d.alive, "pings again")
+        assert [e.message for e in d.events if e.kind == "watchdog"][1:] == [
+            "the check pool makes progress again: WATCHDOG=1 resumed"
+        ]
+
+    run_sim(tmp_path, 1, 2, check)
 
 
 async def fabric0_link_down(d: Daemon, ops: SimDmOps, san: SimSan) -> list[PathRuntime]:
