@@ -171,6 +171,7 @@ class DmOps(Protocol):
     def message(self, name: str, *words: str) -> str: ...
     def create(self, name: str, table: MultipathTable, uuid: str) -> None: ...
     def reload(self, name: str, table: MultipathTable) -> None: ...
+    def rename(self, name: str, new_name: str) -> None: ...
     def suspended(self, name: str) -> bool: ...
     def resume(self, name: str) -> None: ...
     def remove(self, name: str, force: bool) -> None: ...
@@ -211,6 +212,9 @@ class DmsetupOps:
 
     def reload(self, name: str, table: MultipathTable) -> None:
         dmsetup.reload(name, table)
+
+    def rename(self, name: str, new_name: str) -> None:
+        dmsetup.rename(name, new_name)
 
     def suspended(self, name: str) -> bool:
         return dmsetup.suspended(name)
@@ -402,6 +406,15 @@ class DmBackend:
 
     def remove_partitions(self, name: str) -> None:
         kpartx.delete(name)
+
+    def rename(self, name: str, new_name: str, kname: str, uuid: str) -> None:
+        """Rename map ``name`` and its partition maps (``NAME-partN``: kpartx's names
+        follow the map's); the uuids stay, so udev's by-id links do too."""
+        parts = kpartx.partition_maps(uuid, kpartx.dm_holders(kname)) if kname else []
+        self.ops.rename(name, new_name)
+        for part in parts:
+            if part.startswith(name + kpartx.DELIMITER):
+                self.ops.rename(part, new_name + part[len(name) :])
 
 
 def free_md_slot(md_dir: str) -> int | None:

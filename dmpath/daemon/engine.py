@@ -2197,47 +2197,71 @@ class Daemon:
         return {"reloaded": self.config_path, "reshaped": reshaped, "message": said}
 
     async def _reshape(self, mr: MapRuntime) -> bool:
-        """Bring a live dm map to the configuration in force: reload it when the table
-        the daemon would build for it now differs from the kernel's (grouping, selector,
-        features, hardware handler), or set its queueing by message when that alone
-        differs (see ``dmpath.policy.reshape``). True when the map was changed; one
-        event per map changed. A map with a member the daemon does not know is left to
-        the next pass that knows it."""
+        """Bring a live dm map to the configuration in force: rename it to a new alias;
+        reload it when the table the daemon would build for it now differs from the
+        kernel's (grouping, selector, features, hardware handler), or set its queueing by
+        message when that alone differs (see ``dmpath.policy.reshape``). True when the
+        map was changed; one event per map changed. A map with a member the daemon does
+        not know is left to the next pass that knows it."""
         if mr.model.backend != Backend.DM:
             return False
         async with self._claimed(mr):
+            done = await self._rename_to_alias(mr)
             name = mr.model.name
             try:
                 km = await self._read(mr, full=True)
             except DmpathError as exc:
                 self.event("error", name, message=f"cannot read map to reshape it: {exc}")
+                km = None
+            prs = [self.by_devnum.get(d) for d in km.members] if km is not None else []
+            if km is not None and km.table is not None and prs and None not in prs:
+                self._absorb(mr, km)
+                infos = [pr.info for pr in prs if pr is not None]
+                try:
+                    plan = reshape.plan_reshape(
+                        self._table(mr, infos),
+                        km.table,
+                        usable=healing.has_usable_path(mr.model),
+                    )
+                    if plan.table is not None:
+                        await self._reload(mr, infos, plan.table)
+                        done += plan.changes
+                    elif plan.queueing is not None:
+                        await self.k(self.dm.set_queueing, name, plan.queueing)
+                        done.append(f"queueing {'on' if plan.queueing else 'off'} (no_path_retry)")
+                except DmpathError as exc:
+                    self.event("error", name, message=f"cannot reshape it: {exc}")
+            if not done:
                 return False
-            prs = [self.by_devnum.get(d) for d in km.members]
-            if km.table is None or not prs or None in prs:
-                return False
-            self._absorb(mr, km)
-            infos = [pr.info for pr in prs if pr is not None]
-            try:
-                plan = reshape.plan_reshape(
-                    self._table(mr, infos),
-                    km.table,
-                    usable=healing.has_usable_path(mr.model),
-                )
-                if plan.table is not None:
-                    await self._reload(mr, infos, plan.table)
-                elif plan.queueing is not None:
-                    await self.k(self.dm.set_queueing, name, plan.queueing)
-            except DmpathError as exc:
-                self.event("error", name, message=f"cannot reshape it for the configuration: {exc}")
-                return False
-            if not plan.needed:
-                return False
-            what = ", ".join(plan.changes)
-            if plan.table is None:
-                what = f"queueing {'on' if plan.queueing else 'off'} (no_path_retry)"
-            self.event("reshaped", name, message=f"{name}: {what} as the configuration now says")
+            self.event(
+                "reshaped", name, message=f"{name}: {', '.join(done)} as the configuration now says"
+            )
             await self.refresh(mr)
             return True
+
+    async def _rename_to_alias(self, mr: MapRuntime) -> list[str]:
+        """Rename ``mr`` (claimed) and its partition maps to its configured alias when it
+        has another name; ["renamed from OLD"] when done. A map with a data map (a
+        migrated md array) keeps its name: its data map's name is made from it. A name
+        that another map holds is refused with an error event."""
+        old, new = mr.model.name, str(mr.opts.alias or "")
+        if not new or new == old or mr.opts.data_offset is not None:
+            return []
+        try:
+            if new in self.maps or new in {d.name for d in await self.k(self.dm.ops.list_maps)}:
+                raise PolicyRefusal(f"name {new} is taken by another device-mapper device")
+            await self.k(self.dm.rename, old, new, mr.model.sysfs, self.dm.uuid_for(mr.model.wwid))
+        except DmpathError as exc:
+            self.event("error", old, message=f"not renamed to its alias {new}: {exc}")
+            return []
+        del self.maps[old]
+        mr.model.name = mr.health.name = new
+        mr.model.devnode = f"/dev/mapper/{new}"
+        self.maps[new] = mr
+        for pr in self.paths.values():
+            if pr.map_name == old:
+                pr.map_name = new
+        return [f"renamed from {old}"]
 
 
 def _noop() -> None:

@@ -274,6 +274,16 @@ class SimDmOps:
             m.suspended = True
             self._resume(m)
 
+    def rename(self, name: str, new_name: str) -> None:
+        with self._lock:
+            self._count("rename")
+            if new_name in self.maps:
+                raise DmpathError(f"{new_name}: map exists")
+            m = self._get(name)
+            del self.maps[name]
+            m.name = new_name
+            self.maps[new_name] = m
+
     def suspended(self, name: str) -> bool:
         with self._lock:
             self._count("suspended")

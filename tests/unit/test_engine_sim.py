@@ -427,6 +427,33 @@ def test_reconfigure_reshapes_live_maps_and_leaves_equal_ones_alone(
     run_sim(tmp_path, 2, 2, check)
 
 
+def test_reconfigure_renames_a_map_to_its_new_alias(tmp_path: pathlib.Path) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        mr = d.maps["mpatha"]
+        wwid = mr.model.wwid
+        (tmp_path / "dmpath.toml").write_text(
+            sim_config_text(str(tmp_path), extra=FAST)
+            + f'[[multipaths]]\nwwid = "{wwid}"\nalias = "data1"\n'
+        )
+        reply = await d.reconfigure()
+        assert reply["reshaped"] == ["data1"]
+        assert sorted(ops.maps) == ["data1", "mpathb"] and sorted(d.maps) == ["data1", "mpathb"]
+        assert d.maps["data1"] is mr and d.by_wwid[wwid] is mr
+        assert {pr.map_name for pr in d.paths.values() if pr.info.wwid == wwid} == {"data1"}
+        (ev,) = [e for e in d.events if e.kind == "reshaped"]
+        assert (ev.map, ev.message) == ("data1", "data1: renamed from mpatha as the "
+                                                 "configuration now says")  # fmt: skip
+        assert ops.calls.get("reload", 0) == 0
+        # the renamed map still heals
+        victim = next(p for p in san.paths if p.devnum in ops.maps["data1"].active)
+        san.set_path(victim.name, False)
+        await until(lambda: ops.failed({victim.devnum}) == 1, "failed after the rename")
+        await d.reconfigure()
+        assert [e.kind for e in d.events].count("reshaped") == 1  # named as configured
+
+    run_sim(tmp_path, 2, 2, check)
+
+
 def test_a_stuck_check_pool_withholds_the_watchdog_ping(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
