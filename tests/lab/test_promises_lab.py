@@ -1,6 +1,8 @@
 """What the documentation promises, on the real kernel: a map is never left suspended,
-``flush_on_last_del`` flushes a map whose last path is removed, and the administrator's
-requests (a flush, queueing off) outlive a ``kill -9`` of the daemon.
+``flush_on_last_del`` flushes a map whose last path is removed, the administrator's
+requests (a flush, queueing off) outlive a ``kill -9`` of the daemon, a SIGHUP reshapes
+live maps under I/O, and ``mpathctl status`` reads a map the same with and without the
+daemon.
 
 Every wait is a condition polled with a timeout (``wait_for``); paths a test takes
 offline or deletes are brought back before the fixtures tear the daemon down.
@@ -13,6 +15,8 @@ import functools
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +24,7 @@ import pytest
 
 from dmpath.kernel import dmsetup
 from dmpath.lab import topology as topo
-from dmpath.lab.harness import DaemonUnderTest, explained, wait_for
+from dmpath.lab.harness import DaemonUnderTest, VerifiedIO, explained, wait_for
 from dmpath.lab.topology import LabPath
 from dmpath.runner import run
 
@@ -154,3 +158,86 @@ def test_flush_on_last_del_flushes_the_map_whose_last_path_is_deleted(
             run("udevadm", ["settle", "-t", "30"], check=False)
         # the paths coming back make the map again
         wait_for(functools.partial(settled, d, "mpatha", 2), HEAL_TIMEOUT, "mpatha made again")
+
+
+def status_json(socket: str) -> dict[str, Any]:
+    """``mpathctl --json status`` through ``socket`` (a missing one: the kernel's view)."""
+    mpathctl = os.path.join(os.path.dirname(sys.executable), "mpathctl")
+    res = subprocess.run(
+        [mpathctl, "--socket", socket, "--json", "status"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    doc: dict[str, Any] = json.loads(res.stdout)
+    return doc
+
+
+def kernel_fields(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """What the kernel says of map ``name``, as ``status --json`` shows it."""
+    (m,) = [m for m in doc["maps"] if m["name"] == name]
+    return {
+        **{k: m[k] for k in ("uuid", "wwid", "sysfs", "size_sectors", "features",
+                             "hwhandler", "queueing", "status")},
+        "groups": [(g["number"], g["selector"], g["state"], g["paths"]) for g in m["groups"]],
+        "paths": [(p["name"], p["devnum"], p["kernel_state"], p["group"]) for p in m["paths"]],
+    }  # fmt: skip
+
+
+def test_sighup_reshapes_live_maps_under_io(
+    scsi_paths: list[LabPath], dmpathd: StartDaemon
+) -> None:
+    """A new grouping, selector and no_path_retry reach a live map at a SIGHUP, without a
+    path joining or leaving, while I/O runs on it; a SIGHUP with nothing new reloads
+    nothing; a new alias renames the map. Then mpathctl reads the reshaped map the same
+    with and without the daemon."""
+    d = dmpathd(defaults={"path_grouping_policy": "multibus", "prio": "const"})
+
+    def sighup(reshaped: int) -> None:
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(d.events("reshaped")) == reshaped, 60, "the map reshaped")
+
+    with explained(d):
+        wait_for(functools.partial(settled, d, "mpatha", 2), HEAL_TIMEOUT, "mpatha settled")
+        before = dmsetup.table("mpatha")
+        assert len(before.groups) == 1 and before.features.queue_if_no_path
+        io = VerifiedIO("/dev/mapper/mpatha", blocks=64).start()
+        try:
+            io.wait_writes(10, 60, "I/O on mpatha")
+            d.defaults.update(
+                path_grouping_policy="failover", path_selector="round-robin 0",
+                no_path_retry="fail",
+            )  # fmt: skip
+            d.write_config()
+            sighup(1)
+            after = dmsetup.table("mpatha")
+            assert [len(g.paths) for g in after.groups] == [1, 1]
+            assert {g.selector for g in after.groups} == {"round-robin"}
+            assert not after.features.queue_if_no_path and not dmsetup.suspended("mpatha")
+            (reshaped,) = d.events("reshaped")
+            assert reshaped["map"] == "mpatha" and "path groups" in reshaped["message"]
+            io.wait_writes(io.writes + 10, 60, "I/O on mpatha after the reshape")
+            # nothing new: nothing reloaded (asked as mpathctl reconfigure does, whose
+            # reply comes once it is done)
+            assert d.request("reconfigure")["reshaped"] == []
+            assert len(d.events("reshaped")) == 1 and dmsetup.table("mpatha") == after
+
+            wwid = d.maps()["mpatha"]["wwid"]
+            d.extra = f'[[multipaths]]\nwwid = "{wwid}"\nalias = "promised"'
+            d.write_config()
+            sighup(2)
+            assert "mpatha" not in kernel_maps() and dmsetup.table("promised") == after
+            assert d.events("reshaped")[1]["message"].startswith("promised: renamed from mpatha")
+            io.devnode = "/dev/mapper/promised"  # the open device is the same map
+            io.wait_writes(io.writes + 10, 60, "I/O on the renamed map")
+        finally:
+            io.stop()
+        assert io.errors == [] and io.mismatches == 0 and io.verify_all() == 0
+
+        wait_for(functools.partial(settled, d, "promised", 2), HEAL_TIMEOUT, "map settled")
+        daemon_view = kernel_fields(status_json(d.socket), "promised")
+        kernel_view = status_json(os.path.join(d.workdir, "no-daemon.sock"))
+        assert kernel_view["source"] == "kernel"
+        assert kernel_fields(kernel_view, "promised") == daemon_view
+        assert daemon_view["features"] == "0"
+        assert [g[1] for g in daemon_view["groups"]] == ["round-robin 0", "round-robin 0"]
