@@ -31,6 +31,7 @@ import pytest
 
 from dmpath import client
 from dmpath import protocol as p
+from dmpath.daemon import control
 from dmpath.daemon.control import (
     ControlServer,
     ControlSocketError,
@@ -228,6 +229,31 @@ def test_a_handler_bug_is_internal_logged_and_the_server_keeps_serving(
     with pytest.raises(p.InternalError, match="TypeError"):
         client.request("fail_path", {"path": "weird"}, socket_path=path)
     assert client.request("ping", socket_path=path) == "pong"
+
+
+def test_a_bug_in_reading_a_request_is_answered_and_the_connection_lives_on(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the socket fuzzer found such a bug (an OverflowError in argument validation): the
+    # connection's task died and the client waited for a reply that never came
+    _, _, path = serve()
+    real = control.decode_request
+
+    def flawed(line: bytes) -> p.Request:
+        if b"overflow" in line:
+            raise OverflowError("int too large to convert to float")
+        return real(line)
+
+    monkeypatch.setattr(control, "decode_request", flawed)
+    caplog.set_level(logging.ERROR, logger="dmpath.control")
+    with raw(path) as s:
+        s.sendall(b'{"version":1,"op":"overflow"}\n')
+        reply = read_reply(s)
+        assert error_kind(reply) == "internal"
+        assert reply is not None and "OverflowError" in reply["error"]["message"]
+        s.sendall(PING)
+        assert read_reply(s) == {"version": 1, "ok": True, "result": "pong"}
+    assert any(r.exc_info and "too large" in str(r.exc_info[1]) for r in caplog.records)
 
 
 def test_several_requests_on_one_connection(serve: Serve) -> None:
