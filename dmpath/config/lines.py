@@ -16,6 +16,10 @@ _KEYPART_RE = re.compile(_KEYPART)
 
 
 def _norm_key(dotted: str) -> str:
+    return ".".join(_key_parts(dotted))
+
+
+def _key_parts(dotted: str) -> list[str]:
     parts = []
     for m in _KEYPART_RE.finditer(dotted):
         p = m.group(0)
@@ -24,7 +28,7 @@ def _norm_key(dotted: str) -> str:
         elif p[:1] == '"':
             p = _basic_string(p)
         parts.append(p)
-    return ".".join(parts)
+    return parts
 
 
 def _basic_string(quoted: str) -> str:
@@ -40,14 +44,14 @@ def _basic_string(quoted: str) -> str:
 _LONG_NUMBER_RE = re.compile(r"[0-9_]{4000,}")
 
 
-def long_number(text: str) -> tuple[int | None, str]:
+def long_number(text: str) -> tuple[int | None, tuple[str, ...]]:
     """The line of the first number of thousands of digits in ``text``, and the key set
-    on that line ('' if none is): what tomllib fails on without saying where."""
+    on that line (() if none is): what tomllib fails on without saying where."""
     for lineno, line in enumerate(text.split("\n"), 1):
         if _LONG_NUMBER_RE.search(line):
             km = _KEY_RE.match(line)
-            return lineno, _norm_key(km.group(1)) if km else ""
-    return None, ""
+            return lineno, tuple(_key_parts(km.group(1))) if km else ()
+    return None, ()
 
 
 PathPart: TypeAlias = str | int

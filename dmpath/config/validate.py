@@ -615,7 +615,7 @@ def parse_config(text: str, source: str = "<string>") -> Config:
         # tomllib lets int()'s refusal of a number of thousands of digits through
         line, key = long_number(text)
         raise ConfigError(
-            source, "invalid TOML: a number with too many digits", key=key, line=line
+            source, "invalid TOML: a number with too many digits", key=dotted(key), line=line
         ) from exc
     return config_from_dict(data, source, text)
 
