@@ -660,7 +660,7 @@ def test_the_fuzzers_burst_gets_busy_past_the_limit(loop: LoopThread, sock_dir: 
     server = ControlServer(path, handler, max_connections=4, idle_timeout=1.0, environ={})
     loop.run(server.start())
     try:
-        assert fuzz.burst(path, 7) == {"busy": 3, "closed": 4}
+        assert fuzz.burst(path, 7, 4) == {"busy": 3, "held": 4}
         held = fuzz.open_stalled(path, 2)
         assert fuzz.closed_by_daemon(held, 10.0) == (2, 0)
     finally:
