@@ -266,7 +266,8 @@ def _int_at_least(low: int) -> Callable[[Any], str | None]:
 def _check_timestamp(value: Any) -> str | None:
     if not (_is_int(value) or isinstance(value, float)):
         return "must be a number"
-    if not math.isfinite(value) or value < 0:
+    # an int is finite however long: math.isfinite would overflow converting it
+    if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
         return "must be a finite number >= 0"
     return None
 

@@ -42,6 +42,7 @@ from dmpath.protocol import (
     ProtocolError,
     kind_for_exception,
 )
+from dmpath.safetext import sanitize
 
 from . import mptjson, render
 from .schema import SCHEMAS
@@ -113,7 +114,7 @@ _PATH_HELP = "give a kernel name (sdb), a device node (/dev/sdb) or MAJ:MIN (8:1
 
 def _shown(value: str) -> str:
     """An argument quoted for an error line, control characters escaped."""
-    return "'" + render.sanitize(value) + "'"
+    return "'" + sanitize(value) + "'"
 
 
 def normalize_path(arg: str) -> str:
@@ -546,7 +547,7 @@ def cmd_show_maps(ctx: Ctx, args: argparse.Namespace) -> int:
         if ctx.json:
             ctx.print_json(names)
         else:
-            ctx.out.write("".join(render.sanitize(n) + "\n" for n in names))
+            ctx.out.write("".join(sanitize(n) + "\n" for n in names))
         return EXIT_OK
     if args.format == "multipath-tools":
         return cmd_status(ctx, argparse.Namespace(maps=[], format=args.format))
@@ -624,7 +625,7 @@ def _watch_frame(ctx: Ctx, args: argparse.Namespace) -> tuple[RenderableType, Sn
         snap = _filter(fetch_snapshot(ctx), args.maps)
     except DmpathError as exc:
         err = Text(f"{ctx.opts.glyphs.bad} ", style="bold red")
-        err.append(render.sanitize(str(exc)))
+        err.append(sanitize(str(exc)))
         return Group(err, footer), None
     return Group(render.render_status(snap, now, ctx.opts), footer), snap
 
@@ -666,10 +667,10 @@ def _act(ctx: Ctx, op: str, req: dict[str, Any], done: str) -> int:
         ctx.print_json({"ok": True, "result": result})
         return EXIT_OK
     line = Text(f"{ctx.opts.glyphs.ok} ", style="green")
-    line.append(render.sanitize(done))
+    line.append(sanitize(done))
     detail = result.get("message") if isinstance(result, dict) else result
     if isinstance(detail, str) and detail:
-        line.append(": " + render.sanitize(detail))
+        line.append(": " + sanitize(detail))
     ctx.show(line)
     return EXIT_OK
 
@@ -761,7 +762,7 @@ def cmd_migrate_md(ctx: Ctx, args: argparse.Namespace) -> int:
     verb = "would move" if not m.done else "moved"
     line = Text(f"{ctx.opts.glyphs.ok} ", style="green")
     line.append(
-        render.sanitize(
+        sanitize(
             f"{verb} {p.array} to /dev/mapper/{p.data_map}: sectors {p.data_offset}.."
             f"{p.data_offset + p.data_sectors - 1} of map {p.map_name} over "
             f"{', '.join(p.members)} (WWID {m.wwid}); recorded in {m.config_path}"
@@ -805,7 +806,7 @@ def cmd_import_mptconf(ctx: Ctx, args: argparse.Namespace) -> int:
     ctx.out.write(result.text)
     ctx.out.flush()
     ctx.err.write(
-        f"{PROG}: {render.sanitize(', '.join(result.sources))}: "
+        f"{PROG}: {sanitize(', '.join(result.sources))}: "
         + mptimport.summary(result.carried, len(result.notes))
         + (" (the # lines at the top of the output say which and why)" if result.notes else "")
         + "\n"
@@ -840,7 +841,7 @@ def error_kind(exc: DmpathError) -> str:
 
 
 def report(ctx_err: TextIO, exc: DmpathError, args: argparse.Namespace | None) -> None:
-    line = render.sanitize(" ".join(str(exc).split()))
+    line = sanitize(" ".join(str(exc).split()))
     hint = hint_for(exc, args)
     ctx_err.write(f"{PROG}: error: {line}" + (f" ({hint})" if hint else "") + "\n")
 
@@ -911,7 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc(file=err)
         err.write(
             f"{PROG}: error: internal error: {type(exc).__name__}: "
-            f"{render.sanitize(str(exc))} (a bug; run with --debug for the traceback)\n"
+            f"{sanitize(str(exc))} (a bug; run with --debug for the traceback)\n"
         )
         return EXIT_FAILURE
 

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from rich.text import Text
 from rich.tree import Tree
 
-from dmpath.cli.render import _STYLE, Health, RenderOptions, human_size, safe, sanitize
+from dmpath.cli.render import _STYLE, Health, RenderOptions, human_size, safe
 from dmpath.kernel.nvme import NativePath, NativeSubsystem
+from dmpath.safetext import sanitize
 
 TITLE = "native NVMe multipath (the kernel's; dmpathd leaves it alone)"
 #: ANA states in which a path carries I/O

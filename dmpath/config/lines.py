@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import TypeAlias
 
 # --------------------------------------------------------------------------- line finding
@@ -15,13 +16,42 @@ _KEYPART_RE = re.compile(_KEYPART)
 
 
 def _norm_key(dotted: str) -> str:
+    return ".".join(_key_parts(dotted))
+
+
+def _key_parts(dotted: str) -> list[str]:
     parts = []
     for m in _KEYPART_RE.finditer(dotted):
         p = m.group(0)
-        if p[:1] in ('"', "'"):
+        if p[:1] == "'":
             p = p[1:-1]
+        elif p[:1] == '"':
+            p = _basic_string(p)
         parts.append(p)
-    return ".".join(parts)
+    return parts
+
+
+def _basic_string(quoted: str) -> str:
+    """A double-quoted key as tomllib reads it (escapes such as \\u001e decoded)."""
+    try:
+        value = tomllib.loads(f"k = {quoted}")["k"]
+    except tomllib.TOMLDecodeError:
+        return quoted[1:-1]
+    return str(value)
+
+
+#: a run of digits this long is a number tomllib cannot read (int() refuses it)
+_LONG_NUMBER_RE = re.compile(r"[0-9_]{4000,}")
+
+
+def long_number(text: str) -> tuple[int | None, tuple[str, ...]]:
+    """The line of the first number of thousands of digits in ``text``, and the key set
+    on that line (() if none is): what tomllib fails on without saying where."""
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if _LONG_NUMBER_RE.search(line):
+            km = _KEY_RE.match(line)
+            return lineno, tuple(_key_parts(km.group(1))) if km else ()
+    return None, ()
 
 
 PathPart: TypeAlias = str | int
@@ -91,12 +121,22 @@ class _LineIndex:
                 key_parts.append(p)
             if not key_parts:
                 continue
-            line = self.keys[table].get(".".join(key_parts))
+            line = self._key_line(table, key_parts)
             if line is not None:
                 return self._refine(line, needle)
             if fallback is None and table != ("", 0):
                 fallback = self.headers[table]
         return fallback
+
+    def _key_line(self, table: tuple[str, int], key_parts: list[str]) -> int | None:
+        """The line of a key in ``table``, or of the nearest key above it: a key inside
+        an inline table (``defaults = {a = 1}``) sits on the line of the table's key."""
+        keys = self.keys[table]
+        for n in range(len(key_parts), 0, -1):
+            line = keys.get(".".join(key_parts[:n]))
+            if line is not None:
+                return line
+        return None
 
     def _refine(self, line: int, needle: str | None) -> int:
         """For a list element: the line, from the key's on, that holds the element."""

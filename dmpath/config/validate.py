@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, NoReturn, TypeAlias
 
-from dmpath.config.lines import KeyPath, _LineIndex
+from dmpath.config.lines import KeyPath, _LineIndex, long_number
 from dmpath.config.records import (
     _D,
     BUILTIN_BLACKLIST,
@@ -45,6 +45,9 @@ from dmpath.errors import ConfigError
 # --------------------------------------------------------------------------- validation
 
 
+_BARE_KEY_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def dotted(path: KeyPath) -> str:
     """``("multipaths", 1, "alias")`` → ``"multipaths[1].alias"``."""
     out = ""
@@ -52,7 +55,9 @@ def dotted(path: KeyPath) -> str:
         if isinstance(p, int):
             out += f"[{p}]"
         else:
-            out += ("." if out else "") + p
+            # a key that is not bare is shown as TOML spells it: its control characters
+            # escaped, so that the message stays one line
+            out += ("." if out else "") + (p if _BARE_KEY_RE.fullmatch(p) else _toml_string(p))
     return out
 
 
@@ -591,6 +596,7 @@ def config_from_dict(
 
 
 _TOML_POS_RE = re.compile(r"\(at line (\d+), column \d+\)")
+_TOML_END = "(at end of document)"
 
 
 def parse_config(text: str, source: str = "<string>") -> Config:
@@ -600,11 +606,19 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = _TOML_POS_RE.search(msg)
-        detail = _TOML_POS_RE.sub("", msg).strip() or "invalid TOML"
+        line = int(m.group(1)) if m else None
+        if line is None and _TOML_END in msg:
+            line = text.count("\n") + 1
+        detail = _TOML_POS_RE.sub("", msg).replace(_TOML_END, "").strip() or "invalid TOML"
+        raise ConfigError(source, f"invalid TOML: {detail}", line=line) from exc
+    except ValueError as exc:
+        # tomllib lets int()'s refusal of a number of thousands of digits through
+        line, key = long_number(text)
         raise ConfigError(
-            source, f"invalid TOML: {detail}", line=int(m.group(1)) if m else None
+            source, "invalid TOML: a number with too many digits", key=dotted(key), line=line
         ) from exc
     return config_from_dict(data, source, text)
+
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:

@@ -360,6 +360,9 @@ class ControlServer:
         except BadRequest as exc:
             log.debug("control: bad request from pid %d: %s", peer.pid, exc)
             return encode_exception(exc)
+        except Exception as exc:  # a bug in reading it: still one reply, never a dead task
+            log.exception("control: a request from pid %d could not be read", peer.pid)
+            return encode_exception(exc)
         if is_mutating(req.op):
             if not self.is_privileged(peer):
                 log.warning("control: %s from uid %d (pid %d) denied", req.op, peer.uid, peer.pid)

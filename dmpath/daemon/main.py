@@ -8,9 +8,11 @@ import logging
 import os
 import sys
 import threading
+from typing import NoReturn
 
 from dmpath import __version__
 from dmpath.errors import DmpathError
+from dmpath.safetext import sanitize
 
 DEFAULT_CONFIG = "/etc/dmpath/dmpath.toml"
 
@@ -71,8 +73,16 @@ def _exit_past_stuck_workers() -> None:
         os._exit(0)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (as every other error of dmpathd), not
+    the usage text followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {sanitize(message)} (see '{self.prog} --help')\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="dmpathd", description="Multipath daemon: assemble, check and heal multipath devices."
     )
     ap.add_argument(
@@ -147,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         _exit_past_stuck_workers()
         return 0
     except DmpathError as exc:
-        print(f"dmpathd: error: {exc}", file=sys.stderr)
+        print(f"dmpathd: error: {sanitize(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

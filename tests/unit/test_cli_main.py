@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dmpath import client
@@ -38,6 +38,7 @@ from dmpath.model import (
     snapshot_to_dict,
 )
 from dmpath.protocol import Busy, NotFound, PermissionDenied, Refused
+from dmpath.safetext import sanitize
 
 # --------------------------------------------------------------------------- a tiny validator
 # jsonschema is not a dependency; this covers the subset of draft 2020-12 schema.py uses.
@@ -277,7 +278,7 @@ def test_normalize_path_output_is_a_kernel_name_or_devnum(arg: str) -> None:
         out = normalize_path(arg)
     except UsageError as exc:
         assert exc.exit_code == 2
-        assert render.sanitize(str(exc)) == str(exc)  # the error line is terminal-safe
+        assert sanitize(str(exc)) == str(exc)  # the error line is terminal-safe
         return
     assert re.fullmatch(r"[0-9]+:[0-9]+|[a-z][a-z0-9!_+-]{0,30}", out)
 
@@ -867,3 +868,36 @@ def test_kernel_view_reads_maps_with_the_configured_uuid_prefix(
     monkeypatch.setattr(kernelview, "read_snapshot", read)
     assert run("status")[0] == 0
     assert asked == ["san1-"]
+
+
+# --------------------------------------------------------------------------- generated argv
+
+_WORDS = st.sampled_from(
+    ["status", "show", "paths", "maps", "map", "config", "events", "schema", "fail",
+     "reinstate", "add", "remove", "create", "flush", "switchgroup", "queueing",
+     "reconfigure", "on", "off", "config", "sdb", "8:16", "/dev/sdb", "mpatha", "--force",
+     "--name", "--since", "--limit", "--format", "--json", "--socket", "--no-color", "-",
+     "--", "0", "-1", "1" + "0" * 5000, "30m", "nan", "1e999"]
+)
+_TOKENS = _WORDS | st.text(max_size=8) | st.sampled_from(["\x00", "\r", "\x1b[2J", "\ud800"])
+#: never generated: watch runs until Ctrl-C, migrate-md and import read the system, and
+#: --debug prints tracebacks on purpose
+_LEFT_OUT = {"watch", "migrate-md", "import", "--debug", "-h", "--help"}
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(_WORDS, st.lists(_TOKENS.filter(lambda t: t not in _LEFT_OUT), max_size=5))
+def test_any_command_line_fails_in_one_line_with_a_documented_status(
+    daemon: FakeDaemon, run: Run, command: str, tokens: list[str]
+) -> None:
+    code, out, err = run(command, *tokens)
+    assert code in main.EXIT_CODES
+    if code == 0:
+        assert not err or "Traceback" not in err
+        return
+    line = one_error_line(err)
+    assert "internal error" not in line  # the last line of defence is for bugs
+    if code == main.EXIT_USAGE and "--json" not in tokens:
+        assert not out

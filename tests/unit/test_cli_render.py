@@ -29,6 +29,7 @@ from dmpath.model import (
     PathGroup,
     Snapshot,
 )
+from dmpath.safetext import sanitize
 
 NOW = 1_700_000_000.0
 ASCII = RenderOptions(ascii=True)
@@ -361,15 +362,15 @@ def test_hostile_strings_are_shown_literally(color: ColorSystem) -> None:
     ],
 )
 def test_sanitize(raw: str, shown: str) -> None:
-    assert render.sanitize(raw) == shown
+    assert sanitize(raw) == shown
 
 
 @given(st.text())
 def test_sanitize_leaves_nothing_a_terminal_would_act_on(raw: str) -> None:
-    out = render.sanitize(raw)
+    out = sanitize(raw)
     assert not any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in out)
     assert not set(out) & set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-    assert render.sanitize(out) == out
+    assert sanitize(out) == out
 
 
 def test_safe_text_is_never_markup() -> None:

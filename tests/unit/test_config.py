@@ -692,3 +692,77 @@ def test_multipaths_data_map_keys_round_trip_and_are_checked() -> None:
 
 def test_an_empty_history_file_keeps_the_history_in_memory_only() -> None:
     assert c.parse_config('[defaults]\nhistory_file = ""\n').defaults.history_file == ""
+
+
+# --- hostile files: every error is one line naming the key and the line ------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        # tomllib lets int()'s ValueError through: a traceback of dmpathd once
+        ("[defaults]\nno_path_retry = 1" + "0" * 5000 + "\n", "f.toml:2: no_path_retry: "),
+        # a key with control characters: shown escaped, the message stays one line
+        ('[defaults]\n"a\\rb\\u0002" = 1\n', 'f.toml:2: defaults."a\\u000db\\u0002": '),
+        # a quoted key with an escape is found on its line
+        ('\n"\\u001e[" = 1\n', 'f.toml:2: "\\u001e[": unknown option'),
+        # a key inside an inline table: the line of the table's key
+        ('\ndefaults = {no_path_retry = "x"}\n', "f.toml:2: defaults.no_path_retry: "),
+        # tomllib says "at end of document", not a line
+        ("[defaults]\nsocket = 1\nsocket = 2", "f.toml:3: invalid TOML: "),
+    ],
+)
+def test_hostile_config_errors_are_one_line_with_key_and_line(text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        c.parse_config(text, "f.toml")
+    message = str(info.value)
+    assert message.startswith(where), message
+    assert "\n" not in message and "\r" not in message
+    assert info.value.line is not None
+
+
+_KEYS = st.sampled_from(
+    [f.name for f in dataclasses.fields(c.Defaults)]
+    + ["wwid", "alias", "vendor", "product", "devnode", "device", "x"]
+) | st.text(min_size=1, max_size=6).map(_toml_value)
+_SCALARS = st.sampled_from(
+    ["1", "-1", "1" + "0" * 5000, "1e999", "nan", "3.5", "true", '"queue"', '""', "1979-05-27",
+     "07:32:00", '"/x"', "'[('", '"\\u0000"', '"a\\nb"']
+) | st.text(max_size=8).map(_toml_value) | st.integers().map(str)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda v: st.lists(v, max_size=3).map(lambda items: "[" + ", ".join(items) + "]")
+    | st.lists(st.tuples(_KEYS, v), max_size=2).map(
+        lambda kv: "{" + ", ".join(f"{k} = {x}" for k, x in kv) + "}"
+    ),
+    max_leaves=4,
+)
+_SECTIONS = st.tuples(
+    st.sampled_from(
+        ["", "[defaults]", "[blacklist]", "[blacklist_exceptions]", "[[multipaths]]",
+         "[[devices]]", "[overrides]", "[defaults.x]"]
+    ),
+    st.lists(st.tuples(_KEYS, _VALUES), max_size=4),
+)
+
+
+@st.composite
+def _hostile_toml(draw: st.DrawFn) -> str:
+    sections = draw(st.lists(_SECTIONS, max_size=4))
+    text = "\n".join(h + "\n" + "".join(f"{k} = {v}\n" for k, v in kv) for h, kv in sections)
+    if text and draw(st.booleans()):  # and broken TOML
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(st.sampled_from(["", "=", "[", '"', "\n", "]]", "\\"])) + text[at:]
+    return text
+
+
+@settings(max_examples=300, deadline=None)
+@given(_hostile_toml())
+def test_any_config_error_is_one_line_with_its_line(text: str) -> None:
+    try:
+        c.parse_config(text, "f.toml")
+    except ConfigError as exc:
+        message = str(exc)
+        assert "\n" not in message and "\r" not in message, message
+        assert exc.line is not None, message
+        assert message.startswith(f"f.toml:{exc.line}: " + (f"{exc.key}: " if exc.key else ""))

@@ -31,6 +31,7 @@ import pytest
 
 from dmpath import client
 from dmpath import protocol as p
+from dmpath.daemon import control
 from dmpath.daemon.control import (
     ControlServer,
     ControlSocketError,
@@ -38,6 +39,8 @@ from dmpath.daemon.control import (
     systemd_listen_fds,
 )
 from dmpath.errors import PolicyRefusal
+from dmpath.lab import fuzz, fuzzcases
+from dmpath.lab.fuzz import recv_line
 
 T = TypeVar("T")
 
@@ -150,17 +153,17 @@ def raw(path: str, timeout: float = 5.0) -> socket.socket:
 
 def read_reply(s: socket.socket) -> dict[str, Any] | None:
     """One reply line from a raw socket, None if the server closed first."""
-    buf = b""
-    while not buf.endswith(b"\n"):
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            chunk = b""
-        if not chunk:
-            return None
-        buf += chunk
-    obj: dict[str, Any] = json.loads(buf)
+    line = recv_line(s, bytearray())
+    if line is None:
+        return None
+    obj: dict[str, Any] = json.loads(line)
     return obj
+
+
+def still_answers(s: socket.socket) -> None:
+    """The connection is still served: a ping on it gets its pong."""
+    s.sendall(PING)
+    assert read_reply(s) == {"version": 1, "ok": True, "result": "pong"}
 
 
 def closed_by_server(s: socket.socket) -> bool:
@@ -230,6 +233,30 @@ def test_a_handler_bug_is_internal_logged_and_the_server_keeps_serving(
     assert client.request("ping", socket_path=path) == "pong"
 
 
+def test_a_bug_in_reading_a_request_is_answered_and_the_connection_lives_on(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the socket fuzzer found such a bug (an OverflowError in argument validation): the
+    # connection's task died and the client waited for a reply that never came
+    _, _, path = serve()
+    real = control.decode_request
+
+    def flawed(line: bytes) -> p.Request:
+        if b"overflow" in line:
+            raise OverflowError("int too large to convert to float")
+        return real(line)
+
+    monkeypatch.setattr(control, "decode_request", flawed)
+    caplog.set_level(logging.ERROR, logger="dmpath.control")
+    with raw(path) as s:
+        s.sendall(b'{"version":1,"op":"overflow"}\n')
+        reply = read_reply(s)
+        assert error_kind(reply) == "internal"
+        assert reply is not None and "OverflowError" in reply["error"]["message"]
+        still_answers(s)
+    assert any(r.exc_info and "too large" in str(r.exc_info[1]) for r in caplog.records)
+
+
 def test_several_requests_on_one_connection(serve: Serve) -> None:
     _, _, path = serve(is_privileged=lambda peer: True)
     with client.Connection(path) as conn:
@@ -257,8 +284,7 @@ def test_garbage_gets_bad_request_and_the_connection_stays_usable(serve: Serve) 
         reply = read_reply(s)
         assert error_kind(reply) == "bad_request"
         assert reply is not None and "version 2" in reply["error"]["message"]
-        s.sendall(PING)
-        assert read_reply(s) == {"version": 1, "ok": True, "result": "pong"}
+        still_answers(s)
     assert [c[0] for c in fake.calls] == ["ping"]
 
 
@@ -583,3 +609,59 @@ def test_socket_activation_with_an_inherited_descriptor(sock_dir: Path) -> None:
             proc.wait()
     assert os.path.exists(path)  # systemd's file: the daemon must not remove it
     assert not os.path.exists(sock_dir / "o.sock")  # nor create one of its own
+
+
+# --- the lab's socket fuzzer, against this server -----------------------------------------
+
+
+@pytest.mark.parametrize("privileged", [True, False])
+def test_the_fuzzers_clients_find_every_reply_well_formed(
+    loop: LoopThread, sock_dir: Path, privileged: bool
+) -> None:
+    """The lab fuzzer's machinery (``dmpath.lab.fuzz``) on the host, with a handler that
+    finds nothing to change: every reply owed comes, of an allowed kind."""
+
+    async def handler(op: str, args: dict[str, Any], peer: Peer) -> Any:
+        if p.is_mutating(op):
+            raise p.NotFound(f"{op}: no such thing")
+        return {"op": op}
+
+    path = str(sock_dir / "dmpathd.sock")
+    server = ControlServer(
+        path, handler, is_privileged=lambda peer: privileged, idle_timeout=2.0, environ={}
+    )
+    loop.run(server.start())
+    ops = tuple(p.OPS) if privileged else tuple(op for op in p.OPS if p.is_mutating(op))
+    try:
+        t = fuzz.run_clients(
+            path,
+            lambda sink: fuzz.generate(
+                300, lambda: fuzzcases.cases(ops, ("sdb",), privileged), sink
+            ),
+            privileged,
+            workers=6,
+        )
+        assert t.problems == [] and t.counts["problems"] == 0
+        assert t.counts["requests_sent"] >= 300
+        assert t.counts["answered"] == t.counts["owed"] > 0
+        assert t.counts["malformed"] == t.counts["internal"] == 0
+        assert t.counts["mutations_allowed"] == 0
+        if not privileged:
+            assert t.counts["permission_denied"] > 0
+    finally:
+        loop.run(server.stop())
+
+
+def test_the_fuzzers_burst_gets_busy_past_the_limit(loop: LoopThread, sock_dir: Path) -> None:
+    async def handler(op: str, args: dict[str, Any], peer: Peer) -> Any:
+        return None
+
+    path = str(sock_dir / "dmpathd.sock")
+    server = ControlServer(path, handler, max_connections=4, idle_timeout=1.0, environ={})
+    loop.run(server.start())
+    try:
+        assert fuzz.burst(path, 7, 4) == {"busy": 3, "held": 4}
+        held = fuzz.open_stalled(path, 2)
+        assert fuzz.closed_by_daemon(held, 10.0) == (2, 0)
+    finally:
+        loop.run(server.stop())

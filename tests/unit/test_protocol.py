@@ -356,3 +356,11 @@ def test_unknown_kind_from_a_newer_daemon_still_carries_its_message() -> None:
 def test_malformed_replies_are_protocol_errors(data: bytes) -> None:
     with pytest.raises(p.ProtocolError, match="reply"):
         p.decode_response(data)
+
+
+def test_an_integer_too_large_for_a_float_is_a_timestamp_not_a_crash() -> None:
+    # found by the socket fuzzer: math.isfinite(10**400) raised OverflowError, the
+    # daemon's connection task died and the client got no reply at all
+    huge = b'{"version":1,"op":"events","args":{"since":1' + b"0" * 400 + b"}}\n"
+    assert p.decode_request(huge) == p.Request("events", {"since": 10**400})
+    bad(b'{"version":1,"op":"events","args":{"since":-1' + b"0" * 400 + b"}}\n", ">= 0")
