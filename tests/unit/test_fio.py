@@ -56,3 +56,8 @@ def test_a_stride_starts_each_device_s_jobs_further_in() -> None:
     assert "[map0]\nfilename=/dev/a\noffset=0M" in text
     assert "[map1]\nfilename=/dev/b\noffset=32M" in text
     assert "[map2]\nfilename=/dev/c\noffset=64M" in text
+
+
+def test_a_rate_limits_every_job_and_none_is_the_default() -> None:
+    assert "rate_iops" not in fio.job_file(["/dev/a"], 90)
+    assert "\nrate_iops=150\n" in fio.job_file(["/dev/a"], 90, rate_iops=150)
