@@ -1,5 +1,5 @@
-"""``python -m dmpath.lab``: provision the host, run a command in the lab, the tour, or the
-bench (dmpathd against multipathd)."""
+"""``python -m dmpath.lab``: provision the host, run a command in the lab, the tour, the
+bench (dmpathd against multipathd), or the fault parts (soak, ...) with their figures."""
 
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
     b = sub.add_parser("bench", help="boot the lab and measure dmpathd against multipathd")
     bench.add_arguments(b)
+    from dmpath.lab import faults
+
+    f = sub.add_parser("faults", help="boot the lab, run the fault parts, record their figures")
+    faults.add_arguments(f)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "provision":
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "bench":
             return bench.host_main(args, tour_display_args())
+        if args.cmd == "faults":
+            return faults.host_main(args)
         from dmpath.lab.vm import GUEST_MEMORY, run_in_lab
 
         memory = GUEST_MEMORY

@@ -1963,8 +1963,22 @@ def simulate_main(args: argparse.Namespace) -> int:
 
 def append_results_file(root: str, records: Sequence[dict[str, Any]]) -> list[str]:
     """Append ``records`` to docs/bench/results.json and re-render results.md."""
-    json_path = os.path.join(root, RESULTS_JSON)
-    md_path = os.path.join(root, RESULTS_MD)
+    return append_and_render(
+        os.path.join(root, RESULTS_JSON),
+        os.path.join(root, RESULTS_MD),
+        records,
+        render_results_md,
+    )
+
+
+def append_and_render(
+    json_path: str,
+    md_path: str,
+    records: Sequence[dict[str, Any]],
+    render: Callable[[Sequence[Mapping[str, Any]]], str],
+) -> list[str]:
+    """Append ``records`` to a results file (the JSON keeps every run) and write its
+    Markdown anew with ``render`` (of all its records); returns the files written."""
     try:
         with open(json_path) as fh:
             doc = json.load(fh)
@@ -1975,7 +1989,7 @@ def append_results_file(root: str, records: Sequence[dict[str, Any]]) -> list[st
     write_json(json_path, doc)
     tmp = md_path + ".tmp"
     with open(tmp, "w") as fh:
-        fh.write(render_results_md(doc["records"]))
+        fh.write(render(doc["records"]))
     os.replace(tmp, md_path)
     return [json_path, md_path]
 

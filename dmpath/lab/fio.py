@@ -34,6 +34,7 @@ class FioJob:
     error: int  # errno that ended the job (EIO: an I/O error, EILSEQ: a bad block); 0 ok
     written: int  # bytes
     read: int  # bytes (the verify reads)
+    ios: int  # I/O operations completed, writes and verify reads
     max_write_latency: float  # seconds: fio's longest completion of one write
     max_read_latency: float
 
@@ -62,6 +63,7 @@ def parse_fio_json(text: str) -> list[FioJob]:
                 error=int(j.get("error", 0)),
                 written=int(w.get("io_bytes", 0)),
                 read=int(r.get("io_bytes", 0)),
+                ios=int(w.get("total_ios", 0)) + int(r.get("total_ios", 0)),
                 max_write_latency=_max_ns(w) / 1e9,
                 max_read_latency=_max_ns(r) / 1e9,
             )
@@ -74,9 +76,17 @@ def _max_ns(direction: dict[str, dict[str, float]]) -> float:
     return float(direction.get("lat_ns", {}).get("max", 0) or 0)
 
 
-def job_file(devices: Sequence[str], runtime: float) -> str:
+def job_file(
+    devices: Sequence[str], runtime: float, stride_mb: int = 0, rate_iops: int = 0
+) -> str:
     """The fio job file: ``JOBS_PER_DEVICE`` writers per device, each verifying its own
-    region as it goes; time-based, so the run outlasts any fault loop of ``runtime``."""
+    region as it goes; time-based, so the run outlasts any fault loop of ``runtime``.
+
+    ``stride_mb``: the i-th device's jobs start ``i * stride_mb`` MB in, for devices that
+    share their blocks (scsi_debug's LUNs all have one RAM store: without it, the jobs of
+    two maps would overwrite each other's blocks and fail their verify). ``rate_iops``:
+    each job's I/O per second at most (0: as fast as it goes), for a guest whose CPU the
+    jobs would otherwise take from the daemon under test."""
     lines = [
         "[global]",
         "ioengine=libaio",
@@ -94,17 +104,25 @@ def job_file(devices: Sequence[str], runtime: float) -> str:
         f"runtime={int(runtime)}",
         "group_reporting=0",
     ]
+    if rate_iops:
+        lines.append(f"rate_iops={rate_iops}")
     for i, dev in enumerate(devices):
         lines += ["", f"[map{i}]", f"filename={dev}"]
+        if stride_mb:
+            lines.append(f"offset={i * stride_mb}M")
     return "\n".join(lines) + "\n"
 
 
 class FioRun:
     """fio in the background on ``devices`` for ``runtime`` seconds."""
 
-    def __init__(self, devices: Sequence[str], runtime: float) -> None:
+    def __init__(
+        self, devices: Sequence[str], runtime: float, stride_mb: int = 0, rate_iops: int = 0
+    ) -> None:
         self.devices = list(devices)
         self.runtime = runtime
+        self.stride_mb = stride_mb
+        self.rate_iops = rate_iops
         self.proc: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.mkdtemp(prefix="dmpath-fio-")
         self.report = os.path.join(self._dir, "report.json")
@@ -112,7 +130,7 @@ class FioRun:
     def start(self) -> FioRun:
         jobs = os.path.join(self._dir, "jobs.fio")
         with open(jobs, "w") as fh:
-            fh.write(job_file(self.devices, self.runtime))
+            fh.write(job_file(self.devices, self.runtime, self.stride_mb, self.rate_iops))
         try:
             self.proc = subprocess.Popen(
                 ["fio", "--output-format=json", f"--output={self.report}", jobs],

@@ -392,6 +392,14 @@ def scan_host(host: int) -> None:
         fh.write("- - -\n")
 
 
+def delete(path: LabPath) -> None:
+    """The cable to one path pulled for good: its SCSI device is deleted (``scan_host``
+    of its host brings it back, often under a new name)."""
+    with open(f"/sys/block/{path.name}/device/delete", "w") as fh:
+        fh.write("1\n")
+    run("udevadm", ["settle", "-t", "30"], check=False)
+
+
 def add_host() -> None:
     """One more path to every LUN (a new SCSI host), as a cable plugged in."""
     with open(os.path.join(SCSI_DEBUG_SYSFS, "add_host"), "w") as fh:
