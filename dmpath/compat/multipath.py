@@ -23,6 +23,9 @@ from dmpath.model import Check, KernelState, Map, Snapshot
 
 PROG = "multipath"
 
+#: environment variable naming dmpath's configuration file (default /etc/dmpath/dmpath.toml)
+CONFIG_ENV = "DMPATH_CONFIG"
+
 USAGE = """\
 multipath (dmpath's multipath-tools compatible command)
 Usage:
@@ -100,7 +103,7 @@ def do_list(cmd: MultipathCmd, out: TextIO) -> int:
 def _config_wwids_file() -> str:
     from dmpath.config import DEFAULT_CONFIG_PATH, load_config
 
-    return load_config(os.environ.get("DMPATH_CONFIG") or DEFAULT_CONFIG_PATH).defaults.wwids_file
+    return load_config(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).defaults.wwids_file
 
 
 def wwid_of(device: str, snap: Snapshot | None) -> str:
@@ -247,8 +250,11 @@ def do_reload(cmd: MultipathCmd, err: TextIO) -> int:
         return source.EXIT_OK
     except DaemonNotRunning:
         pass
+    config = os.environ.get(CONFIG_ENV)
     done = subprocess.run(
-        [sys.executable, "-m", "dmpath.daemon.main", "--once"], check=False
+        [sys.executable, "-m", "dmpath.daemon.main", "--once",
+         *(["--config", config] if config else [])],
+        check=False,
     )
     if done.returncode != 0:
         err.write(f"{PROG}: building the maps failed (dmpathd --once: {done.returncode})\n")
