@@ -130,6 +130,10 @@ def _set_timers(
     return out
 
 
+def _path_size_now(name: str) -> int:
+    return sysfs.read_path_facts(name).size_sectors
+
+
 @dataclass
 class PathRuntime:
     info: discovery.PathInfo
@@ -304,6 +308,8 @@ class Daemon:
             )
         )
         self.read_native: Callable[[], list[nvme.NativeSubsystem]] = nvme.read_native
+        #: a path's size now, in sectors (``resize_map``; the simulation has its own)
+        self.path_size: Callable[[str], int] = _path_size_now
 
     # ------------------------------------------------------------------ helpers
 
@@ -2052,10 +2058,7 @@ class Daemon:
         prs = [self.paths[n] for n in mr.devnums.values() if n in self.paths]
         if not prs or len(prs) != len(mr.devnums):
             raise PolicyRefusal(f"{name}: not every path of the map is known yet; try again")
-        sizes = {
-            pr.info.name: (await self.io(sysfs.read_path_facts, pr.info.name)).size_sectors
-            for pr in prs
-        }
+        sizes = {pr.info.name: await self.io(self.path_size, pr.info.name) for pr in prs}
         if len(set(sizes.values())) != 1 or not next(iter(sizes.values())):
             listed = ", ".join(f"{n} {s}" for n, s in sorted(sizes.items()))
             raise PolicyRefusal(
