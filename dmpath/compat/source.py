@@ -1,0 +1,84 @@
+"""Where the compat commands get their facts: dmpathd's control socket, or the kernel when
+no daemon runs. Thin I/O; what they print is built by ``views``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from dmpath import client
+from dmpath.errors import DmpathError
+from dmpath.model import Snapshot, snapshot_from_dict
+from dmpath.protocol import DEFAULT_SOCKET_PATH, ProtocolError
+
+#: the control socket, as for mpathctl (``DMPATH_SOCKET`` names another one)
+SOCKET_ENV = "DMPATH_SOCKET"
+
+#: multipath-tools' exit statuses
+EXIT_OK = 0
+EXIT_FAIL = 1
+
+
+def socket_path() -> str:
+    return os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET_PATH
+
+
+def request(op: str, args: Mapping[str, Any] | None = None) -> Any:
+    return client.request(op, args, socket_path=socket_path())
+
+
+def daemon_snapshot() -> Snapshot:
+    """dmpathd's view; DaemonNotRunning when nobody listens."""
+    data = request("show")
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a {type(data).__name__}, not an object")
+        return snapshot_from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"unexpected snapshot from dmpathd: {exc}") from None
+
+
+def any_snapshot() -> tuple[Snapshot, bool]:
+    """dmpathd's view, or the kernel's when it does not run (and whether it runs)."""
+    try:
+        return daemon_snapshot(), True
+    except client.DaemonNotRunning:
+        from dmpath.cli import kernelview
+
+        return kernelview.read_snapshot(), False
+
+
+def quiet_logging() -> None:
+    """Library log lines must not reach the output a script reads (the error is reported
+    once, as one line)."""
+    logger = logging.getLogger("dmpath")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_guarded(prog: str, body: Any, argv: list[str], err: TextIO | None = None) -> int:
+    """Run ``body(argv)``; any error is one line on stderr and exit status 1, never a
+    traceback (multipath-tools fails with 1 whatever went wrong)."""
+    err = err or sys.stderr
+    quiet_logging()
+    try:
+        status: int = body(argv)
+        return status
+    except DmpathError as exc:
+        err.write(f"{prog}: {one_line(str(exc))}\n")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAIL
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, reported
+        err.write(f"{prog}: internal error: {type(exc).__name__}: {one_line(str(exc))}\n")
+        return EXIT_FAIL
