@@ -30,7 +30,7 @@ UNDEF = "undef"
 UNDEF_BRACKETED = "[undef]"
 
 #: checker states in multipath-tools' words (``chk_st``)
-_CHECK_WORDS: dict[Check, str] = {
+CHECK_WORDS: dict[Check, str] = {
     Check.UP: "ready",
     Check.DOWN: "faulty",
     Check.GHOST: "ghost",
@@ -87,7 +87,7 @@ def path_to_mpt(path: Path) -> dict[str, Any]:
         "dev_t": path.devnum,
         "dm_st": _KERNEL_WORDS[path.kernel_state],
         "dev_st": path.dev_state or UNDEF,
-        "chk_st": _CHECK_WORDS[path.check],
+        "chk_st": CHECK_WORDS[path.check],
         "checker": path.checker,
         "pri": path.priority,
         "host_wwnn": UNDEF_BRACKETED,

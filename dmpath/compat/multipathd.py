@@ -130,10 +130,7 @@ def answer(cmd: DaemonCmd, request: Request, snapshot: Callable[[], Snapshot]) -
 def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     try:
         cmd = parse_multipathd(argv)
-    except Unsupported as exc:
-        err.write(f"{PROG}: {exc}\n")
-        return source.EXIT_FAIL
-    except UsageError as exc:
+    except (Unsupported, UsageError) as exc:
         err.write(f"{PROG}: {exc}\n")
         return source.EXIT_FAIL
     from dmpath.client import DaemonNotRunning

@@ -12,8 +12,8 @@ from typing import Any, TextIO
 
 from dmpath import client
 from dmpath.errors import DmpathError
-from dmpath.model import Snapshot, snapshot_from_dict
-from dmpath.protocol import DEFAULT_SOCKET_PATH, ProtocolError
+from dmpath.model import Snapshot
+from dmpath.protocol import DEFAULT_SOCKET_PATH
 
 #: the control socket, as for mpathctl (``DMPATH_SOCKET`` names another one)
 SOCKET_ENV = "DMPATH_SOCKET"
@@ -33,13 +33,7 @@ def request(op: str, args: Mapping[str, Any] | None = None) -> Any:
 
 def daemon_snapshot() -> Snapshot:
     """dmpathd's view; DaemonNotRunning when nobody listens."""
-    data = request("show")
-    try:
-        if not isinstance(data, dict):
-            raise TypeError(f"a {type(data).__name__}, not an object")
-        return snapshot_from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"unexpected snapshot from dmpathd: {exc}") from None
+    return client.parse_snapshot(request("show"))
 
 
 def any_snapshot() -> tuple[Snapshot, bool]:
