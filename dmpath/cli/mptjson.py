@@ -135,7 +135,8 @@ def map_to_mpt(m: Map) -> dict[str, Any]:
         "sysfs": m.sysfs or UNDEF,
         "failback": m.failback or "-",
         "queueing": queueing_word(m.no_path_retry),
-        "paths": len(m.paths),
+        # multipath-tools counts the paths its checker finds up (or ghost)
+        "paths": sum(1 for p in m.paths if p.check in (Check.UP, Check.GHOST)),
         "write_prot": UNDEF,
         "dm_st": "active" if m.sysfs else UNDEF,
         "features": m.features or "0",

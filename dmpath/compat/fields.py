@@ -132,8 +132,12 @@ def path_values(pv: PathView) -> dict[str, str]:
     if not mapped:
         chk, dev_st, next_check = UNDEF, "unknown", "orphan"
     else:
-        chk = CHECK_WORDS[p.check] if pv.checked else UNDEF
-        dev_st = "offline" if p.dev_state in _OFFLINE_STATES else "running"
+        offline = p.dev_state in _OFFLINE_STATES
+        # without a checker (multipath -l), multipath-tools' look at sysfs still calls an
+        # offline device faulty
+        unchecked = CHECK_WORDS[Check.DOWN] if offline else UNDEF
+        chk = CHECK_WORDS[p.check] if pv.checked else unchecked
+        dev_st = "offline" if offline else "running"
         next_check = progress(0, max(int(p.interval), 0))
     dm_st = {KernelState.ACTIVE: "active", KernelState.FAILED: "failed"}.get(
         p.kernel_state, UNDEF

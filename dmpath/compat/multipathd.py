@@ -64,9 +64,9 @@ def show(cmd: DaemonCmd, snap: Snapshot, pid: int) -> str:
     if w == "show maps json":
         return views.maps_json(snap)
     if w == "show topology":
-        return views.topology(snap, orphans=True)
+        return views.topology(snap, daemon=True)
     if w == "show map topology":
-        return views.topology(snap, [_map(snap, cmd.target)], orphans=True)
+        return views.topology(snap, [_map(snap, cmd.target)], daemon=True)
     if w == "show map json":
         return views.map_json(_map(snap, cmd.target))
     if w == "show map":
