@@ -53,11 +53,19 @@ def test_show_maps_tables(shared_fixtures: pathlib.Path) -> None:
     )
 
 
-def test_show_paths_columns(shared_fixtures: pathlib.Path) -> None:
+@pytest.mark.parametrize(
+    ("golden", "failed"),
+    [
+        (f"{MPT}/multipathd_show_paths.txt", False),
+        (f"{OURS}/show_paths.out", False),
+        (f"{OURS}/show_paths_failed.out", True),
+    ],
+)
+def test_show_paths_columns(shared_fixtures: pathlib.Path, golden: str, failed: bool) -> None:
     """Every column but next_check (dmpathd keeps no tick count: it prints 0 of the
     interval) is multipathd's text, padding included."""
-    ours = views.path_table(fixture_snapshot()).splitlines()
-    theirs = _golden(shared_fixtures, f"{MPT}/multipathd_show_paths.txt").splitlines()
+    ours = views.path_table(lab_snapshot(failed)).splitlines()
+    theirs = _golden(shared_fixtures, golden).splitlines()
     cut = theirs[0].index("next_check")
     assert [line[:cut] for line in ours] == [line[:cut] for line in theirs]
     assert ours[0] == theirs[0].rstrip() + " " * (len(ours[0]) - len(theirs[0].rstrip()))
