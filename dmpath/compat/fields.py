@@ -133,10 +133,10 @@ def path_values(pv: PathView) -> dict[str, str]:
         chk, dev_st, next_check = UNDEF, "unknown", "orphan"
     else:
         offline = p.dev_state in _OFFLINE_STATES
-        # without a checker (multipath -l), multipath-tools' look at sysfs still calls an
-        # offline device faulty
+        # without a checker's word (multipath -l; the kernel's view, no daemon), the look
+        # at sysfs multipath-tools takes first still calls an offline device faulty
         unchecked = CHECK_WORDS[Check.DOWN] if offline else UNDEF
-        chk = CHECK_WORDS[p.check] if pv.checked else unchecked
+        chk = CHECK_WORDS[p.check] if pv.checked and p.check != Check.UNKNOWN else unchecked
         dev_st = "offline" if offline else "running"
         next_check = progress(0, max(int(p.interval), 0))
     dm_st = {KernelState.ACTIVE: "active", KernelState.FAILED: "failed"}.get(

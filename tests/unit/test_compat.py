@@ -129,6 +129,15 @@ def test_format_engine() -> None:
     assert fields.expand("trailing %", values) == "trailing \n"
 
 
+def test_no_checker_word_but_offline_is_faulty() -> None:
+    """multipath -ll on the kernel's view (no daemon: no checker result) and -l."""
+    p = Path(name="sda", devnum="8:0", wwid="X", dev_state="offline")
+    for checked in (True, False):
+        assert fields.path_values(fields.PathView(p, "mpatha", checked))["T"] == "faulty"
+    p.dev_state = "running"
+    assert fields.path_values(fields.PathView(p, "mpatha"))["T"] == "undef"
+
+
 def test_orphan_path_words() -> None:
     p = Path(name="sde", devnum="8:64", wwid="X", check=Check.UP)
     v = fields.path_values(fields.PathView(p, None))
