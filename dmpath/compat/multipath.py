@@ -53,22 +53,6 @@ Not supported by dmpath: -c -u -U -d -t -T -W (see dmpath-compat(8)).
 """
 
 
-def resolve(device: str, sys_root: str = "/sys") -> str:
-    """A device argument in the names the model uses: ``/dev/mapper/NAME`` and other
-    links become the kernel name they point at (``dm-3``, ``sdb``), ``MAJ:MIN`` too;
-    anything else (a map name, a WWID) is returned as it is."""
-    if device.startswith("/dev/"):
-        real = os.path.realpath(device)
-        if real.startswith("/dev/"):
-            return real.removeprefix("/dev/")
-        return device
-    if ":" in device and all(part.isdigit() for part in device.split(":", 1)):
-        link = os.path.join(sys_root, "dev", "block", device)
-        if os.path.exists(link):
-            return os.path.basename(os.path.realpath(link))
-    return device
-
-
 def is_block_device(name: str, sys_root: str = "/sys") -> bool:
     return os.path.exists(os.path.join(sys_root, "class", "block", name))
 
@@ -93,7 +77,7 @@ def do_list(cmd: MultipathCmd, out: TextIO, err: TextIO) -> int:
     snap, _running = source.any_snapshot()
     maps: list[Map] | None = None
     if cmd.device:
-        target = resolve(cmd.device)
+        target = source.resolve(cmd.device)
         maps = views.find_maps(snap, target)
         if not maps and not is_block_device(target):
             err.write(f"'{cmd.device}' is not a valid argument\n")
@@ -125,7 +109,7 @@ def disk_wwid(name: str, uid_attribute: Sequence[str]) -> str:
 def wwid_of(device: str, snap: Snapshot | None, uid_attribute: Sequence[str]) -> str:
     """The WWID a ``-a``/``-w`` argument stands for: its map's (the map's own name or
     device, or one of its paths), a disk's, or itself."""
-    target = resolve(device)
+    target = source.resolve(device)
     if snap is not None:
         for m in views.find_maps(snap, target):
             return m.wwid
@@ -168,7 +152,7 @@ def do_wwid(cmd: MultipathCmd, out: TextIO) -> int:
 
 
 def do_usable(cmd: MultipathCmd, err: TextIO) -> int:
-    target = resolve(cmd.device)
+    target = source.resolve(cmd.device)
     if not target.startswith("dm-"):
         err.write(f"{cmd.device} is not a dm device\n")
         return source.EXIT_FAIL
@@ -240,7 +224,7 @@ def do_flush(cmd: MultipathCmd, err: TextIO) -> int:
     refusal is multipath-tools' line on stderr (``NAME: map in use``)."""
     delegated = _daemon_runs()
     if cmd.action == "flush":
-        names = [_map_name(resolve(cmd.device))]
+        names = [source.map_name(source.resolve(cmd.device))]
     elif delegated:
         names = _map_names(source.daemon_snapshot())
     else:
@@ -258,17 +242,6 @@ def do_flush(cmd: MultipathCmd, err: TextIO) -> int:
     return status
 
 
-def _map_name(target: str) -> str:
-    """A dm kernel name (``dm-3``) as its map name; a map name as it is."""
-    if target.startswith("dm-"):
-        try:
-            with open(f"/sys/block/{target}/dm/name") as fh:
-                return fh.read().strip()
-        except OSError:
-            return target
-    return target
-
-
 def do_reload(cmd: MultipathCmd, err: TextIO) -> int:
     """``-r`` (and a bare ``multipath``): dmpathd looks at every path and map again; with
     no daemon, the maps are built once by ``dmpathd --once``."""
@@ -278,7 +251,7 @@ def do_reload(cmd: MultipathCmd, err: TextIO) -> int:
         if cmd.device and cmd.action == "create":
             from dmpath.cli.main import looks_like_path
 
-            target = resolve(cmd.device)
+            target = source.resolve(cmd.device)
             args = {"path": target} if looks_like_path(target) else {"wwid": target}
             source.request("create_map", args)
         else:

@@ -46,6 +46,35 @@ def any_snapshot() -> tuple[Snapshot, bool]:
         return kernelview.read_snapshot(), False
 
 
+def resolve(device: str, sys_root: str = "/sys") -> str:
+    """A device argument in the names the model uses: ``/dev/mapper/NAME`` and other
+    links become the kernel name they point at (``dm-3``, ``sdb``), ``MAJ:MIN`` too;
+    anything else (a map name, a WWID) is returned as it is."""
+    if device.startswith("/dev/"):
+        real = os.path.realpath(device)
+        if real.startswith("/dev/mapper/"):  # no such map: its name, as given
+            return real.removeprefix("/dev/mapper/")
+        if real.startswith("/dev/"):
+            return real.removeprefix("/dev/")
+        return device
+    if ":" in device and all(part.isdigit() for part in device.split(":", 1)):
+        link = os.path.join(sys_root, "dev", "block", device)
+        if os.path.exists(link):
+            return os.path.basename(os.path.realpath(link))
+    return device
+
+
+def map_name(target: str, sys_root: str = "/sys") -> str:
+    """A dm kernel name (``dm-3``) as its map name; a map name as it is."""
+    if target.startswith("dm-"):
+        try:
+            with open(os.path.join(sys_root, "block", target, "dm", "name")) as fh:
+                return fh.read().strip()
+        except OSError:
+            return target
+    return target
+
+
 def quiet_logging() -> None:
     """Library log lines must not reach the output a script reads (the error is reported
     once, as one line)."""

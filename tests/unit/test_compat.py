@@ -19,7 +19,7 @@ import pytest
 from test_mptjson import fixture_snapshot
 
 from dmpath.compat import args as cargs
-from dmpath.compat import fields, multipath, multipathd, views
+from dmpath.compat import fields, multipath, multipathd, source, views
 from dmpath.compat.args import DaemonCmd, MultipathCmd, Unsupported, UsageError
 from dmpath.errors import DmpathError
 from dmpath.model import Check, GroupState, KernelState, Map, Path, Snapshot
@@ -361,7 +361,7 @@ class FakeDaemon:
 @pytest.mark.parametrize(
     ("cmd", "op", "args"),
     [
-        (DaemonCmd("add path", "/dev/sdb"), "add_path", {"path": "/dev/sdb"}),
+        (DaemonCmd("add path", "/dev/sdb"), "add_path", {"path": "sdb"}),
         (DaemonCmd("del path", "sdb"), "remove_path", {"path": "sdb"}),
         (DaemonCmd("del map", "mpatha"), "flush_map", {"map": "mpatha"}),
         (DaemonCmd("resize map", "mpatha"), "resize_map", {"map": "mpatha"}),
@@ -374,6 +374,15 @@ def test_multipathd_actions_answer_ok(cmd: DaemonCmd, op: str, args: Any) -> Non
     fake = FakeDaemon()
     assert multipathd.answer(cmd, fake.request, fixture_snapshot) == ("ok\n", 0)
     assert fake.sent == [(op, args)]
+
+
+def test_a_map_named_by_its_dm_device(tmp_path: pathlib.Path) -> None:
+    """``resize map /dev/dm-0`` (multipath-tools takes it): the name from sysfs."""
+    (tmp_path / "block/dm-0/dm").mkdir(parents=True)
+    (tmp_path / "block/dm-0/dm/name").write_text("mpatha\n")
+    assert source.map_name("dm-0", str(tmp_path)) == "mpatha"
+    assert source.map_name("mpatha", str(tmp_path)) == "mpatha"
+    assert source.resolve("/dev/mapper/nonexistent-map") == "nonexistent-map"
 
 
 def test_multipathd_refusal_is_fail_and_status_1(monkeypatch: pytest.MonkeyPatch) -> None:
