@@ -198,7 +198,10 @@ def flush_local(name: str) -> None:
         raise NotOurs(str(exc)) from exc
     if not info.uuid.startswith(UUID_PREFIX):
         raise NotOurs(f"{name} is not a multipath device")
-    kpartx.delete(name)
+    try:
+        kpartx.delete(name)  # kpartx keeps a partition map that is open
+    except DmpathError as exc:
+        raise InUse(str(exc)) from exc
     if dmsetup.info(name).open_count:
         raise InUse(f"{name}: map in use")
     dmsetup.remove(name)
