@@ -57,7 +57,7 @@ def rewrite(text: str, bindir: str) -> str:
 LAYOUT = (
     ("systemd/dmpathd.service", "etc/systemd/system/dmpathd.service", True, False),
     ("systemd/dmpathd.socket", "etc/systemd/system/dmpathd.socket", True, False),
-    ("udev-rules/56-dmpath-maps.rules", "etc/udev/rules.d/56-dmpath-maps.rules", False, False),
+    ("udev-rules/56-dmpath-maps.rules", "etc/udev/rules.d/56-dmpath-maps.rules", True, False),
     ("udev-rules/62-dmpath.rules", "etc/udev/rules.d/62-dmpath.rules", True, False),
     ("man/dmpathd.8", "usr/local/share/man/man8/dmpathd.8", False, False),
     ("man/mpathctl.8", "usr/local/share/man/man8/mpathctl.8", False, False),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from dmpath.cli.mptjson import UNDEF, UNDEF_BRACKETED, queueing_word
+from dmpath.cli.mptjson import CHECK_WORDS, UNDEF, UNDEF_BRACKETED, queueing_word
 from dmpath.model import Check, GroupState, KernelState, Map, Path, PathGroup
 
 #: map wildcards and their column headers, in multipath-tools' order
@@ -87,16 +87,6 @@ GROUP_HEADERS: dict[str, str] = {
     "M": "marginal_st",
 }
 
-#: the checker's states in ``chk_st`` words
-_CHECK_WORDS: dict[Check, str] = {
-    Check.UP: "ready",
-    Check.DOWN: "faulty",
-    Check.GHOST: "ghost",
-    Check.PENDING: "i/o pending",
-    Check.UNSUPPORTED: UNDEF,
-    Check.UNKNOWN: UNDEF,
-}
-
 #: SCSI device states multipath-tools reports as ``offline`` in ``dev_st``
 _OFFLINE_STATES = frozenset({"offline", "transport-offline"})
 
@@ -142,8 +132,12 @@ def path_values(pv: PathView) -> dict[str, str]:
     if not mapped:
         chk, dev_st, next_check = UNDEF, "unknown", "orphan"
     else:
-        chk = _CHECK_WORDS[p.check] if pv.checked else UNDEF
-        dev_st = "offline" if p.dev_state in _OFFLINE_STATES else "running"
+        offline = p.dev_state in _OFFLINE_STATES
+        # without a checker's word (multipath -l; the kernel's view, no daemon), the look
+        # at sysfs multipath-tools takes first still calls an offline device faulty
+        unchecked = CHECK_WORDS[Check.DOWN] if offline else UNDEF
+        chk = CHECK_WORDS[p.check] if pv.checked and p.check != Check.UNKNOWN else unchecked
+        dev_st = "offline" if offline else "running"
         next_check = progress(0, max(int(p.interval), 0))
     dm_st = {KernelState.ACTIVE: "active", KernelState.FAILED: "failed"}.get(
         p.kernel_state, UNDEF

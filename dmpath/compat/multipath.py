@@ -18,6 +18,7 @@ from typing import TextIO
 
 from dmpath.compat import source, views
 from dmpath.compat.args import MultipathCmd, Unsupported, UsageError, parse_multipath
+from dmpath.config.records import Config
 from dmpath.errors import DmpathError
 from dmpath.model import Check, KernelState, Map, Snapshot
 
@@ -52,22 +53,6 @@ Not supported by dmpath: -c -u -U -d -t -T -W (see dmpath-compat(8)).
 """
 
 
-def resolve(device: str, sys_root: str = "/sys") -> str:
-    """A device argument in the names the model uses: ``/dev/mapper/NAME`` and other
-    links become the kernel name they point at (``dm-3``, ``sdb``), ``MAJ:MIN`` too;
-    anything else (a map name, a WWID) is returned as it is."""
-    if device.startswith("/dev/"):
-        real = os.path.realpath(device)
-        if real.startswith("/dev/"):
-            return real.removeprefix("/dev/")
-        return device
-    if ":" in device and all(part.isdigit() for part in device.split(":", 1)):
-        link = os.path.join(sys_root, "dev", "block", device)
-        if os.path.exists(link):
-            return os.path.basename(os.path.realpath(link))
-    return device
-
-
 def is_block_device(name: str, sys_root: str = "/sys") -> bool:
     return os.path.exists(os.path.join(sys_root, "class", "block", name))
 
@@ -88,37 +73,50 @@ def usable_paths(m: Map) -> bool:
 # --------------------------------------------------------------------------- actions
 
 
-def do_list(cmd: MultipathCmd, out: TextIO) -> int:
+def do_list(cmd: MultipathCmd, out: TextIO, err: TextIO) -> int:
     snap, _running = source.any_snapshot()
     maps: list[Map] | None = None
     if cmd.device:
-        target = resolve(cmd.device)
+        target = source.resolve(cmd.device)
         maps = views.find_maps(snap, target)
         if not maps and not is_block_device(target):
-            return source.EXIT_FAIL  # multipath-tools: no WWID for that argument
+            err.write(f"'{cmd.device}' is not a valid argument\n")
+            return source.EXIT_FAIL
     out.write(views.topology(snap, maps, checked=cmd.long, verbosity=cmd.verbosity))
     return source.EXIT_OK
 
 
-def _config_wwids_file() -> str:
+def _config() -> Config:
     from dmpath.config import DEFAULT_CONFIG_PATH, load_config
 
-    return load_config(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).defaults.wwids_file
+    return load_config(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 
-def wwid_of(device: str, snap: Snapshot | None) -> str:
-    """The WWID a ``-a``/``-w`` argument stands for: its map's, its path's, or itself."""
-    target = resolve(device)
+def disk_wwid(name: str, uid_attribute: Sequence[str]) -> str:
+    """A disk's WWID by dmpath's rule (dmpathd's and the udev helper's): the first of the
+    ``uid_attribute`` properties udev recorded (the NVMe namespace's sysfs wwid first)."""
+    from dmpath.kernel import sysfs
+    from dmpath.policy import claim
+    from dmpath.udevhelper import udev_db_properties
+
+    facts = sysfs.read_path_facts(name)
+    props = udev_db_properties(facts.devnum) if facts.devnum else {}
+    return claim.path_wwid(
+        props, uid_attribute, str(facts.transport.value), facts.wwid_sysfs or ""
+    )
+
+
+def wwid_of(device: str, snap: Snapshot | None, uid_attribute: Sequence[str]) -> str:
+    """The WWID a ``-a``/``-w`` argument stands for: its map's (the map's own name or
+    device, or one of its paths), a disk's, or itself."""
+    target = source.resolve(device)
     if snap is not None:
         for m in views.find_maps(snap, target):
-            if target in (m.name, m.sysfs, m.wwid):
-                return m.wwid
+            return m.wwid
     if is_block_device(target) and not target.startswith("dm-"):
-        from dmpath.kernel import sysfs
-
-        facts = sysfs.read_path_facts(target)
-        if facts.wwid_sysfs:
-            return facts.wwid_sysfs
+        wwid = disk_wwid(target, uid_attribute)
+        if wwid:
+            return wwid
         raise DmpathError(f"{device}: no WWID")
     if device.startswith("/dev/"):
         raise DmpathError(f"{device}: not a path or multipath device")
@@ -135,8 +133,9 @@ def _quiet_snapshot() -> Snapshot | None:
 def do_wwid(cmd: MultipathCmd, out: TextIO) -> int:
     from dmpath.policy import files
 
-    wwid = wwid_of(cmd.device, _quiet_snapshot())
-    wwids_file = _config_wwids_file()
+    cfg = _config()
+    wwid = wwid_of(cmd.device, _quiet_snapshot(), cfg.defaults.uid_attribute)
+    wwids_file = cfg.defaults.wwids_file
     if cmd.action == "add_wwid":
         try:
             files.remember_wwid(wwids_file, wwid)
@@ -153,7 +152,7 @@ def do_wwid(cmd: MultipathCmd, out: TextIO) -> int:
 
 
 def do_usable(cmd: MultipathCmd, err: TextIO) -> int:
-    target = resolve(cmd.device)
+    target = source.resolve(cmd.device)
     if not target.startswith("dm-"):
         err.write(f"{cmd.device} is not a dm device\n")
         return source.EXIT_FAIL
@@ -168,17 +167,43 @@ def do_usable(cmd: MultipathCmd, err: TextIO) -> int:
     return source.EXIT_FAIL
 
 
+def flush_refusal(name: str, exc: DmpathError) -> str:
+    """multipath-tools' words for a map not flushed: in use, or not a map of ours; any
+    other failure in dmpath's."""
+    from dmpath.protocol import NotFound, Refused
+
+    if isinstance(exc, Refused | InUse):
+        return f"{name}: map in use"
+    if isinstance(exc, NotFound | NotOurs):
+        return f"{name} is not a multipath device"
+    return f"{name}: {source.one_line(str(exc))}"
+
+
+class InUse(DmpathError):
+    """A map something holds open (mounted, a partition map in use)."""
+
+
+class NotOurs(DmpathError):
+    """No such map, or not a multipath map of dmpath's."""
+
+
 def flush_local(name: str) -> None:
     """Remove an unused dmpath map and its unused partition maps (no daemon runs)."""
     from dmpath.cli.kernelview import UUID_PREFIX
     from dmpath.kernel import dmsetup, kpartx
 
-    info = dmsetup.info(name)
+    try:
+        info = dmsetup.info(name)
+    except DmpathError as exc:
+        raise NotOurs(str(exc)) from exc
     if not info.uuid.startswith(UUID_PREFIX):
-        raise DmpathError(f"{name} is not a multipath device")
-    kpartx.delete(name)
+        raise NotOurs(f"{name} is not a multipath device")
+    try:
+        kpartx.delete(name)  # kpartx keeps a partition map that is open
+    except DmpathError as exc:
+        raise InUse(str(exc)) from exc
     if dmsetup.info(name).open_count:
-        raise DmpathError(f"{name}: map in use")
+        raise InUse(f"{name}: map in use")
     dmsetup.remove(name)
 
 
@@ -196,13 +221,13 @@ def _daemon_runs() -> bool:
     return True
 
 
-def do_flush(cmd: MultipathCmd, out: TextIO, err: TextIO) -> int:
-    """``-f MAP``/``-F``: delegated to dmpathd when it runs (which refuses an open map),
-    else removed here, unless open. A refusal by the daemon prints ``fail``, as
-    multipathd's answer is printed by multipath-tools."""
+def do_flush(cmd: MultipathCmd, err: TextIO) -> int:
+    """``-f MAP``/``-F``: through dmpathd when it runs (so that it does not make the map
+    again), else removed here; an open map is refused either way. Nothing on stdout; a
+    refusal is multipath-tools' line on stderr (``NAME: map in use``)."""
     delegated = _daemon_runs()
     if cmd.action == "flush":
-        names = [_map_name(resolve(cmd.device))]
+        names = [source.map_name(source.resolve(cmd.device))]
     elif delegated:
         names = _map_names(source.daemon_snapshot())
     else:
@@ -215,22 +240,9 @@ def do_flush(cmd: MultipathCmd, out: TextIO, err: TextIO) -> int:
             else:
                 flush_local(name)
         except DmpathError as exc:
-            if delegated:
-                out.write("fail\n")
-            err.write(f"{name}: {source.one_line(str(exc))}\n")
+            err.write(flush_refusal(name, exc) + "\n")
             status = source.EXIT_FAIL
     return status
-
-
-def _map_name(target: str) -> str:
-    """A dm kernel name (``dm-3``) as its map name; a map name as it is."""
-    if target.startswith("dm-"):
-        try:
-            with open(f"/sys/block/{target}/dm/name") as fh:
-                return fh.read().strip()
-        except OSError:
-            return target
-    return target
 
 
 def do_reload(cmd: MultipathCmd, err: TextIO) -> int:
@@ -242,7 +254,7 @@ def do_reload(cmd: MultipathCmd, err: TextIO) -> int:
         if cmd.device and cmd.action == "create":
             from dmpath.cli.main import looks_like_path
 
-            target = resolve(cmd.device)
+            target = source.resolve(cmd.device)
             args = {"path": target} if looks_like_path(target) else {"wwid": target}
             source.request("create_map", args)
         else:
@@ -278,13 +290,13 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         err.write("need to be root\n")
         return source.EXIT_FAIL
     if cmd.action == "list":
-        return do_list(cmd, out)
+        return do_list(cmd, out, err)
     if cmd.action in ("add_wwid", "remove_wwid"):
         return do_wwid(cmd, out)
     if cmd.action == "usable":
         return do_usable(cmd, err)
     if cmd.action in ("flush", "flush_all"):
-        return do_flush(cmd, out, err)
+        return do_flush(cmd, err)
     return do_reload(cmd, err)
 
 

@@ -40,6 +40,7 @@ def wildcards() -> str:
 
 
 def _map(snap: Snapshot, name: str) -> Map:
+    name = name.removeprefix("/dev/mapper/").removeprefix("/dev/")
     found = [m for m in views.dm_maps(snap) if name in (m.name, m.wwid, m.sysfs)]
     if not found:
         raise Unsupported(f"{name}: no such map")  # becomes "fail"
@@ -64,9 +65,9 @@ def show(cmd: DaemonCmd, snap: Snapshot, pid: int) -> str:
     if w == "show maps json":
         return views.maps_json(snap)
     if w == "show topology":
-        return views.topology(snap, orphans=True)
+        return views.topology(snap, daemon=True)
     if w == "show map topology":
-        return views.topology(snap, [_map(snap, cmd.target)], orphans=True)
+        return views.topology(snap, [_map(snap, cmd.target)], daemon=True)
     if w == "show map json":
         return views.map_json(_map(snap, cmd.target))
     if w == "show map":
@@ -83,9 +84,16 @@ def _looks_like_wwid(target: str) -> bool:
     return not looks_like_path(target)
 
 
+#: commands whose target is a map without saying "map" in their name
+_MAP_COMMANDS = frozenset({"switchgroup", "disablequeueing", "restorequeueing"})
+
+
 def act(cmd: DaemonCmd, request: Request) -> None:
-    """Carry out a command that changes something; a refusal raises."""
-    w, t = cmd.what, cmd.target
+    """Carry out a command that changes something; a refusal raises. A map may be named
+    by its dm device or node (``resize map /dev/dm-0``), a path by a link to it."""
+    w = cmd.what
+    target = source.resolve(cmd.target) if cmd.target else ""
+    t = source.map_name(target) if " map" in w or w in _MAP_COMMANDS else target
     if w == "reconfigure":
         request("reconfigure", None)
     elif w == "add path":
@@ -130,10 +138,7 @@ def answer(cmd: DaemonCmd, request: Request, snapshot: Callable[[], Snapshot]) -
 def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     try:
         cmd = parse_multipathd(argv)
-    except Unsupported as exc:
-        err.write(f"{PROG}: {exc}\n")
-        return source.EXIT_FAIL
-    except UsageError as exc:
+    except (Unsupported, UsageError) as exc:
         err.write(f"{PROG}: {exc}\n")
         return source.EXIT_FAIL
     from dmpath.client import DaemonNotRunning

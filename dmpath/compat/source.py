@@ -12,8 +12,8 @@ from typing import Any, TextIO
 
 from dmpath import client
 from dmpath.errors import DmpathError
-from dmpath.model import Snapshot, snapshot_from_dict
-from dmpath.protocol import DEFAULT_SOCKET_PATH, ProtocolError
+from dmpath.model import Snapshot
+from dmpath.protocol import DEFAULT_SOCKET_PATH
 
 #: the control socket, as for mpathctl (``DMPATH_SOCKET`` names another one)
 SOCKET_ENV = "DMPATH_SOCKET"
@@ -33,13 +33,7 @@ def request(op: str, args: Mapping[str, Any] | None = None) -> Any:
 
 def daemon_snapshot() -> Snapshot:
     """dmpathd's view; DaemonNotRunning when nobody listens."""
-    data = request("show")
-    try:
-        if not isinstance(data, dict):
-            raise TypeError(f"a {type(data).__name__}, not an object")
-        return snapshot_from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"unexpected snapshot from dmpathd: {exc}") from None
+    return client.parse_snapshot(request("show"))
 
 
 def any_snapshot() -> tuple[Snapshot, bool]:
@@ -50,6 +44,35 @@ def any_snapshot() -> tuple[Snapshot, bool]:
         from dmpath.cli import kernelview
 
         return kernelview.read_snapshot(), False
+
+
+def resolve(device: str, sys_root: str = "/sys") -> str:
+    """A device argument in the names the model uses: ``/dev/mapper/NAME`` and other
+    links become the kernel name they point at (``dm-3``, ``sdb``), ``MAJ:MIN`` too;
+    anything else (a map name, a WWID) is returned as it is."""
+    if device.startswith("/dev/"):
+        real = os.path.realpath(device)
+        if real.startswith("/dev/mapper/"):  # no such map: its name, as given
+            return real.removeprefix("/dev/mapper/")
+        if real.startswith("/dev/"):
+            return real.removeprefix("/dev/")
+        return device
+    if ":" in device and all(part.isdigit() for part in device.split(":", 1)):
+        link = os.path.join(sys_root, "dev", "block", device)
+        if os.path.exists(link):
+            return os.path.basename(os.path.realpath(link))
+    return device
+
+
+def map_name(target: str, sys_root: str = "/sys") -> str:
+    """A dm kernel name (``dm-3``) as its map name; a map name as it is."""
+    if target.startswith("dm-"):
+        try:
+            with open(os.path.join(sys_root, "block", target, "dm", "name")) as fh:
+                return fh.read().strip()
+        except OSError:
+            return target
+    return target
 
 
 def quiet_logging() -> None:

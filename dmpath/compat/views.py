@@ -114,14 +114,22 @@ def topology(
     *,
     checked: bool = True,
     verbosity: int = 2,
-    orphans: bool = False,
+    daemon: bool = False,
 ) -> str:
-    """The topology of ``maps`` (all dm maps by default). The path columns are as wide as
-    the widest value over every path the tool knows, not only those printed."""
-    path_widths = widths(path_values(v) for v in _checked(all_paths(snap, orphans), checked))
+    """The topology of ``maps`` (all dm maps by default). ``multipath -l``/``-ll`` make
+    each map's path columns as wide as that map's widest value; multipathd's (``daemon``)
+    are as wide as the widest over every path it knows, in no map too."""
     chosen = dm_maps(snap) if maps is None else maps
-    return "".join(map_topology(m, path_widths, checked=checked, verbosity=verbosity)
-                   for m in chosen)
+    shared = widths(path_values(v) for v in _checked(all_paths(snap), checked))
+    out = []
+    for m in chosen:
+        own = widths(
+            path_values(PathView(p, m.name, checked, m.wwid)) for p in m.paths
+        )
+        out.append(
+            map_topology(m, shared if daemon else own, checked=checked, verbosity=verbosity)
+        )
+    return "".join(out)
 
 
 def _checked(views: list[PathView], checked: bool) -> list[PathView]:

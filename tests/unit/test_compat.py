@@ -1,9 +1,10 @@
 """dmpath's ``multipath``/``multipathd`` compatible commands (dmpath.compat).
 
 Golden texts: multipath-tools 0.9.4's own output captured in the lab
-(``fixtures/multipath-tools/``) and, where no capture exists yet, texts written from
-libmultipath's print.c formats (``fixtures/mpt-compat/``, its README says which). The
-snapshot is the lab's topology as dmpathd describes it (test_mptjson's).
+(``fixtures/multipath-tools/`` and ``fixtures/mpt-compat/``, whose README says how, and
+which three files were written by hand from print.c before the capture). The snapshot is
+the lab's topology as dmpathd describes it (test_mptjson's), with the capture's 64 MB LUNs
+for ``mpt-compat/``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import pytest
 from test_mptjson import fixture_snapshot
 
 from dmpath.compat import args as cargs
-from dmpath.compat import fields, multipath, multipathd, views
+from dmpath.compat import fields, multipath, multipathd, source, views
 from dmpath.compat.args import DaemonCmd, MultipathCmd, Unsupported, UsageError
-from dmpath.model import Check, GroupState, KernelState, Path, Snapshot
-from dmpath.protocol import Refused
+from dmpath.errors import DmpathError
+from dmpath.model import Check, GroupState, KernelState, Map, Path, Snapshot
+from dmpath.protocol import NotFound, Refused
 
 MPT = "multipath-tools"
 OURS = "mpt-compat"
@@ -51,11 +53,19 @@ def test_show_maps_tables(shared_fixtures: pathlib.Path) -> None:
     )
 
 
-def test_show_paths_columns(shared_fixtures: pathlib.Path) -> None:
+@pytest.mark.parametrize(
+    ("golden", "failed"),
+    [
+        (f"{MPT}/multipathd_show_paths.txt", False),
+        (f"{OURS}/show_paths.out", False),
+        (f"{OURS}/show_paths_failed.out", True),
+    ],
+)
+def test_show_paths_columns(shared_fixtures: pathlib.Path, golden: str, failed: bool) -> None:
     """Every column but next_check (dmpathd keeps no tick count: it prints 0 of the
     interval) is multipathd's text, padding included."""
-    ours = views.path_table(fixture_snapshot()).splitlines()
-    theirs = _golden(shared_fixtures, f"{MPT}/multipathd_show_paths.txt").splitlines()
+    ours = views.path_table(lab_snapshot(failed)).splitlines()
+    theirs = _golden(shared_fixtures, golden).splitlines()
     cut = theirs[0].index("next_check")
     assert [line[:cut] for line in ours] == [line[:cut] for line in theirs]
     assert ours[0] == theirs[0].rstrip() + " " * (len(ours[0]) - len(theirs[0].rstrip()))
@@ -119,6 +129,15 @@ def test_format_engine() -> None:
     assert fields.expand("trailing %", values) == "trailing \n"
 
 
+def test_no_checker_word_but_offline_is_faulty() -> None:
+    """multipath -ll on the kernel's view (no daemon: no checker result) and -l."""
+    p = Path(name="sda", devnum="8:0", wwid="X", dev_state="offline")
+    for checked in (True, False):
+        assert fields.path_values(fields.PathView(p, "mpatha", checked))["T"] == "faulty"
+    p.dev_state = "running"
+    assert fields.path_values(fields.PathView(p, "mpatha"))["T"] == "undef"
+
+
 def test_orphan_path_words() -> None:
     p = Path(name="sde", devnum="8:64", wwid="X", check=Check.UP)
     v = fields.path_values(fields.PathView(p, None))
@@ -137,6 +156,76 @@ def test_md_arrays_are_not_shown() -> None:
 
 def test_empty_tables_print_nothing() -> None:
     assert views.path_table(Snapshot()) == views.map_table(Snapshot()) == ""
+
+
+# --------------------------------------------------------------------------- the capture
+
+#: the capture's LUNs are 64 MB
+LAB_SECTORS = 131072
+
+
+def lab_snapshot(sda_failed: bool = False) -> Snapshot:
+    """mpt-compat's state: healthy, or with sda offline and failed (its group enabled
+    with priority 0, the other group active), as the capture's second step."""
+    snap = fixture_snapshot()
+    for m in snap.maps:
+        m.size_sectors = LAB_SECTORS
+    if sda_failed:
+        m = snap.maps[0]
+        sda = m.paths[0]
+        sda.kernel_state, sda.check, sda.dev_state = KernelState.FAILED, Check.DOWN, "offline"
+        sda.fail_count = 1
+        m.groups[0].state, m.groups[0].priority = GroupState.ENABLED, 0
+        m.groups[1].state = GroupState.ACTIVE
+    return snap
+
+
+def _mpatha(snap: Snapshot) -> list[Map]:
+    return views.find_maps(snap, "mpatha")
+
+
+CAPTURED = {
+    "ll.out": lambda: views.topology(lab_snapshot()),
+    "l_name.out": lambda: views.topology(s := lab_snapshot(), _mpatha(s), checked=False),
+    "ll_failed.out": lambda: views.topology(lab_snapshot(True)),
+    "l_name_failed.out": lambda: views.topology(
+        s := lab_snapshot(True), _mpatha(s), checked=False
+    ),
+    "show_status.out": lambda: views.status(lab_snapshot()),
+    "show_maps.out": lambda: views.map_table(lab_snapshot()),
+    "show_paths_raw.out": lambda: views.path_table(
+        lab_snapshot(), "%d %w %t %T %i %o %s %c %m", pretty=False
+    ),
+    "show_paths_raw_d.out": lambda: views.path_table(lab_snapshot(), "%d", pretty=False),
+    "show_maps_raw.out": lambda: views.map_table(lab_snapshot(), "%n %w %d %N", pretty=False),
+    "show_maps_json_none.out": lambda: views.maps_json(Snapshot()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CAPTURED))
+def test_captured_output_byte_for_byte(shared_fixtures: pathlib.Path, name: str) -> None:
+    assert CAPTURED[name]() == _golden(shared_fixtures, f"{OURS}/{name}")
+
+
+def test_show_topology_pads_over_every_path_multipath_ll_per_map(
+    shared_fixtures: pathlib.Path,
+) -> None:
+    """multipathd's columns are as wide as over all its paths (mpathb's "ready" is padded
+    to mpatha's "faulty"), multipath -ll's per map (ll_failed.out, byte for byte above).
+    Only the "create: " that multipathd keeps from making the map is not dmpath's."""
+    theirs = _golden(shared_fixtures, f"{OURS}/show_topology_failed.out")
+    assert views.topology(lab_snapshot(True), daemon=True) == theirs.replace("create: ", "")
+
+
+def test_show_maps_json_with_a_failed_path(shared_fixtures: pathlib.Path) -> None:
+    import json
+
+    from test_mptjson import NOT_TRACKED, _without
+
+    ours = json.loads(views.maps_json(lab_snapshot(True)))
+    theirs = json.loads(_golden(shared_fixtures, f"{OURS}/show_maps_json_failed.out"))
+    assert _without(ours, NOT_TRACKED) == _without(theirs, NOT_TRACKED)
+    assert ours["maps"][0]["paths"] == 1  # the paths the checker finds up
 
 
 # --------------------------------------------------------------------------- multipath args
@@ -182,6 +271,26 @@ def test_multipath_unsupported_exits_1_with_one_line() -> None:
     assert multipath.run(["-t"], out, err) == 1
     assert out.getvalue() == ""
     assert err.getvalue().count("\n") == 1 and "not supported by dmpath" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (Refused("mpathb: open: not flushing (use --force)"), "mpathb: map in use"),
+        (multipath.InUse("x"), "mpathb: map in use"),
+        (NotFound("mpathb: no such map"), "mpathb is not a multipath device"),
+        (multipath.NotOurs("x"), "mpathb is not a multipath device"),
+    ],
+)
+def test_flush_refusals_in_multipath_tools_words(exc: DmpathError, line: str) -> None:
+    assert multipath.flush_refusal("mpathb", exc) == line
+
+
+def test_a_path_of_a_map_stands_for_the_maps_wwid() -> None:
+    snap = fixture_snapshot()
+    for arg in ("sdc", "/dev/sdc", "mpatha", "dm-0", "1Linux_scsi_debug_2000"):
+        assert multipath.wwid_of(arg, snap, ("ID_SERIAL",)) == "1Linux_scsi_debug_2000"
+    assert multipath.wwid_of("3600a0b8", snap, ("ID_SERIAL",)) == "3600a0b8"
 
 
 def test_usable_paths() -> None:
@@ -252,7 +361,7 @@ class FakeDaemon:
 @pytest.mark.parametrize(
     ("cmd", "op", "args"),
     [
-        (DaemonCmd("add path", "/dev/sdb"), "add_path", {"path": "/dev/sdb"}),
+        (DaemonCmd("add path", "/dev/sdb"), "add_path", {"path": "sdb"}),
         (DaemonCmd("del path", "sdb"), "remove_path", {"path": "sdb"}),
         (DaemonCmd("del map", "mpatha"), "flush_map", {"map": "mpatha"}),
         (DaemonCmd("resize map", "mpatha"), "resize_map", {"map": "mpatha"}),
@@ -265,6 +374,15 @@ def test_multipathd_actions_answer_ok(cmd: DaemonCmd, op: str, args: Any) -> Non
     fake = FakeDaemon()
     assert multipathd.answer(cmd, fake.request, fixture_snapshot) == ("ok\n", 0)
     assert fake.sent == [(op, args)]
+
+
+def test_a_map_named_by_its_dm_device(tmp_path: pathlib.Path) -> None:
+    """``resize map /dev/dm-0`` (multipath-tools takes it): the name from sysfs."""
+    (tmp_path / "block/dm-0/dm").mkdir(parents=True)
+    (tmp_path / "block/dm-0/dm/name").write_text("mpatha\n")
+    assert source.map_name("dm-0", str(tmp_path)) == "mpatha"
+    assert source.map_name("mpatha", str(tmp_path)) == "mpatha"
+    assert source.resolve("/dev/mapper/nonexistent-map") == "nonexistent-map"
 
 
 def test_multipathd_refusal_is_fail_and_status_1(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,10 @@ import pytest
 from dmpath import install
 
 
-def fake_bindir(tmp_path: pathlib.Path) -> str:
+def fake_bindir(tmp_path: pathlib.Path, programs: tuple[str, ...] = install.PROGRAMS) -> str:
     bindir = tmp_path / "venv" / "bin"
     bindir.mkdir(parents=True)
-    for prog in install.PROGRAMS:
+    for prog in programs:
         (bindir / prog).write_text("#!/bin/sh\n")
         (bindir / prog).chmod(0o755)
     return str(bindir)
@@ -92,11 +92,7 @@ def test_main_installs_into_a_root(
 
 
 def _compat_bindir(tmp_path: pathlib.Path) -> str:
-    bindir = fake_bindir(tmp_path)
-    for command in install.COMPAT.values():
-        (pathlib.Path(bindir) / command).write_text("#!/bin/sh\n")
-        (pathlib.Path(bindir) / command).chmod(0o755)
-    return bindir
+    return fake_bindir(tmp_path, install.PROGRAMS + tuple(install.COMPAT.values()))
 
 
 def test_compat_links_only_when_asked(tmp_path: pathlib.Path) -> None:
@@ -116,11 +112,10 @@ def test_compat_links_only_when_asked(tmp_path: pathlib.Path) -> None:
 def test_compat_refused_over_multipath_tools(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bindir = _compat_bindir(tmp_path)
     root = tmp_path / "root"
-    real = root / "usr/sbin/multipathd"
-    real.parent.mkdir(parents=True)
-    real.write_text("ELF")
+    (root / "usr/sbin").mkdir(parents=True)
+    (real := root / "usr/sbin/multipathd").write_text("ELF")  # multipath-tools' program
+    bindir = _compat_bindir(tmp_path)
     assert install.main(["--root", str(root), "--bindir", bindir, "--compat"]) != 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "multipath-tools is installed" in err and str(real) in err
