@@ -14,7 +14,7 @@ import errno
 import socket
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dmpath.errors import DmpathError
 from dmpath.protocol import (
@@ -26,6 +26,9 @@ from dmpath.protocol import (
     decode_response,
     encode_request,
 )
+
+if TYPE_CHECKING:
+    from dmpath.model import Snapshot
 
 _READ_CHUNK = 64 * 1024
 
@@ -142,6 +145,18 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def parse_snapshot(data: Any) -> Snapshot:
+    """The daemon's ``show`` reply as a Snapshot; a malformed one is a version skew."""
+    from dmpath.model import snapshot_from_dict
+
+    try:
+        if not isinstance(data, dict):
+            raise TypeError(f"a {type(data).__name__}, not an object")
+        return snapshot_from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"unexpected snapshot from dmpathd: {exc}") from None
 
 
 def request(

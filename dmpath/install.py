@@ -8,6 +8,9 @@ virtualenv's ``bin``. This installer rewrites those two paths to the directory o
 scripts that belong to the running interpreter (or ``--bindir``), refuses when they are
 not there, never overwrites an existing ``/etc/dmpath/dmpath.toml``, and changes nothing
 else: enabling the units is left to the administrator (it prints the commands).
+With ``--compat`` it also links ``multipath`` and ``multipathd`` in the bindir to dmpath's
+compatible commands (dmpath-compat(8)), and refuses while a real multipath-tools program
+of that name is installed: the two would answer the same commands differently.
 It reads the files from the source tree of the ``dmpath`` it runs: run it in the top
 directory of a clone (``python -m`` imports the package from there).
 """
@@ -28,6 +31,10 @@ from dmpath.errors import DmpathError
 #: the console-script paths the source files use, as shipped
 SHIPPED_BINDIR = "/usr/bin"
 PROGRAMS = ("dmpathd", "dmpath-udev")
+#: ``--compat``: multipath-tools' program names and dmpath's commands behind them
+COMPAT = {"multipath": "dmpath-multipath", "multipathd": "dmpath-multipathd"}
+#: where a distribution's multipath-tools puts its programs
+SYSTEM_BINDIRS = ("/sbin", "/usr/sbin", "/bin", "/usr/bin")
 
 
 @dataclass(frozen=True)
@@ -50,11 +57,12 @@ def rewrite(text: str, bindir: str) -> str:
 LAYOUT = (
     ("systemd/dmpathd.service", "etc/systemd/system/dmpathd.service", True, False),
     ("systemd/dmpathd.socket", "etc/systemd/system/dmpathd.socket", True, False),
-    ("udev-rules/56-dmpath-maps.rules", "etc/udev/rules.d/56-dmpath-maps.rules", False, False),
+    ("udev-rules/56-dmpath-maps.rules", "etc/udev/rules.d/56-dmpath-maps.rules", True, False),
     ("udev-rules/62-dmpath.rules", "etc/udev/rules.d/62-dmpath.rules", True, False),
     ("man/dmpathd.8", "usr/local/share/man/man8/dmpathd.8", False, False),
     ("man/mpathctl.8", "usr/local/share/man/man8/mpathctl.8", False, False),
     ("man/dmpath.toml.5", "usr/local/share/man/man5/dmpath.toml.5", False, False),
+    ("man/dmpath-compat.8", "usr/local/share/man/man8/dmpath-compat.8", False, False),
     (
         "completions/mpathctl.bash",
         "usr/local/share/bash-completion/completions/mpathctl",
@@ -127,6 +135,58 @@ def apply(steps: list[Step], dry_run: bool = False) -> list[str]:
     return out
 
 
+def _below(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/"))
+
+
+def _ours(link: str, command: str) -> bool:
+    return os.path.islink(link) and os.path.basename(os.readlink(link)) == command
+
+
+def compat_conflicts(root: str, bindir: str) -> list[str]:
+    """Programs named multipath or multipathd that are not our links: multipath-tools'."""
+    found = []
+    for d in dict.fromkeys((bindir, *SYSTEM_BINDIRS)):
+        for name, command in COMPAT.items():
+            p = _below(root, os.path.join(d, name))
+            if os.path.lexists(p) and not _ours(p, command):
+                found.append(p)
+    return found
+
+
+def refuse_over_multipath_tools(root: str, bindir: str) -> None:
+    """DmpathError while multipath-tools' programs are installed."""
+    conflicts = compat_conflicts(root, bindir)
+    if conflicts:
+        raise DmpathError(
+            f"multipath-tools is installed ({', '.join(conflicts)}): not linking dmpath's "
+            "multipath and multipathd over it (remove multipath-tools first)"
+        )
+
+
+def apply_compat(root: str, bindir: str, dry_run: bool = False) -> list[str]:
+    """Link ``multipath``/``multipathd`` in ``bindir`` to dmpath's commands; refused
+    (nothing changed) while multipath-tools' programs are installed."""
+    refuse_over_multipath_tools(root, bindir)
+    out = []
+    for name, command in COMPAT.items():
+        link, target = _below(root, os.path.join(bindir, name)), os.path.join(bindir, command)
+        if os.path.islink(link) and os.readlink(link) == target:
+            out.append(f"unchanged {link}")
+            continue
+        if dry_run:
+            out.append(f"would link {link} -> {target}")
+            continue
+        os.makedirs(os.path.dirname(link), mode=0o755, exist_ok=True)
+        tmp = link + ".dmpath-install"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+        out.append(f"linked    {link} -> {target}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m dmpath.install",
@@ -140,16 +200,28 @@ def main(argv: list[str] | None = None) -> int:
         help="where dmpathd and dmpath-udev are (default: this Python's scripts directory)",
     )
     ap.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    ap.add_argument(
+        "--compat",
+        action="store_true",
+        help="also link multipath and multipathd in the bindir to dmpath-multipath and "
+        "dmpath-multipathd (refused while multipath-tools is installed)",
+    )
     args = ap.parse_args(argv)
     try:
         bindir = os.path.abspath(args.bindir)
-        missing = [p for p in PROGRAMS if not os.access(os.path.join(bindir, p), os.X_OK)]
+        wanted = PROGRAMS + (tuple(COMPAT.values()) if args.compat else ())
+        missing = [p for p in wanted if not os.access(os.path.join(bindir, p), os.X_OK)]
         if missing:
             raise DmpathError(
                 f"{', '.join(missing)} not found in {bindir}: install the package first "
                 "(pip install .), or name the directory with --bindir"
             )
-        for line in apply(plan(source_tree(), args.root, bindir), args.dry_run):
+        if args.compat:  # checked first: a refusal installs nothing at all
+            refuse_over_multipath_tools(args.root, bindir)
+        lines = apply(plan(source_tree(), args.root, bindir), args.dry_run)
+        if args.compat:
+            lines += apply_compat(args.root, bindir, args.dry_run)
+        for line in lines:
             print(line)
     except DmpathError as exc:
         print(f"dmpath.install: error: {exc}", file=sys.stderr)

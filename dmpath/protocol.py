@@ -60,6 +60,7 @@ Ops (arguments in brackets are optional; ``path`` is a kernel name such as ``sdb
         ``remove_path`` {path: str}
         ``create_map`` {path: str | wwid: str (exactly one), [name: str]}
         ``flush_map`` {map: str, [force: bool = false]}
+        ``resize_map`` {map: str}    (the table again at its paths' size now)
         ``switch_group`` {map: str, group: int >= 1}
         ``queueing`` {map: str, [enabled: bool]} (without ``enabled``: as no_path_retry
                                     says again)
@@ -320,6 +321,7 @@ OPS: Mapping[str, OpSpec] = {
         exactly_one_of=(("path", "wwid"),),
     ),
     "flush_map": OpSpec(mutating=True, args={"map": _STR, "force": _opt(_check_bool, False)}),
+    "resize_map": OpSpec(mutating=True, args={"map": _STR}),
     "switch_group": OpSpec(mutating=True, args={"map": _STR, "group": Arg(_int_at_least(1))}),
     "queueing": OpSpec(mutating=True, args={"map": _STR, "enabled": _opt(_check_bool)}),
     "reconfigure": OpSpec(mutating=True),

@@ -303,19 +303,46 @@ def drop_partitions(name: str, sys_root: str = "/sys") -> int:
     return res.returncode
 
 
+def map_wwid(dm_uuid: str, prefix: str) -> str | None:
+    """The WWID of one of our maps when its uuid prefix is not multipath-tools' ``mpath-``
+    (13-dm-disk.rules names the ``dm-uuid-`` link after the whole uuid, so such a map has
+    no ``dm-uuid-mpath-WWID`` link of its own); None for every other uuid, and for a
+    WWID that cannot be a file name."""
+    if prefix == Defaults().dm_uuid_prefix or not dm_uuid.startswith(prefix):
+        return None
+    wwid = dm_uuid[len(prefix) :]
+    if not wwid or not re.fullmatch(r"[^\s/]+", wwid):
+        return None
+    return wwid
+
+
 def main(argv: list[str] | None = None, log: Callable[[str], None] = log_kernel) -> int:
     args = sys.argv[1:] if argv is None else argv
-    mode = args[0] if args[:1] in (["--assemble"], ["--drop-partitions"]) else ""
+    modes = (["--assemble"], ["--drop-partitions"], ["--map-wwid"])
+    mode = args[0] if args[:1] in modes else ""
     if mode:
         args = args[1:]
     if not args:
-        print("usage: dmpath-udev [--assemble | --drop-partitions] DEVNAME", file=sys.stderr)
+        print(
+            "usage: dmpath-udev [--assemble | --drop-partitions | --map-wwid] DEVNAME",
+            file=sys.stderr,
+        )
         return 2
     name = os.path.basename(args[0])
     if mode == "--drop-partitions":
         return drop_partitions(name)
     mode_assemble = mode == "--assemble"
     config = os.environ.get("DMPATH_CONFIG", DEFAULT_CONFIG)
+    if mode == "--map-wwid":
+        # a map's event (56-dmpath-maps.rules): udev gives its properties as environment
+        try:
+            wwid = map_wwid(os.environ.get("DM_UUID", ""), load(config).defaults.dm_uuid_prefix)
+        except ConfigUnreadable as exc:
+            log(f"{name}: {exc}; no dm-uuid-mpath- link")
+            return 0
+        if wwid:
+            print(f"DMPATH_MAP_WWID={wwid}")
+        return 0
     if mode_assemble:
         return assemble(name, config)
     try:

@@ -34,7 +34,7 @@ from rich.text import Text
 
 from dmpath import __version__, client
 from dmpath.errors import ConfigError, DmpathError, PolicyRefusal
-from dmpath.model import Event, Path, Snapshot, snapshot_from_dict, snapshot_to_dict
+from dmpath.model import Event, Path, Snapshot, snapshot_to_dict
 from dmpath.protocol import (
     DEFAULT_SOCKET_PATH,
     Busy,
@@ -448,14 +448,7 @@ def render_options(console: Console) -> render.RenderOptions:
 # --------------------------------------------------------------------------- snapshots
 
 
-def parse_snapshot(data: Any) -> Snapshot:
-    """The daemon's ``show`` reply as a Snapshot; a malformed one is a version skew."""
-    try:
-        if not isinstance(data, dict):
-            raise TypeError(f"a {type(data).__name__}, not an object")
-        return snapshot_from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"unexpected snapshot from dmpathd: {exc}") from None
+parse_snapshot = client.parse_snapshot
 
 
 def fetch_snapshot(ctx: Ctx) -> Snapshot:

@@ -30,7 +30,7 @@ UNDEF = "undef"
 UNDEF_BRACKETED = "[undef]"
 
 #: checker states in multipath-tools' words (``chk_st``)
-_CHECK_WORDS: dict[Check, str] = {
+CHECK_WORDS: dict[Check, str] = {
     Check.UP: "ready",
     Check.DOWN: "faulty",
     Check.GHOST: "ghost",
@@ -87,7 +87,7 @@ def path_to_mpt(path: Path) -> dict[str, Any]:
         "dev_t": path.devnum,
         "dm_st": _KERNEL_WORDS[path.kernel_state],
         "dev_st": path.dev_state or UNDEF,
-        "chk_st": _CHECK_WORDS[path.check],
+        "chk_st": CHECK_WORDS[path.check],
         "checker": path.checker,
         "pri": path.priority,
         "host_wwnn": UNDEF_BRACKETED,
@@ -135,7 +135,8 @@ def map_to_mpt(m: Map) -> dict[str, Any]:
         "sysfs": m.sysfs or UNDEF,
         "failback": m.failback or "-",
         "queueing": queueing_word(m.no_path_retry),
-        "paths": len(m.paths),
+        # multipath-tools counts the paths its checker finds up (or ghost)
+        "paths": sum(1 for p in m.paths if p.check in (Check.UP, Check.GHOST)),
         "write_prot": UNDEF,
         "dm_st": "active" if m.sysfs else UNDEF,
         "features": m.features or "0",

@@ -375,7 +375,8 @@ OPTIONS: Final[tuple[OptionDoc, ...]] = (
         "mpath- UUID (with any other prefix it sees every path as a duplicate PV and "
         "refuses a volume group on the map), kpartx's udev rules make partition maps only "
         "on mpath- maps, and udev's /dev/disk/by-id/dm-uuid-mpath-WWID links are what "
-        "OpenStack and CSI drivers look for. dmpathd refuses to run beside multipathd, and "
+        "OpenStack and CSI drivers look for (with another prefix, 56-dmpath-maps.rules "
+        "makes that link). dmpathd refuses to run beside multipathd, and "
         "multipath-tools' own udev rules must not be installed with it (dmpathd(8)). "
         "Prefixes that belong to other tools (LVM-, CRYPT-, partN-) are refused.",
     ),

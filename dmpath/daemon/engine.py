@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import errno
 import functools
 import heapq
@@ -138,6 +139,10 @@ def _set_timers(
         except OSError as exc:
             out.append((None, exc))
     return out
+
+
+def _path_size_now(name: str) -> int:
+    return sysfs.read_path_facts(name).size_sectors
 
 
 @dataclass
@@ -319,6 +324,8 @@ class Daemon:
             )
         )
         self.read_native: Callable[[], list[nvme.NativeSubsystem]] = nvme.read_native
+        #: a path's size now, in sectors (``resize_map``; the simulation has its own)
+        self.path_size: Callable[[str], int] = _path_size_now
 
     # ------------------------------------------------------------------ helpers
 
@@ -2112,6 +2119,35 @@ class Daemon:
             self._absorb(mr, await self._read(mr, full=False))
         self.kick(pr)  # if it is really dead the checker fails it again
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
+
+    async def op_resize_map(self, map: str) -> dict[str, Any]:
+        """The map's table again at the size its paths have now: after a LUN grew on the
+        array and its paths were rescanned (multipathd's ``resize map``). Refused while
+        the paths disagree on the size: some were not rescanned yet, and a map larger
+        than one of its paths would fail I/O beyond that path's end."""
+        mr = self.find_map(map)
+        name = mr.model.name
+        if mr.model.backend != Backend.DM:
+            raise PolicyRefusal(f"{name}: an md array is resized with mdadm --grow")
+        prs = [self.paths[n] for n in mr.devnums.values() if n in self.paths]
+        if not prs or len(prs) != len(mr.devnums):
+            raise PolicyRefusal(f"{name}: not every path of the map is known yet; try again")
+        sizes = {pr.info.name: await self.io(self.path_size, pr.info.name) for pr in prs}
+        if len(set(sizes.values())) != 1 or not next(iter(sizes.values())):
+            listed = ", ".join(f"{n} {s}" for n, s in sorted(sizes.items()))
+            raise PolicyRefusal(
+                f"{name}: paths differ in size (sectors: {listed}); rescan them all first"
+            )
+        size = next(iter(sizes.values()))
+        was = mr.model.size_sectors
+        async with self._claimed(mr):
+            for pr in prs:
+                pr.info = dataclasses.replace(pr.info, size_sectors=size)
+                pr.model.size_sectors = size
+            await self._reload(mr, [pr.info for pr in prs])
+            await self.refresh(mr)
+        self.event("map_resized", name, message=f"{name}: {was} -> {size} sectors")
+        return {"map": name, "size_sectors": size}
 
     async def op_flush_map(self, map: str, force: bool = False) -> dict[str, Any]:
         name = map

@@ -46,6 +46,7 @@ MESSAGE_IDS: Final[Mapping[str, str]] = {
     "map_adopted": "f278a6f79d755e88aeadcc1aefa81885",
     "map_created": "2460a00b75f755c4b529f3d7b3844633",
     "map_flushed": "0376e4c2c2155ef7a1276df748f336bf",
+    "map_resized": "2c7ab2976e645a338e15c07c9232fba7",
     "map_resumed": "52a2ede449d45a3f85913041b6799a0d",
     "partitions": "cf0b45065a71511382789fad095726ef",
     "path_added": "d2dc66dcf86254baa7fdbf2fdd898762",

@@ -100,24 +100,24 @@ def install_packages(log: Callable[[str], None] = print) -> None:
     )
 
 
-#: optional: only ``python -m dmpath.lab bench`` needs multipath-tools (multipathd, multipath),
-#: to compare against. Not in APT_PACKAGES on purpose: it also puts udev rules in
+#: multipath-tools (multipathd, multipath), what the bench measures against and the os-brick
+#: lab test runs os-brick against. Apart from APT_PACKAGES: it also puts udev rules in
 #: /lib/udev/rules.d, which the guest shares; the guest moves them aside (guest.py).
 OPTIONAL_MULTIPATH_TOOLS = ("multipath-tools",)
 
 
 def ensure_multipath_tools(log: Callable[[str], None] = print) -> None:
-    """Install multipath-tools on the host if it is missing (needs root), for the bench."""
+    """Install multipath-tools on the host if it is missing (needs root)."""
     missing = missing_packages(OPTIONAL_MULTIPATH_TOOLS)
     if not missing:
         return
     if os.geteuid() != 0:
         raise LabSetupError(
-            "the bench compares against multipath-tools: apt-get install "
+            "the lab compares dmpath with multipath-tools: apt-get install "
             + " ".join(missing)
             + " (run as root)"
         )
-    log("installing " + " ".join(missing) + " for the bench (apt-get)...")
+    log("installing " + " ".join(missing) + " (apt-get)...")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     run("apt-get", ["update", "-q"], timeout=900, env=env)
     run(
@@ -213,6 +213,11 @@ def ensure_lab(log: Callable[[str], None] = print, kernel: str | None = None) ->
     """Make the host ready; returns the kernel image to boot (of series ``kernel``, e.g.
     "6.12", or the default lab kernel)."""
     install_packages(log)
+    ensure_multipath_tools(log)
+    # os-brick against multipath-tools and dmpath (tests/lab/test_osbrick_lab.py)
+    from dmpath.lab import osbrick
+
+    osbrick.ensure_venv(log)
     vng_path()
     if not shutil.which("qemu-system-x86_64"):
         raise LabSetupError("qemu-system-x86_64 is missing after install")

@@ -16,7 +16,8 @@ from dmpath import install
 from dmpath.runner import run
 
 INSTALLED = pathlib.Path("/etc/udev/rules.d/62-dmpath.rules")
-#: the rule for the maps' own events (no program in it: installed as it ships)
+#: the rule for the maps' own events (its helper, for a non-default dm_uuid_prefix's link,
+#: called as the paths' rule calls it)
 MAPS_RULE = pathlib.Path("/etc/udev/rules.d/56-dmpath-maps.rules")
 
 
@@ -65,8 +66,10 @@ def installed_rule(tmp_path: pathlib.Path, extra: str = "") -> Iterator[pathlib.
     text = next(s.text for s in steps if s.source == "udev-rules/62-dmpath.rules")
     if "/usr/bin/" in text:
         raise RuntimeError("the installer left /usr/bin/ paths in the udev rule")
-    INSTALLED.write_text(text.replace(f'"{helper}', f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'))
-    MAPS_RULE.write_text(next(s.text for s in steps if s.source == f"udev-rules/{MAPS_RULE.name}"))
+    private = f'"/usr/bin/env DMPATH_CONFIG={cfg} {helper}'
+    INSTALLED.write_text(text.replace(f'"{helper}', private))
+    maps = next(s.text for s in steps if s.source == f"udev-rules/{MAPS_RULE.name}")
+    MAPS_RULE.write_text(maps.replace(f'"{helper}', private))
     try:
         run("udevadm", ["control", "--reload"])
         yield cfg

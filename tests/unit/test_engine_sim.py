@@ -1148,3 +1148,30 @@ def test_once_keeps_queueing_for_no_path_retry_queue(tmp_path: pathlib.Path) -> 
         assert not [e for e in events if e.kind == "queueing"]
 
     asyncio.run(main())
+
+
+def test_resize_map_reloads_at_the_paths_new_size_and_refuses_while_they_differ(
+    tmp_path: pathlib.Path,
+) -> None:
+    from dmpath.errors import PolicyRefusal
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        mr = d.maps[name]
+        old = ops.maps[name].table.length
+        members = sorted(mr.devnums.values())
+        sizes = dict.fromkeys(members, old)
+        d.path_size = sizes.__getitem__
+        sizes[members[0]] = old * 2  # one path rescanned, the other not yet
+        with pytest.raises(PolicyRefusal, match="differ in size"):
+            await d.op_resize_map(name)
+        assert ops.maps[name].table.length == old
+        sizes[members[1]] = old * 2
+        reloads = ops.calls.get("reload", 0)
+        assert await d.op_resize_map(name) == {"map": name, "size_sectors": old * 2}
+        assert ops.maps[name].table.length == old * 2
+        assert ops.calls["reload"] == reloads + 1
+        assert d.maps[name].model.size_sectors == old * 2
+        assert [e.map for e in d.events if e.kind == "map_resized"] == [name]
+
+    run_sim(tmp_path, 2, 2, check)

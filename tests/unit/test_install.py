@@ -11,10 +11,10 @@ import pytest
 from dmpath import install
 
 
-def fake_bindir(tmp_path: pathlib.Path) -> str:
+def fake_bindir(tmp_path: pathlib.Path, programs: tuple[str, ...] = install.PROGRAMS) -> str:
     bindir = tmp_path / "venv" / "bin"
     bindir.mkdir(parents=True)
-    for prog in install.PROGRAMS:
+    for prog in programs:
         (bindir / prog).write_text("#!/bin/sh\n")
         (bindir / prog).chmod(0o755)
     return str(bindir)
@@ -89,3 +89,36 @@ def test_main_installs_into_a_root(
     assert "installed" in out and "next:" not in out  # not the live system: no advice
     assert (root / "etc/udev/rules.d/62-dmpath.rules").exists()
     assert (root / "usr/local/share/man/man5/dmpath.toml.5").exists()
+
+
+def _compat_bindir(tmp_path: pathlib.Path) -> str:
+    return fake_bindir(tmp_path, install.PROGRAMS + tuple(install.COMPAT.values()))
+
+
+def test_compat_links_only_when_asked(tmp_path: pathlib.Path) -> None:
+    bindir = _compat_bindir(tmp_path)
+    root = tmp_path / "root"
+    assert install.main(["--root", str(root), "--bindir", bindir]) == 0
+    assert not (root / bindir.lstrip("/") / "multipath").exists()
+    assert install.main(["--root", str(root), "--bindir", bindir, "--compat"]) == 0
+    for name, command in install.COMPAT.items():
+        link = root / bindir.lstrip("/") / name
+        assert os.readlink(link) == os.path.join(bindir, command)
+    assert install.apply_compat(str(root), bindir) == [
+        f"unchanged {root / bindir.lstrip('/') / name}" for name in install.COMPAT
+    ]
+
+
+def test_compat_refused_over_multipath_tools(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    (root / "usr/sbin").mkdir(parents=True)
+    (real := root / "usr/sbin/multipathd").write_text("ELF")  # multipath-tools' program
+    bindir = _compat_bindir(tmp_path)
+    assert install.main(["--root", str(root), "--bindir", bindir, "--compat"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "multipath-tools is installed" in err and str(real) in err
+    # a refusal installs nothing at all
+    assert not (root / "etc").exists()
+    assert not (root / bindir.lstrip("/") / "multipath").exists()

@@ -304,3 +304,29 @@ def test_partitions_of_a_path_are_read_from_sysfs(tmp_path: pathlib.Path) -> Non
     assert udevhelper.partitions_of("sdz", str(tmp_path)) == []
     # nothing to drop: no partx is run
     assert udevhelper.drop_partitions("sdz", str(tmp_path)) == 0
+
+
+@pytest.mark.parametrize(
+    ("uuid", "prefix", "wwid"),
+    [
+        ("dmpath-3600a0b8", "dmpath-", "3600a0b8"),
+        ("mpath-3600a0b8", "mpath-", None),  # 13-dm-disk.rules' own link is the right one
+        ("LVM-abc", "dmpath-", None),
+        ("dmpath-", "dmpath-", None),
+        ("dmpath-a/b", "dmpath-", None),  # not a file name
+    ],
+)
+def test_map_wwid_for_the_dm_uuid_mpath_link(uuid: str, prefix: str, wwid: str | None) -> None:
+    assert udevhelper.map_wwid(uuid, prefix) == wwid
+
+
+def test_map_wwid_mode_prints_the_wwid_of_a_map_of_the_configured_prefix(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    udev_env(monkeypatch, tmp_path / "dmpath.toml", '[defaults]\ndm_uuid_prefix = "dmpath-"\n')
+    monkeypatch.setenv("DM_UUID", "dmpath-3600a0b8")
+    assert main(["--map-wwid", "dm-3"]) == 0
+    assert capsys.readouterr().out == "DMPATH_MAP_WWID=3600a0b8\n"
+    monkeypatch.setenv("DM_UUID", "LVM-xyz")
+    assert main(["--map-wwid", "dm-4"]) == 0
+    assert capsys.readouterr().out == ""
