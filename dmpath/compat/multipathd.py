@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from dmpath.compat import source, views
+from dmpath.compat import source
 from dmpath.compat.args import DaemonCmd, Unsupported, UsageError, parse_multipathd
-from dmpath.compat.fields import GROUP_HEADERS, MAP_HEADERS, PATH_HEADERS
 from dmpath.errors import DmpathError
-from dmpath.model import Map, Snapshot
+
+if TYPE_CHECKING:
+    from dmpath.model import Map, Snapshot
+
+# The views, their fields and the object model are imported by the commands that print
+# them: os-brick gives 'add path' and 'del path' 5 s, and an emulated or loaded host spends
+# seconds importing what those commands never use.
 
 PROG = "multipathd"
 
@@ -26,6 +31,8 @@ Request = Callable[[str, Mapping[str, Any] | None], Any]
 
 
 def wildcards() -> str:
+    from dmpath.compat.fields import GROUP_HEADERS, MAP_HEADERS, PATH_HEADERS
+
     """``show wildcards``."""
     parts = []
     for title, table in (
@@ -40,6 +47,8 @@ def wildcards() -> str:
 
 
 def _map(snap: Snapshot, name: str) -> Map:
+    from dmpath.compat import views
+
     name = name.removeprefix("/dev/mapper/").removeprefix("/dev/")
     found = [m for m in views.dm_maps(snap) if name in (m.name, m.wwid, m.sysfs)]
     if not found:
@@ -49,6 +58,9 @@ def _map(snap: Snapshot, name: str) -> Map:
 
 def show(cmd: DaemonCmd, snap: Snapshot, pid: int) -> str:
     """The text of a ``show`` command (pure)."""
+    from dmpath.compat import views
+    from dmpath.model import Snapshot
+
     w = cmd.what
     if w == "show status":
         return views.status(snap)
@@ -109,6 +121,8 @@ def act(cmd: DaemonCmd, request: Request) -> None:
     elif w == "del map":
         request("flush_map", {"map": t})
     elif w == "del maps":
+        from dmpath.compat import views
+
         snap = source.daemon_snapshot()
         for m in views.dm_maps(snap):
             request("flush_map", {"map": m.name})

@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dmpath import client
 from dmpath.errors import DmpathError
-from dmpath.model import Snapshot
 from dmpath.protocol import DEFAULT_SOCKET_PATH
+
+if TYPE_CHECKING:
+    from dmpath.model import Snapshot
 
 #: the control socket, as for mpathctl (``DMPATH_SOCKET`` names another one)
 SOCKET_ENV = "DMPATH_SOCKET"
