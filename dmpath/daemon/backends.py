@@ -276,9 +276,19 @@ class KernelDmOps(DmsetupOps):
 
 def kernel_dm_ops() -> DmOps:
     """The fastest DmOps this machine offers: ioctls where /dev/mapper/control opens,
-    else dmsetup (which then reports the missing device-mapper itself)."""
+    else dmsetup (which then reports the missing device-mapper itself).
+
+    ``DMPATH_FAULT_PLAN`` (a testing aid, docs/faults.md) puts a fault plan between the
+    daemon and its ioctls; without it the system call is used as is."""
+    ioctl: dmioctl.IoctlFn = dmioctl.sys_ioctl
+    if os.environ.get("DMPATH_FAULT_PLAN"):
+        from dmpath.kernel import faults  # never imported otherwise
+
+        plan = faults.plan_from_env()
+        if plan is not None:
+            ioctl = faults.faulty_ioctl(plan, ioctl)
     try:
-        return KernelDmOps(dmioctl.open_control())
+        return KernelDmOps(dmioctl.open_control(ioctl=ioctl))
     except dmioctl.DmControlUnavailable as exc:
         log.debug("dm ioctls unavailable (%s): using dmsetup", exc)
         return DmsetupOps()
