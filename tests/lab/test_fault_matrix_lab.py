@@ -18,7 +18,7 @@ def test_quick_fault_matrix_leaves_every_map_whole(
 ) -> None:
     report = faultmatrix.run_matrix(quick=True, paths=lab_topology(faultmatrix.TOPOLOGY))
     figures = report.figures()
-    print(figures)
+    print("\n".join(report.summary()), figures, sep="\n")
     assert figures["cases"] == len(faultmatrix.select(quick=True))
     assert figures["faults_injected"] >= figures["cases"] - 1  # the files case plans none
     assert report.failed() == [], "\n".join(report.failed())
