@@ -87,7 +87,7 @@ CASES: tuple[Case, ...] = (
     Case("adopt", _v("dm resume 1 die"), (), quick=True),
     Case("adopt", _v("dm resume 1 fail count=2"), ("resume",)),
     # the state directory: full (a tiny tmpfs), read-only
-    Case("files", "full", ("admin",), quick=True),
+    Case("files", "full", ("admin",)),
     Case("files", "read-only", ("admin",)),
     Case("files", "corrupt", ()),
 )
@@ -173,15 +173,20 @@ def _wait(pred: Callable[[], Any], timeout: float, what: str) -> str:
     return ""
 
 
-def _reported(d: DaemonUnderTest, since: float, words: tuple[str, ...], answer: str) -> bool:
+def _unreported(d: DaemonUnderTest, since: float, words: tuple[str, ...], answer: str) -> str:
+    """'' if an error or alert event since ``since`` (or ``answer``) names the victim and
+    holds ``words``; else what was reported instead."""
     texts = [answer] if answer else []
-    with contextlib.suppress(Exception):
-        texts += [
-            e["message"]
-            for e in d.request("events")
-            if e["time"] >= since and e["kind"] in ("error", "alert") and e["map"] == VICTIM
-        ]
-    return any(VICTIM in t and all(w in t for w in words) for t in texts)
+    try:
+        events = d.request("events")
+    except Exception as exc:  # noqa: BLE001 - said in the failure
+        return f"no events ({exc})"
+    bad = [e for e in events if e["kind"] in ("error", "alert") and e["time"] >= since]
+    texts += [e["message"] for e in bad if e["map"] == VICTIM]
+    if any(VICTIM in t and all(w in t for w in words) for t in texts):
+        return ""
+    seen = "; ".join(f"{e['kind']} {e['map']}: {e['message'][:100]}" for e in bad[-3:])
+    return f"no error naming {VICTIM} and {'/'.join(words)} (answer {answer!r}; saw: {seen})"
 
 
 def check_invariants(
@@ -207,8 +212,9 @@ def check_invariants(
     why = _wait(none_suspended, SETTLE, "no map of ours suspended")
     if why:
         bad["suspended"] = ", ".join(n for n, h in our_maps().items() if h.suspended)
-    if says and not _reported(d, since, says, answer):
-        bad["event"] = f"no error naming {VICTIM} and {'/'.join(says)}"
+    why = _unreported(d, since, says, answer) if says else ""
+    if why:
+        bad["event"] = why
     try:
         d.request("ping")
         if bystander is not None:
@@ -227,7 +233,8 @@ def check_invariants(
     why = _wait(healed, SETTLE, f"maps {want} whole")
     if why:
         seen = {n: m["status"] for n, m in d.maps().items()}
-        bad["healed"] = f"{why}; daemon: {seen}"
+        last = [f"{e['kind']} {e['path']} {e['message'][:80]}" for e in d.request("events")]
+        bad["healed"] = f"{why}; daemon: {seen}; last events: {' | '.join(last[-4:])}"
     kernel = our_maps()
     half = [n for n, h in kernel.items() if not h.active_present or h.inactive_present]
     half += [n for n in want if n not in kernel]
@@ -267,6 +274,8 @@ class Bench:
     workdir: str
     d: DaemonUnderTest
     plan: str = ""
+    #: the plan files of the case under way (a case that kills the daemon restarts it)
+    plans: list[str] = field(default_factory=list)
 
     @property
     def bindings_file(self) -> str:
@@ -286,16 +295,18 @@ class Bench:
             with open(self.plan, "w") as fh:
                 fh.write(plan + "\n")
             env["DMPATH_FAULT_PLAN"] = self.plan
+            self.plans.append(self.plan)
         self.d.env = env
         self.d.defaults = {**BASE_DEFAULTS, **(defaults or {})}
         self.d.start(wait)
 
     def injected(self) -> int:
-        try:
-            with open(self.plan + ".fired") as fh:
-                return len(fh.readlines())
-        except OSError:
-            return 0
+        """How many faults the case's plans injected (``PLAN.fired`` lines)."""
+        n = 0
+        for plan in self.plans:
+            with contextlib.suppress(OSError), open(plan + ".fired") as fh:
+                n += len(fh.readlines())
+        return n
 
     def request(self, op: str, args: dict[str, Any]) -> str:
         """Ask the daemon; '' if it did it, else its error."""
@@ -420,6 +431,7 @@ def _whole(b: Bench) -> bool:
 
 def run_case(b: Bench, case: Case) -> Outcome:
     started = time.monotonic()
+    b.plans = []
     if not _whole(b):  # what an earlier case left broken is not this case's doing
         b.start()
         with contextlib.suppress(AssertionError):
