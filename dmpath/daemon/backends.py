@@ -154,6 +154,18 @@ def apply_steps(
     return out
 
 
+def half_made_maps(infos: list[DmInfo], uuid_prefix: str) -> list[str]:
+    """Maps of ours the kernel holds with no live table, and nobody has open: a create cut
+    short between the device and its table's resume (the daemon killed there). No reader
+    lists them (they are no multipath maps yet), and their names block the create that
+    would make them whole: they are to be removed."""
+    return sorted(
+        i.name
+        for i in infos
+        if i.uuid.startswith(uuid_prefix) and i.segments == 0 and i.open_count == 0
+    )
+
+
 class DmOps(Protocol):
     """The device-mapper operations the dm backend needs, as parsed objects.
 
@@ -270,9 +282,19 @@ class KernelDmOps(DmsetupOps):
 
 def kernel_dm_ops() -> DmOps:
     """The fastest DmOps this machine offers: ioctls where /dev/mapper/control opens,
-    else dmsetup (which then reports the missing device-mapper itself)."""
+    else dmsetup (which then reports the missing device-mapper itself).
+
+    ``DMPATH_FAULT_PLAN`` (a testing aid, docs/faults.md) puts a fault plan between the
+    daemon and its ioctls; without it the system call is used as is."""
+    ioctl: dmioctl.IoctlFn = dmioctl.sys_ioctl
+    if os.environ.get("DMPATH_FAULT_PLAN"):
+        from dmpath.kernel import faults  # never imported otherwise
+
+        plan = faults.plan_from_env()
+        if plan is not None:
+            ioctl = faults.faulty_ioctl(plan, ioctl)
     try:
-        return KernelDmOps(dmioctl.open_control())
+        return KernelDmOps(dmioctl.open_control(ioctl=ioctl))
     except dmioctl.DmControlUnavailable as exc:
         log.debug("dm ioctls unavailable (%s): using dmsetup", exc)
         return DmsetupOps()
@@ -304,6 +326,19 @@ class DmBackend:
 
     def read(self, name: str) -> KernelMap:
         return self._read(name, self.ops.info(name), self.ops.table(name))
+
+    def half_made(self, known: set[str]) -> list[str]:
+        """Our maps without a live table (:func:`half_made_maps`), among the devices not in
+        ``known`` (the maps read whole)."""
+        infos: list[DmInfo] = []
+        for dev in self.ops.list_maps():
+            if dev.name in known:
+                continue
+            try:
+                infos.append(self.ops.info(dev.name))
+            except DmpathError:
+                continue  # gone meanwhile
+        return half_made_maps(infos, self.uuid_prefix)
 
     def read_states(self, name: str, prev: KernelMap | None) -> KernelMap:
         """Only the status (one read, not three) when the table is unchanged: what a

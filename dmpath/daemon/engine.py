@@ -67,6 +67,7 @@ from dmpath.policy import (
     polling,
     reconcile,
     reshape,
+    retry,
     tcpstall,
 )
 from dmpath.policy import nvme as pnvme
@@ -249,6 +250,9 @@ class Daemon:
         self._intent_read = False
         #: dm maps found suspended that would not resume: tried again until they do
         self._resuming: set[str] = set()
+        #: WWIDs whose map could not be made or grown: failures in a row (tried again
+        #: later, see ``_assemble_later``)
+        self._retries: dict[str, int] = {}
         #: maps flush_on_last_del kept because they were open: flushed once they are not
         self._last_del: set[str] = set()
         #: maps whose partition maps are being brought in line, and those asked again
@@ -561,7 +565,18 @@ class Daemon:
         """Take back maps made by an earlier dmpathd: read them, change nothing (but a
         map left suspended, which is resumed)."""
         await self._read_intent()
-        for name, km in (await self.k(self.dm.read_ours)).items():
+        ours = await self.k(self.dm.read_ours)
+        for name in await self.k(self.dm.half_made, set(ours), key=""):
+            # a create cut short (the daemon killed between the device and its table):
+            # its name would block the create that makes it whole
+            try:
+                await self.k(self.dm.flush, name, False)
+            except DmpathError as exc:
+                why = f"cannot be removed: {exc}; run 'dmsetup remove {name}'"
+            else:
+                why = "removed, to be made again"
+            self.event("alert", name, message=f"{name} had no table (a create cut short): {why}")
+        for name, km in ours.items():
             wwid = self.dm.wwid_of(km.uuid) or ""
             mr = self._install_map(name, wwid, Backend.DM, km)
             self.event("map_adopted", name, message=f"adopted dm map {name} ({wwid})")
@@ -1278,6 +1293,23 @@ class Daemon:
                     reconcile.relink(mr.health, mr.model, self._path_model)
             except DmpathError as exc:
                 self.event("error", mr.model.name, message=str(exc))
+                self._assemble_later(mr.model.wwid)
+            else:
+                self._retries.pop(mr.model.wwid, None)
+
+    def _assemble_later(self, wwid: str) -> None:
+        """A map's create or reload was refused: nothing else would look at its LUN again
+        until a disk event, so a pass is due for it after a back-off."""
+        tries = self._retries.get(wwid, 0) + 1
+        self._retries[wwid] = tries
+        delay = retry.backoff(tries, self.d.polling_interval, self.d.max_polling_interval)
+
+        def again() -> None:
+            if not self._stopping:
+                self.touched.add(wwid)
+                self.schedule_reevaluate()
+
+        asyncio.get_running_loop().call_later(delay, again)
 
     async def _names_for(self, wwids: list[tuple[str, cfgmod.MapOptions]]) -> dict[str, str]:
         """Map names for new LUNs: asked for, configured alias, friendly (one write of
@@ -1324,6 +1356,11 @@ class Daemon:
             runtimes.append((mr, infos))
         made = await asyncio.gather(*(self._create(mr, infos) for mr, infos in runtimes))
         wwids = [mr.model.wwid for (mr, _i), ok in zip(runtimes, made, strict=True) if ok]
+        for (mr, _i), ok in zip(runtimes, made, strict=True):
+            if ok:
+                self._retries.pop(mr.model.wwid, None)
+            else:
+                self._assemble_later(mr.model.wwid)
         if wwids:
             # remembered, so strict find_multipaths and the udev helper claim them from now on
             try:

@@ -513,7 +513,7 @@ def check_message_words(words: Sequence[str]) -> tuple[str, ...]:
 IoctlFn = Callable[[int, int, bytearray], int]
 
 
-def _sys_ioctl(fd: int, request: int, buf: bytearray) -> int:
+def sys_ioctl(fd: int, request: int, buf: bytearray) -> int:
     # a mutable buffer: the kernel's answer lands in it; fcntl releases the GIL meanwhile
     return int(fcntl.ioctl(fd, request, buf, True))
 
@@ -526,7 +526,7 @@ class DmControl:
     call (tests play the kernel with it).
     """
 
-    def __init__(self, path: str = CONTROL_PATH, *, ioctl: IoctlFn = _sys_ioctl) -> None:
+    def __init__(self, path: str = CONTROL_PATH, *, ioctl: IoctlFn = sys_ioctl) -> None:
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
@@ -839,10 +839,10 @@ def _single(specs: Sequence[TargetSpec], target: str) -> bool:
     return len(specs) == 1 and specs[0].target_type == target
 
 
-def open_control(path: str = CONTROL_PATH) -> DmControl:
+def open_control(path: str = CONTROL_PATH, *, ioctl: IoctlFn = sys_ioctl) -> DmControl:
     """A :class:`DmControl`, or :class:`DmControlUnavailable` saying why there is none."""
     if not os.path.exists(path):
         raise DmControlUnavailable(
             f"{path} does not exist: this kernel has no device-mapper (modprobe dm_mod)"
         )
-    return DmControl(path)
+    return DmControl(path, ioctl=ioctl)

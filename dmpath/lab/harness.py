@@ -113,7 +113,9 @@ class DaemonUnderTest:
         with open(self.config, "w") as fh:
             fh.write("\n".join(lines) + "\n")
 
-    def start(self) -> DaemonUnderTest:
+    def start(self, wait: bool = True) -> DaemonUnderTest:
+        """Start dmpathd; with ``wait``, until it answers (a daemon meant to die at start,
+        as fault plans make it, is not waited for)."""
         self.write_config()
         self.log_path = os.path.join(self.workdir, f"dmpathd.{self.restarts}.log")
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child, closed at stop
@@ -124,7 +126,8 @@ class DaemonUnderTest:
             env={**os.environ, **self.env},
         )
         log.close()
-        wait_for(lambda: self.request("ping"), 60, "dmpathd to answer")
+        if wait:
+            wait_for(lambda: self.request("ping"), 60, "dmpathd to answer")
         return self
 
     def _alive(self) -> bool:

@@ -20,6 +20,8 @@ from dmpath.daemon import discovery, engine
 from dmpath.daemon.checkpool import CheckPool
 from dmpath.daemon.engine import CHECK_WORKERS, Daemon, PathRuntime
 from dmpath.daemon.links import LinkChange, LinkWatch
+from dmpath.errors import DmpathError
+from dmpath.kernel.dmtable import MultipathTable
 from dmpath.model import Check
 from dmpath.policy import reconcile
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
@@ -1173,5 +1175,66 @@ def test_resize_map_reloads_at_the_paths_new_size_and_refuses_while_they_differ(
         assert ops.calls["reload"] == reloads + 1
         assert d.maps[name].model.size_sectors == old * 2
         assert [e.map for e in d.events if e.kind == "map_resized"] == [name]
+
+    run_sim(tmp_path, 2, 2, check)
+
+
+def test_a_refused_create_is_tried_again_until_the_map_is_made(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing else looks at a LUN again before its next disk event: a create refused by
+    a passing cause (EBUSY) must not leave it without a map."""
+
+    async def main() -> None:
+        d, ops = make_daemon(SimSan(2, 2), str(tmp_path), extra=FAST)
+        connect_uevents(d, ops)
+        real = ops.create
+        refusals = [2]
+
+        def create(name: str, table: MultipathTable, uuid: str) -> None:
+            if name == "mpatha" and refusals[0]:
+                refusals[0] -= 1
+                raise DmpathError(f"{name}: device-mapper DEV_CREATE failed: EBUSY")
+            real(name, table, uuid)
+
+        monkeypatch.setattr(ops, "create", create)
+        try:
+            await d.adopt()
+            await d.scan()
+            assert sorted(ops.maps) == ["mpathb"]
+            await until(lambda: "mpatha" in ops.maps and "mpatha" in d.maps, "mpatha made")
+            errors = [e for e in d.events if e.kind == "error" and e.map == "mpatha"]
+            assert len(errors) == 2 and "DEV_CREATE" in errors[0].message
+            assert not d._retries  # forgotten once made
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
+
+
+def test_a_refused_reload_that_adds_a_path_is_tried_again(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        lost = sorted(d.maps["mpatha"].devnums.values())[-1]
+        record = d.records.pop(lost)  # the path vanishes (udev's remove): one reload
+        d.dirty.add(lost)
+        await d.reevaluate()
+        assert len(ops.maps["mpatha"].active) == 1
+        real = ops.reload
+        refusals = [1]
+
+        def reload(name: str, table: MultipathTable) -> None:
+            if refusals[0]:
+                refusals[0] -= 1
+                raise DmpathError(f"{name}: device-mapper TABLE_LOAD failed: Invalid argument")
+            real(name, table)
+
+        monkeypatch.setattr(ops, "reload", reload)
+        d.records[lost] = record  # and comes back: its reload is refused once
+        d.dirty.add(lost)
+        await d.reevaluate()
+        assert [e.message for e in d.events if e.kind == "error"][-1].endswith("Invalid argument")
+        await until(lambda: len(ops.maps["mpatha"].active) == 2, "the path joined on a retry")
 
     run_sim(tmp_path, 2, 2, check)
