@@ -29,6 +29,8 @@ from dmpath.lab.bench import append_and_render, git_state, write_json
 #: part name -> module (``run(quick)`` in it), in the order the parts run
 PARTS: dict[str, str] = {
     "soak": "dmpath.lab.soak",
+    "matrix": "dmpath.lab.faultmatrix",
+    "fuzz": "dmpath.lab.fuzz",
 }
 
 RESULTS_JSON = os.path.join("docs", "faults", "results.json")
