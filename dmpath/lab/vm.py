@@ -107,7 +107,7 @@ def run_in_lab(
     *,
     topology: str | None = None,
     outdir: str | None = None,
-    timeout: float = 3600.0,
+    timeout: float = 4800.0,  # a loaded machine ran the 6.1 boot's tests past 3,600 s
     echo: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
     memory: str = GUEST_MEMORY,
