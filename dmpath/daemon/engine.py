@@ -2230,7 +2230,22 @@ class Daemon:
             )
         if data_open is not None:
             await self.k(self.dm.remove_data_map, name, force)
-        await self.k(self.backend(mr.model.backend).flush, name, force)
+        try:
+            await self.k(self.backend(mr.model.backend).flush, name, force)
+        except DmpathError:
+            # the remove can fail after the kernel let the map go (dmsetup's wait for
+            # udev's cookie ran out, or it was killed on its timeout): a map that is gone
+            # was flushed
+            if mr.model.backend != Backend.DM or await self._dm_listed(name):
+                raise
+
+    async def _dm_listed(self, name: str) -> bool:
+        """The kernel lists a dm map of this name (a list that cannot be read: yes)."""
+        try:
+            maps = await self.k(self.dm.ops.list_maps)
+        except DmpathError:
+            return True
+        return any(m.name == name for m in maps)
 
     def _forget_map(self, mr: MapRuntime) -> None:
         """A map removed from the kernel leaves the model; its paths are in no map."""

@@ -163,6 +163,8 @@ class SimDmOps:
         self.calls: dict[str, int] = {}
         #: this many resumes to come fail (a reload's included): the map stays suspended
         self.failing_resumes = 0
+        #: this many removes to come take the map away and still report an error
+        self.late_remove_errors = 0
         self._minor = 0
         self._lock = threading.Lock()
 
@@ -306,6 +308,11 @@ class SimDmOps:
             if self._get(name).open_count and not force:
                 raise DmpathError(f"{name}: device or resource busy (EBUSY)")
             del self.maps[name]
+            if self.late_remove_errors > 0:
+                # the map went, but the remove's caller was told otherwise (dmsetup's
+                # wait for udev ran out after the ioctl)
+                self.late_remove_errors -= 1
+                raise DmpathError(f"{name}: timed out waiting for udev")
 
     def fail_on_io(self, dev: str) -> str:
         """The kernel fails path ``dev`` on its own, as on an I/O error, and says so with

@@ -79,10 +79,25 @@ def host_of(dev: str) -> str:
     return os.path.basename(os.path.realpath(f"/sys/block/{dev}/device")).split(":")[0]
 
 
+def kernel_order(dev: str) -> tuple[int, str]:
+    """sdb before sdaa, as the kernel names them: the order disks are normalised in."""
+    return (len(dev), dev)
+
+
+def sorted_devices(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """find_multipath_device's answer with its paths in kernel name order: the order of
+    a map's paths follows its path groups, which need not be the order of the logins
+    (os-brick logs in to both portals at once), and os-brick only iterates over them."""
+    if not found:
+        return found
+    paths = found.get("devices", [])
+    return dict(found, devices=sorted(paths, key=lambda p: kernel_order(p["device"][5:])))
+
+
 def normalise(
     text: str, devices: list[str], hosts: list[str], dm: str | None, wwn: str
 ) -> str:
-    """Disks become sd0, sd1 (and their SCSI hosts H0, H1) in portal order; the map's
+    """Disks become sd0, sd1 (and their SCSI hosts H0, H1) in kernel name order; the map's
     dm-N becomes dm-X; the volume's WWN becomes WWN."""
     for i, (dev, host) in enumerate(zip(devices, hosts, strict=True)):
         text = re.sub(rf"\b{dev}\b", f"sd{i}", text)
@@ -121,7 +136,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(p.steps, indent=1))
         return 1
     dm = os.path.basename(info["path"]) if info["path"].startswith("/dev/dm-") else None
-    devices = sorted(slaves(dm) if dm else [], key=lambda d: int(host_of(d)))
+    devices = sorted(slaves(dm) if dm else [], key=kernel_order)
     hosts = [host_of(d) for d in devices]
     wwn = info["scsi_wwn"]
     first = "/dev/" + devices[0] if devices else "/dev/null"
@@ -129,8 +144,14 @@ def main(argv: list[str]) -> int:
     name = p.call("get_dm_name", scsi.get_dm_name, dm or "")
     p.call("find_sysfs_multipath_dm", scsi.find_sysfs_multipath_dm, devices)
     p.call("get_sysfs_wwn", scsi.get_sysfs_wwn, devices, dm)
-    p.call("find_multipath_device(path)", scsi.find_multipath_device, first)
-    p.call("find_multipath_device(name)", scsi.find_multipath_device, name)
+    p.call(
+        "find_multipath_device(path)",
+        lambda: sorted_devices(scsi.find_multipath_device(first)),
+    )
+    p.call(
+        "find_multipath_device(name)",
+        lambda: sorted_devices(scsi.find_multipath_device(name)),
+    )
     p.call("find_multipath_device_path", scsi.find_multipath_device_path, wwn)
     p.call("wait_for_rw", scsi.wait_for_rw, wwn, info["path"])
     p.call("wait_for_mpath_device", scsi.wait_for_mpath_device, dm or "")
@@ -139,7 +160,7 @@ def main(argv: list[str]) -> int:
 
     def shown() -> list[str]:
         out = scsi.multipath_show_paths("%d").split()
-        return sorted(d for d in out if d in devices)
+        return sorted((d for d in out if d in devices), key=kernel_order)
 
     p.call("multipath_show_paths(%d)", shown)
     p.call("multipath_reconfigure", lambda: scsi.multipath_reconfigure().strip())

@@ -149,6 +149,8 @@ def test_flush_on_last_del_flushes_the_map_whose_last_path_is_deleted(
                     fh.write("1\n")
             run("udevadm", ["settle", "-t", "30"], check=False)
             wait_for(lambda: "mpatha" not in kernel_maps(), HEAL_TIMEOUT, "mpatha flushed")
+            # the event follows the remove's return, which follows the map's going
+            wait_for(lambda: d.events("map_flushed"), 30, "the map_flushed event")
             (flushed,) = d.events("map_flushed")
             assert flushed["message"].endswith("flushed mpatha (flush_on_last_del)")
             assert "mpatha" not in d.maps()

@@ -858,6 +858,23 @@ def test_flush_on_last_del_removes_a_map_whose_last_path_is_removed(
     run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
 
 
+def test_a_flush_whose_remove_errs_after_the_map_went_is_a_flush(
+    tmp_path: pathlib.Path,
+) -> None:
+    """dmsetup can report a failure after the kernel let the map go (its wait for udev
+    ran out): the map is gone, so the flush happened and is recorded as one."""
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        ops.late_remove_errors = 1
+        name = _drop_paths(d, every=True)
+        await d.reevaluate()
+        assert name not in ops.maps and name not in d.maps
+        assert [e.map for e in d.events if e.kind == "map_flushed"] == [name]
+        assert not kinds(d, "error")
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST + "flush_on_last_del = true\n")
+
+
 def test_flush_on_last_del_keeps_a_map_while_it_is_open(tmp_path: pathlib.Path) -> None:
     """Open (a mount, or udev's probe waiting on the queue of a map with no path): kept;
     flushed once nothing holds it any more."""
