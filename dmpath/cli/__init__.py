@@ -4,3 +4,6 @@
 (:mod:`~dmpath.cli.render`, :mod:`~dmpath.cli.mptjson`) so they can be tested without one;
 :mod:`~dmpath.cli.kernelview` reads the kernel when no daemon runs.
 """
+
+#: said (on stderr under --json) when a view is the kernel's, read without a daemon
+KERNEL_NOTICE = "dmpathd is not running: showing the kernel's view (no checker states)"

@@ -27,10 +27,8 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, NoReturn, TextIO
-
-from rich.console import Console, Group, RenderableType
-from rich.text import Text
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from dmpath import __version__, client
 from dmpath.errors import ConfigError, DmpathError, PolicyRefusal
@@ -44,8 +42,13 @@ from dmpath.protocol import (
 )
 from dmpath.safetext import sanitize
 
-from . import mptjson, render
+from . import KERNEL_NOTICE, mptjson
 from .schema import SCHEMAS
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+    from . import render
 
 PROG = "mpathctl"
 
@@ -403,10 +406,19 @@ class Ctx:
 
     socket: str
     json: bool
-    console: Console
     out: TextIO
     err: TextIO
-    opts: render.RenderOptions
+    no_color: bool = False
+
+    # rich and the renderers are imported on first use: JSON and actions never need
+    # them, and importing them is a third of mpathctl's start (seconds on a slow CPU)
+    @cached_property
+    def console(self) -> Console:
+        return make_console(self.no_color, self.out)
+
+    @cached_property
+    def opts(self) -> render.RenderOptions:
+        return render_options(self.console)
 
     def request(self, op: str, args: dict[str, Any] | None = None) -> Any:
         return client.request(op, args, socket_path=self.socket)
@@ -424,12 +436,25 @@ class Ctx:
         if self.json:
             self.err.write(f"{PROG}: {text}\n")
         else:
+            from rich.text import Text
+
             self.console.print(Text(f"{self.opts.glyphs.warn} {text}", style="bold yellow"))
+
+    def done(self, *parts: str) -> None:
+        """A done mark and ``parts`` (device strings made safe to print)."""
+        from rich.text import Text
+
+        line = Text(f"{self.opts.glyphs.ok} ", style="green")
+        for part in parts:
+            line.append(sanitize(part))
+        self.show(line)
 
 
 def make_console(no_color: bool, file: TextIO | None = None) -> Console:
     """The output console: no markup, emoji codes or highlighting of our strings; colour
     only on a terminal and unless NO_COLOR or --no-color."""
+    from rich.console import Console
+
     return Console(
         file=file,
         no_color=True if no_color else None,
@@ -441,6 +466,8 @@ def make_console(no_color: bool, file: TextIO | None = None) -> Console:
 
 def render_options(console: Console) -> render.RenderOptions:
     """ASCII marks when colour is off (pipes, NO_COLOR) or the terminal is not UTF-8."""
+    from . import render
+
     plain = console.no_color or console.color_system is None
     return render.RenderOptions(ascii=plain or not console.encoding.lower().startswith("utf"))
 
@@ -490,7 +517,7 @@ def _filter(snap: Snapshot, names: Sequence[str]) -> Snapshot:
 
 def _kernel_notice(ctx: Ctx, snap: Snapshot) -> None:
     if snap.source == "kernel":
-        ctx.notice(render.KERNEL_NOTICE)
+        ctx.notice(KERNEL_NOTICE)
 
 
 # --------------------------------------------------------------------------- views
@@ -500,13 +527,15 @@ def cmd_status(ctx: Ctx, args: argparse.Namespace) -> int:
     snap = _filter(fetch_snapshot(ctx), args.maps)
     if args.format == "multipath-tools":
         if snap.source == "kernel":
-            ctx.err.write(f"{PROG}: {render.KERNEL_NOTICE}\n")
+            ctx.err.write(f"{PROG}: {KERNEL_NOTICE}\n")
         ctx.out.write(mptjson.format_mpt(mptjson.snapshot_to_mpt(snap)))
         return EXIT_OK
     if ctx.json:
         _kernel_notice(ctx, snap)
         ctx.print_json(snapshot_to_dict(snap))
         return EXIT_OK
+    from . import render
+
     ctx.show(render.render_status(snap, time.time(), ctx.opts))
     return EXIT_OK
 
@@ -529,6 +558,8 @@ def cmd_show_paths(ctx: Ctx, args: argparse.Namespace) -> int:
         ctx.print_json(records)
         return EXIT_OK
     _kernel_notice(ctx, snap)
+    from . import render
+
     ctx.show(render.render_paths(snap, time.time(), ctx.opts))
     return EXIT_OK
 
@@ -548,6 +579,8 @@ def cmd_show_maps(ctx: Ctx, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.print_json(snapshot_to_dict(snap))
     else:
+        from . import render
+
         ctx.show(render.render_maps(snap, ctx.opts))
     return EXIT_OK
 
@@ -559,6 +592,8 @@ def cmd_show_map(ctx: Ctx, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.print_json(snapshot_to_dict(snap)["maps"][0])
     else:
+        from . import render
+
         ctx.show(render.render_map(snap.maps[0], time.time(), ctx.opts))
     return EXIT_OK
 
@@ -568,6 +603,8 @@ def cmd_show_config(ctx: Ctx, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.print_json(config)
     else:
+        from . import render
+
         ctx.show(render.render_config(config))
     return EXIT_OK
 
@@ -596,6 +633,8 @@ def cmd_show_events(ctx: Ctx, args: argparse.Namespace) -> int:
     if ctx.json:
         ctx.print_json([dataclasses.asdict(e) for e in events])
     else:
+        from . import render
+
         ctx.show(render.render_events(events, now, ctx.opts))
     return EXIT_OK
 
@@ -608,6 +647,11 @@ def cmd_show_schema(ctx: Ctx, args: argparse.Namespace) -> int:
 def _watch_frame(ctx: Ctx, args: argparse.Namespace) -> tuple[RenderableType, Snapshot | None]:
     """One update: the status, or why there is none this time (the watch goes on: a
     daemon restarting must not end the administrator's watch)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from . import render
+
     now = time.time()
     footer = Text(
         f"every {args.interval:g}s, updated {time.strftime('%H:%M:%S', time.localtime(now))}"
@@ -659,12 +703,8 @@ def _act(ctx: Ctx, op: str, req: dict[str, Any], done: str) -> int:
     if ctx.json:
         ctx.print_json({"ok": True, "result": result})
         return EXIT_OK
-    line = Text(f"{ctx.opts.glyphs.ok} ", style="green")
-    line.append(sanitize(done))
     detail = result.get("message") if isinstance(result, dict) else result
-    if isinstance(detail, str) and detail:
-        line.append(": " + sanitize(detail))
-    ctx.show(line)
+    ctx.done(done, *((": " + detail,) if isinstance(detail, str) and detail else ()))
     return EXIT_OK
 
 
@@ -753,15 +793,11 @@ def cmd_migrate_md(ctx: Ctx, args: argparse.Namespace) -> int:
         ctx.print_json({"ok": True, "result": result})
         return EXIT_OK
     verb = "would move" if not m.done else "moved"
-    line = Text(f"{ctx.opts.glyphs.ok} ", style="green")
-    line.append(
-        sanitize(
-            f"{verb} {p.array} to /dev/mapper/{p.data_map}: sectors {p.data_offset}.."
-            f"{p.data_offset + p.data_sectors - 1} of map {p.map_name} over "
-            f"{', '.join(p.members)} (WWID {m.wwid}); recorded in {m.config_path}"
-        )
+    ctx.done(
+        f"{verb} {p.array} to /dev/mapper/{p.data_map}: sectors {p.data_offset}.."
+        f"{p.data_offset + p.data_sectors - 1} of map {p.map_name} over "
+        f"{', '.join(p.members)} (WWID {m.wwid}); recorded in {m.config_path}"
     )
-    ctx.show(line)
     return EXIT_OK
 
 
@@ -868,14 +904,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.basicConfig(
                 level=logging.DEBUG, stream=err, format="%(name)s: %(levelname)s: %(message)s"
             )
-        console = make_console(args.no_color, out)
         ctx = Ctx(
             socket=args.socket or os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET_PATH,
             json=args.json,
-            console=console,
             out=out,
             err=err,
-            opts=render_options(console),
+            no_color=args.no_color,
         )
         func: Callable[[Ctx, argparse.Namespace], int] = args.func
         return func(ctx, args)

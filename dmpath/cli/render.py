@@ -32,11 +32,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from dmpath.cli import KERNEL_NOTICE
 from dmpath.model import Check, Event, GroupState, KernelState, Map, Path, Snapshot
 from dmpath.safetext import sanitize
 
 #: printed when the views come from the kernel because no daemon answers
-KERNEL_NOTICE = "dmpathd is not running: showing the kernel's view (no checker states)"
 
 #: a path failing this often within FLAP_WINDOW seconds is called flapping
 FLAP_THRESHOLD = 3
