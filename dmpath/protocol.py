@@ -65,6 +65,12 @@ Ops (arguments in brackets are optional; ``path`` is a kernel name such as ``sdb
         ``queueing`` {map: str, [enabled: bool]} (without ``enabled``: as no_path_retry
                                     says again)
         ``reconfigure`` {}
+        ``multipathd`` {words: [str]}  -> {text: str}: a multipathd command other than
+                                    ``show``, carried out as multipathd 0.9.4 would
+    read-only, any local user:
+        ``multipathd_show`` {words: [str]}
+                                    -> {text: str}: what multipathd 0.9.4 prints for a
+                                       ``show`` command
 
     Strings must be non-empty, at most 4096 characters, without control characters
     (they end up in log lines and one-line messages). JSON booleans are not accepted
@@ -247,6 +253,17 @@ def _check_string(value: Any) -> str | None:
     return None
 
 
+def _check_words(value: Any) -> str | None:
+    """A command line: 1 to 64 strings (a word may be empty: ``-k""``)."""
+    if not isinstance(value, list) or not 1 <= len(value) <= 64:
+        return "must be a list of 1 to 64 strings"
+    for word in value:
+        why = _check_string(word) if word != "" else None
+        if why:
+            return f"has a word that {why}"
+    return None
+
+
 def _check_bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be true or false"
 
@@ -325,6 +342,10 @@ OPS: Mapping[str, OpSpec] = {
     "switch_group": OpSpec(mutating=True, args={"map": _STR, "group": Arg(_int_at_least(1))}),
     "queueing": OpSpec(mutating=True, args={"map": _STR, "enabled": _opt(_check_bool)}),
     "reconfigure": OpSpec(mutating=True),
+    # multipath-tools' client commands (dmpath-multipathd): the daemon answers them with
+    # the text multipathd prints, as multipathd does; its show commands are read-only
+    "multipathd_show": OpSpec(mutating=False, args={"words": Arg(_check_words)}),
+    "multipathd": OpSpec(mutating=True, args={"words": Arg(_check_words)}),
 }
 
 

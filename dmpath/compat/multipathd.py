@@ -1,11 +1,15 @@
 """``multipathd COMMAND``: multipath-tools' client commands answered by dmpathd.
 
-Each command becomes a request on dmpathd's control socket; the answer is printed as
-multipathd 0.9.4 prints it: the text of a ``show`` command, ``ok`` for a command that
-worked, ``fail`` (exit status 1) for one that did not, the reason on stderr. An empty
-answer is ``ok``, as multipathd sends it. With no dmpathd running, every command fails
-with exit status 1 and one line on stderr (os-brick takes that as "multipathd is not in
-use").
+As multipathd's own client does, the command goes to the daemon as its words
+(``multipathd_show`` and ``multipathd`` requests) and the daemon answers with the text to
+print: the daemon holds the model and the views, so the command itself only parses its
+words and talks to the socket (os-brick gives ``add path`` and ``show paths`` 5 s, and a
+loaded or emulated host spends seconds importing what they would otherwise need). The
+answer is printed as multipathd 0.9.4 prints it: the text of a ``show`` command, ``ok``
+for a command that worked, ``fail`` (exit status 1) for one that did not, the reason on
+stderr. An empty answer is ``ok``, as multipathd sends it. With no dmpathd running, every
+command fails with exit status 1 and one line on stderr (os-brick takes that as
+"multipathd is not in use").
 """
 
 from __future__ import annotations
@@ -21,9 +25,8 @@ from dmpath.errors import DmpathError
 if TYPE_CHECKING:
     from dmpath.model import Map, Snapshot
 
-# The views, their fields and the object model are imported by the commands that print
-# them: os-brick gives 'add path' and 'del path' 5 s, and an emulated or loaded host spends
-# seconds importing what those commands never use.
+# The views, their fields and the object model are imported where the daemon answers
+# with them, never by the command itself.
 
 PROG = "multipathd"
 
@@ -31,9 +34,9 @@ Request = Callable[[str, Mapping[str, Any] | None], Any]
 
 
 def wildcards() -> str:
+    """``show wildcards``."""
     from dmpath.compat.fields import GROUP_HEADERS, MAP_HEADERS, PATH_HEADERS
 
-    """``show wildcards``."""
     parts = []
     for title, table in (
         ("multipath", MAP_HEADERS),
@@ -100,65 +103,84 @@ def _looks_like_wwid(target: str) -> bool:
 _MAP_COMMANDS = frozenset({"switchgroup", "disablequeueing", "restorequeueing"})
 
 
-def act(cmd: DaemonCmd, request: Request) -> None:
-    """Carry out a command that changes something; a refusal raises. A map may be named
-    by its dm device or node (``resize map /dev/dm-0``), a path by a link to it."""
+Step = tuple[str, dict[str, Any] | None]
+
+
+def plan(cmd: DaemonCmd, snapshot: Callable[[], Snapshot]) -> list[Step]:
+    """The control-socket requests a command that changes something is made of, in
+    order. A map may be named by its dm device or node (``resize map /dev/dm-0``), a path
+    by a link to it."""
     w = cmd.what
     target = source.resolve(cmd.target) if cmd.target else ""
     t = source.map_name(target) if " map" in w or w in _MAP_COMMANDS else target
     if w == "reconfigure":
-        request("reconfigure", None)
-    elif w == "add path":
-        request("add_path", {"path": t})
-    elif w == "del path":
-        request("remove_path", {"path": t})
-    elif w == "fail path":
-        request("fail_path", {"path": t, "force": True})
-    elif w == "reinstate path":
-        request("reinstate_path", {"path": t})
-    elif w == "add map":
-        request("create_map", {"wwid": t} if _looks_like_wwid(t) else {"path": t})
-    elif w == "del map":
-        request("flush_map", {"map": t})
-    elif w == "del maps":
+        return [("reconfigure", None)]
+    if w == "add path":
+        return [("add_path", {"path": t})]
+    if w == "del path":
+        return [("remove_path", {"path": t})]
+    if w == "fail path":
+        return [("fail_path", {"path": t, "force": True})]
+    if w == "reinstate path":
+        return [("reinstate_path", {"path": t})]
+    if w == "add map":
+        return [("create_map", {"wwid": t} if _looks_like_wwid(t) else {"path": t})]
+    if w == "del map":
+        return [("flush_map", {"map": t})]
+    if w == "del maps":
         from dmpath.compat import views
 
-        snap = source.daemon_snapshot()
-        for m in views.dm_maps(snap):
-            request("flush_map", {"map": m.name})
-    elif w == "resize map":
-        request("resize_map", {"map": t})
-    elif w == "switchgroup":
-        request("switch_group", {"map": t, "group": cmd.number})
-    elif w == "disablequeueing":
-        request("queueing", {"map": t, "enabled": False})
-    elif w == "restorequeueing":
-        request("queueing", {"map": t})
-    else:
-        raise Unsupported(f"multipathd '{w}' is not supported by dmpath")
+        return [("flush_map", {"map": m.name}) for m in views.dm_maps(snapshot())]
+    if w == "resize map":
+        return [("resize_map", {"map": t})]
+    if w == "switchgroup":
+        return [("switch_group", {"map": t, "group": cmd.number})]
+    if w == "disablequeueing":
+        return [("queueing", {"map": t, "enabled": False})]
+    if w == "restorequeueing":
+        return [("queueing", {"map": t})]
+    raise Unsupported(f"multipathd '{w}' is not supported by dmpath")
 
 
 def answer(cmd: DaemonCmd, request: Request, snapshot: Callable[[], Snapshot]) -> tuple[str, int]:
-    """What multipathd prints and its exit status; DaemonNotRunning propagates."""
+    """What multipathd prints and its exit status, the requests of a command that changes
+    something sent one by one through ``request`` (a refusal raises)."""
     if cmd.what.startswith("show"):
         snap = snapshot()
         text = show(cmd, snap, snap.pid)
     else:
-        act(cmd, request)
+        for op, args in plan(cmd, snapshot):
+            request(op, args)
         text = ""
     return (text or "ok\n"), source.EXIT_OK
 
 
+def parse_words(words: Sequence[str]) -> DaemonCmd:
+    """The daemon's parse of the words a client sent: what it does not serve is a bad
+    request, whose one line the client prints."""
+    from dmpath.protocol import BadRequest
+
+    try:
+        return parse_multipathd(words)
+    except (Unsupported, UsageError) as exc:
+        raise BadRequest(str(exc)) from None
+
+
 def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     try:
-        cmd = parse_multipathd(argv)
+        cmd = parse_multipathd(argv)  # here too: a bad command line needs no daemon
     except (Unsupported, UsageError) as exc:
         err.write(f"{PROG}: {exc}\n")
         return source.EXIT_FAIL
     from dmpath.client import DaemonNotRunning
 
+    op = "multipathd_show" if cmd.what.startswith("show") else "multipathd"
     try:
-        text, status = answer(cmd, _request, source.daemon_snapshot)
+        reply = _request(op, {"words": list(argv)})
+        text = reply.get("text") if isinstance(reply, dict) else None
+        if not isinstance(text, str):
+            raise DmpathError(f"unexpected answer from dmpathd to {op}: {reply!r}"[:200])
+        status = source.EXIT_OK
     except DaemonNotRunning as exc:
         err.write(f"{PROG}: {source.one_line(str(exc))}\n")
         return source.EXIT_FAIL
@@ -168,7 +190,7 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         out.write("fail\n")
         err.write(f"{PROG}: {source.one_line(str(exc))}\n")
         return source.EXIT_FAIL
-    out.write(text)
+    out.write(text or "ok\n")
     return status
 
 

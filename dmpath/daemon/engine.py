@@ -73,7 +73,7 @@ from dmpath.policy import (
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
-from dmpath.protocol import BadRequest
+from dmpath.protocol import BadRequest, validate_args
 from dmpath.protocol import NotFound as NotFoundError
 
 log = logging.getLogger("dmpathd")
@@ -1958,6 +1958,36 @@ class Daemon:
         # the kernel's own NVMe multipath, shown as it is: dmpathd manages none of it
         snap.nvme_native = await self.io(self.read_native)
         return snapshot_to_dict(snap)
+
+    async def op_multipathd_show(self, words: list[str]) -> dict[str, str]:
+        """A multipathd ``show`` command, answered with the text multipathd prints."""
+        from dmpath.compat import multipathd as mpd
+        from dmpath.compat.args import Unsupported
+
+        cmd = mpd.parse_words(words)
+        if not cmd.what.startswith("show"):
+            raise BadRequest(f"multipathd '{cmd.what}' changes something: not a show command")
+        try:
+            return {"text": mpd.show(cmd, self.snapshot(), os.getpid())}
+        except Unsupported as exc:  # no such map
+            raise BadRequest(str(exc)) from None
+
+    async def op_multipathd(self, words: list[str]) -> dict[str, str]:
+        """A multipathd command that changes something: its requests, carried out one
+        after another as if each had come on the socket (the first refusal ends it)."""
+        from dmpath.compat import multipathd as mpd
+        from dmpath.compat.args import Unsupported
+
+        cmd = mpd.parse_words(words)
+        if cmd.what.startswith("show"):
+            return await self.op_multipathd_show(words)
+        try:
+            steps = mpd.plan(cmd, self.snapshot)
+        except Unsupported as exc:
+            raise BadRequest(str(exc)) from None
+        for op, args in steps:
+            await self.handle(op, validate_args(op, dict(args or {})), None)
+        return {"text": ""}
 
     async def op_show_config(self) -> dict[str, Any]:
         return cfgmod.config_to_dict(self.cfg)

@@ -153,6 +153,12 @@ def _names(names: tuple[str, ...], privileged: bool) -> list[str]:
     return [*names, *names, *names, *made_up]
 
 
+def _words(names: list[str]) -> list[list[str]]:
+    """multipathd command lines: shows, and changes to the names of the pool."""
+    changes = [[verb, obj, n] for n in names for verb, obj in (("del", "map"), ("fail", "path"))]
+    return [["show", "paths"], ["show", "maps", "raw", "format", "%n %w"], *changes]
+
+
 def _arg_pool(name: str, names: list[str], required: bool) -> st.SearchStrategy[Any]:
     """One argument's value (``_ABSENT``: left out): mostly right, sometimes not."""
     if name in ("path", "map", "wwid", "name"):
@@ -161,6 +167,8 @@ def _arg_pool(name: str, names: list[str], required: bool) -> st.SearchStrategy[
         right = [True, False]
     elif name == "group":
         right = [1, 2, 3]
+    elif name == "words":
+        right = _words(names)
     else:  # since, limit
         right = [0, 1, 5, 1.5e9]
     absent = [_ABSENT] * (1 if required else 6)
@@ -212,6 +220,7 @@ def _valid_requests(ops: tuple[str, ...], names: list[str]) -> st.SearchStrategy
         "group": st.sampled_from([1, 2, 3, 10**30]),
         "since": st.sampled_from([0, 1.5e9, 10**400]),
         "limit": st.sampled_from([0, 1, 10**400]),
+        "words": st.sampled_from(_words(names)),
     }
 
     def args_for(op: str) -> st.SearchStrategy[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from dmpath.compat import fields, multipath, multipathd, source, views
 from dmpath.compat.args import DaemonCmd, MultipathCmd, Unsupported, UsageError
 from dmpath.errors import DmpathError
 from dmpath.model import Check, GroupState, KernelState, Map, Path, Snapshot
-from dmpath.protocol import NotFound, Refused
+from dmpath.protocol import BadRequest, NotFound, Refused
 
 MPT = "multipath-tools"
 OURS = "mpt-compat"
@@ -385,20 +385,49 @@ def test_a_map_named_by_its_dm_device(tmp_path: pathlib.Path) -> None:
     assert source.resolve("/dev/mapper/nonexistent-map") == "nonexistent-map"
 
 
+class ServingDaemon(FakeDaemon):
+    """The daemon's side of the two multipathd requests, over ``snapshot``: the text of a
+    show command, or the command's requests sent on (and recorded) one by one."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], refuse: str = "") -> None:
+        super().__init__(refuse)
+        self.snapshot = snapshot
+
+    def request(self, op: str, args: Mapping[str, Any] | None) -> Any:
+        words = (args or {})["words"]
+        cmd = multipathd.parse_words(words)
+        self.sent.append((op, args))
+        if op == "multipathd_show":
+            return {"text": multipathd.show(cmd, self.snapshot(), 4242)}
+        for step in multipathd.plan(cmd, self.snapshot):
+            super().request(*step)
+        return {"text": ""}
+
+
 def test_multipathd_refusal_is_fail_and_status_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeDaemon(refuse="flush_map")
+    fake = ServingDaemon(fixture_snapshot, refuse="flush_map")
     monkeypatch.setattr(multipathd, "_request", fake.request)
     out, err = io.StringIO(), io.StringIO()
     assert multipathd.run(["del", "map", "mpatha"], out, err) == 1
     assert out.getvalue() == "fail\n"
     assert "flush_map refused" in err.getvalue()
+    assert fake.sent[0] == ("multipathd", {"words": ["del", "map", "mpatha"]})
 
 
 def test_multipathd_show_paths_raw_for_os_brick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(multipathd.source, "daemon_snapshot", fixture_snapshot)
+    """The command sends its words; the daemon's answer is the text printed."""
+    fake = ServingDaemon(fixture_snapshot)
+    monkeypatch.setattr(multipathd, "_request", fake.request)
     out, err = io.StringIO(), io.StringIO()
-    assert multipathd.run(["show", "paths", "raw", "format", "%d %T"], out, err) == 0
+    argv = ["show", "paths", "raw", "format", "%d %T"]
+    assert multipathd.run(argv, out, err) == 0
     assert out.getvalue() == "sda ready\nsdb ready\nsdc ready\nsdd ready\n"
+    assert fake.sent == [("multipathd_show", {"words": argv})]
+
+
+def test_the_daemon_refuses_what_multipathd_does_not_serve() -> None:
+    with pytest.raises(BadRequest, match="not supported by dmpath"):
+        multipathd.parse_words(["show", "config"])
 
 
 def test_multipathd_without_daemon_fails_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -410,7 +439,7 @@ def test_multipathd_without_daemon_fails_with_one_line(monkeypatch: pytest.Monke
 
 
 def test_multipathd_empty_answer_is_ok(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(multipathd.source, "daemon_snapshot", Snapshot)
+    monkeypatch.setattr(multipathd, "_request", ServingDaemon(Snapshot).request)
     out, err = io.StringIO(), io.StringIO()
     assert multipathd.run(["show", "paths"], out, err) == 0
     assert out.getvalue() == "ok\n"

@@ -24,6 +24,8 @@ from dmpath.errors import DmpathError
 from dmpath.kernel.dmtable import MultipathTable
 from dmpath.model import Check
 from dmpath.policy import reconcile
+from dmpath.protocol import BadRequest
+from dmpath.protocol import NotFound as NotFoundError
 from dmpath.sim.kernel import SimChecker, SimDmOps, SimSan
 from dmpath.sim.run import connect_uevents, make_daemon, sim_config_text, sim_scan
 
@@ -980,6 +982,33 @@ def test_a_flushed_map_stays_gone_after_a_restart_until_created(tmp_path: pathli
         assert wwid not in (tmp_path / "admin-state").read_text()
 
     run_restart(tmp_path, 2, 2, before, after)
+
+
+def test_multipathd_commands_are_answered_by_the_daemon(tmp_path: pathlib.Path) -> None:
+    """dmpath-multipathd sends its words: a show is the text multipathd prints, from the
+    daemon's own model; a command that changes something is done as its request would
+    be; what dmpath does not serve is a bad request in one line."""
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        name = sorted(d.maps)[0]
+        paths = sorted(d.maps[name].devnums.values())
+        shown = await d.op_multipathd_show(["show", "paths", "raw", "format", "%d %m"])
+        assert sorted(shown["text"].split("\n")[:-1]) == sorted(
+            f"{p} {m}" for m in d.maps for p in d.maps[m].devnums.values()
+        )
+        same = await d.op_multipathd(["show", "maps", "raw", "format", "%n"])
+        assert same["text"].split() == sorted(d.maps)
+        done = await d.op_multipathd(["del", "path", paths[0]])
+        assert done == {"text": ""} and paths[0] not in d.paths
+        with pytest.raises(BadRequest, match="not supported by dmpath"):
+            await d.op_multipathd(["shutdown"])
+        with pytest.raises(BadRequest, match="not a show command"):
+            await d.op_multipathd_show(["del", "map", name])
+        with pytest.raises(NotFoundError):
+            await d.op_multipathd(["del", "map", "no-such-map"])
+        assert name in ops.maps
+
+    run_sim(tmp_path, 2, 2, check, extra=FAST)
 
 
 def test_a_removed_path_stays_out_after_a_restart_until_added(tmp_path: pathlib.Path) -> None:

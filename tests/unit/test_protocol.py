@@ -60,6 +60,8 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("flush_map", {"map": "mpatha"}, {"map": "mpatha", "force": False}),
     ("flush_map", {"map": "mpatha", "force": True}, {"map": "mpatha", "force": True}),
     ("resize_map", {"map": "mpatha"}, {"map": "mpatha"}),
+    ("multipathd_show", {"words": ["show", "paths"]}, {"words": ["show", "paths"]}),
+    ("multipathd", {"words": ["-k", ""]}, {"words": ["-k", ""]}),
     ("switch_group", {"map": "mpatha", "group": 2}, {"map": "mpatha", "group": 2}),
     ("queueing", {"map": "mpatha", "enabled": False}, {"map": "mpatha", "enabled": False}),
     ("reconfigure", {}, {}),
@@ -90,6 +92,7 @@ def test_read_only_and_mutating_ops() -> None:
         "show",
         "show_config",
         "events",
+        "multipathd_show",
     }
     assert p.is_mutating("no_such_op")  # deny by default
 
@@ -124,6 +127,10 @@ BAD_ARGS: list[tuple[str, Any, str]] = [
     ("create_map", {"wwid": "36", "name": ""}, "'name' must not be empty"),
     ("flush_map", {"force": True}, "missing argument 'map'"),
     ("resize_map", {"map": "a", "force": True}, "unknown argument.*force"),
+    ("multipathd_show", {"words": []}, "list of 1 to 64 strings"),
+    ("multipathd_show", {"words": "show paths"}, "list of 1 to 64 strings"),
+    ("multipathd", {"words": ["del", "path", "sd\x1b"]}, "word that contains control"),
+    ("multipathd", {"words": ["x"] * 65}, "list of 1 to 64 strings"),
     ("flush_map", {"map": "a", "force": None}, "'force' must be true or false"),
     ("switch_group", {"map": "a"}, "missing argument 'group'"),
     ("switch_group", {"map": "a", "group": 0}, "'group' must be >= 1"),
