@@ -15,16 +15,19 @@ import json
 import os
 import pathlib
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from dmpath.compat.multipath import CONFIG_ENV
+from dmpath.compat.source import SOCKET_ENV
 from dmpath.lab import iscsi, osbrick
 from dmpath.lab.bench import Multipathd
-from dmpath.lab.harness import wait_for
-from dmpath.lab.stallbench import MULTIPATH_CONF_LIO
+from dmpath.lab.harness import DaemonUnderTest, wait_for
+from dmpath.lab.stallbench import DMPATHD_ISCSI_ONLY, MULTIPATH_CONF_LIO
 
 pytestmark = pytest.mark.lab
 
@@ -150,9 +153,40 @@ def _with_multipathd(f: iscsi.Fabric, workdir: str) -> list[dict[str, Any]]:
         d.remove_maps()  # any the probe left: dmpathd must find none of multipathd's
 
 
+def _compat_commands(bindir: pathlib.Path) -> str:
+    """``multipath`` and ``multipathd`` in ``bindir``: dmpath's compatible commands, run
+    by this interpreter from this tree (the venv's entry points may be another tree's)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    bindir.mkdir()
+    for name in ("multipath", "multipathd"):
+        exe = bindir / name
+        exe.write_text(
+            "#!/bin/sh\n"
+            f"PYTHONPATH={root} exec {sys.executable} -c 'import sys; from "
+            f"dmpath.compat.{name} import main; sys.exit(main())' \"$@\"\n"
+        )
+        exe.chmod(0o755)
+    return str(bindir)
+
+
+def _with_dmpathd(
+    f: iscsi.Fabric, start: Callable[..., DaemonUnderTest], bindir: pathlib.Path
+) -> list[dict[str, Any]]:
+    # as multipathd was set up: every path claimed at once (find_multipaths no), friendly
+    # names; the iSCSI disks only
+    d = start(defaults={"find_multipaths": "greedy"}, extra=DMPATHD_ISCSI_ONLY)
+    return _probe(f, _compat_commands(bindir), {SOCKET_ENV: d.socket, CONFIG_ENV: d.config})
+
+
 def test_osbrick_same_answers_from_multipath_tools_and_dmpath(
-    logged_out: iscsi.Fabric, tmp_path: pathlib.Path
+    logged_out: iscsi.Fabric,
+    dmpathd: Callable[..., DaemonUnderTest],
+    tmp_path: pathlib.Path,
 ) -> None:
     theirs = _with_multipathd(logged_out, str(tmp_path / "multipathd"))
     wrong = _mismatches(theirs, EXPECTED)
     assert not wrong, "os-brick against multipath-tools:\n" + "\n".join(wrong)
+    _logout(logged_out)  # the volume is detached: the same start for dmpath
+    ours = _with_dmpathd(logged_out, dmpathd, tmp_path / "bin")
+    wrong = _mismatches(ours, [(s["call"], s.get("value", s.get("error"))) for s in theirs])
+    assert not wrong, "os-brick against dmpath (expected: multipath-tools'):\n" + "\n".join(wrong)
