@@ -31,7 +31,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from dmpath import __version__, client
-from dmpath.errors import ConfigError, DmpathError, PolicyRefusal
+from dmpath.errors import DmpathError, PolicyRefusal
 from dmpath.model import Event, Path, Snapshot, snapshot_to_dict
 from dmpath.protocol import (
     DEFAULT_SOCKET_PATH,
@@ -495,14 +495,12 @@ def fetch_snapshot(ctx: Ctx) -> Snapshot:
 def _uuid_prefix(ctx: Ctx) -> str:
     """The configured ``dm_uuid_prefix`` that marks dmpathd's maps in the kernel; a
     configuration that does not load leaves the default, and says so."""
-    from dmpath.config import DEFAULT_CONFIG_PATH, load_config
-    from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
+    from dmpath.config import DEFAULT_CONFIG_PATH, installed_uuid_prefix
 
-    try:
-        return load_config(DEFAULT_CONFIG_PATH).defaults.dm_uuid_prefix
-    except ConfigError as exc:
-        ctx.notice(f"{exc}; maps are read with the uuid prefix {DEFAULT_DM_UUID_PREFIX}")
-        return DEFAULT_DM_UUID_PREFIX
+    prefix, exc = installed_uuid_prefix(DEFAULT_CONFIG_PATH)
+    if exc is not None:
+        ctx.notice(f"{exc}; maps are read with the uuid prefix {prefix}")
+    return prefix
 
 
 def _filter(snap: Snapshot, names: Sequence[str]) -> Snapshot:

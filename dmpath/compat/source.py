@@ -51,14 +51,9 @@ def any_snapshot() -> tuple[Snapshot, bool]:
 def uuid_prefix() -> str:
     """The configured ``dm_uuid_prefix`` marking dmpathd's maps; the default when the
     configuration does not load (multipath-tools prints nothing about it either)."""
-    from dmpath.config import DEFAULT_CONFIG_PATH, load_config
-    from dmpath.config.records import DEFAULT_DM_UUID_PREFIX
-    from dmpath.errors import ConfigError
+    from dmpath.config import DEFAULT_CONFIG_PATH, installed_uuid_prefix
 
-    try:
-        return load_config(DEFAULT_CONFIG_PATH).defaults.dm_uuid_prefix
-    except ConfigError:
-        return DEFAULT_DM_UUID_PREFIX
+    return installed_uuid_prefix(DEFAULT_CONFIG_PATH)[0]
 
 
 def resolve(device: str, sys_root: str = "/sys") -> str:

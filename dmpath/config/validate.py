@@ -23,6 +23,7 @@ from dmpath.config.records import (
     BUILTIN_BLACKLIST,
     BUILTIN_EXCEPTIONS,
     DEFAULT_CONFIG_PATH,
+    DEFAULT_DM_UUID_PREFIX,
     HARDWARE_HANDLERS,
     OVERRIDABLE,
     PATH_SELECTORS,
@@ -645,6 +646,16 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> Config:
 #: validators of values that are not [defaults] options (``checked_value``)
 _VALUE_KINDS: Final[dict[str, Validator]] = {"regex": _regex, "alias": _alias, "wwid": _wwid}
 
+
+
+def installed_uuid_prefix(path: str | Path) -> tuple[str, ConfigError | None]:
+    """The ``dm_uuid_prefix`` that marks dmpathd's maps in the kernel, for a reader without
+    the daemon: the configured one, or the default with the error of a configuration that
+    does not load (the caller says so, or not, as its tool would)."""
+    try:
+        return load_config(path).defaults.dm_uuid_prefix, None
+    except ConfigError as exc:
+        return DEFAULT_DM_UUID_PREFIX, exc
 
 def checked_value(key: str, value: object) -> object:
     """``value`` as dmpath reads it for ``key``: a [defaults] option, or "regex", "alias"
