@@ -87,3 +87,30 @@ def test_no_rule_reads_a_map_without_paths_and_its_links_stay(
             run("umount", [str(mnt)])
         d.request("flush_map", {"map": "mpatha"})
     retrigger(names)
+
+
+def test_a_map_of_another_uuid_prefix_has_the_link_software_waits_for(
+    scsi_paths: list[topo.LabPath],
+    dmpathd: Callable[..., DaemonUnderTest],
+    tmp_path: pathlib.Path,
+) -> None:
+    """os-brick and CSI drivers wait for /dev/disk/by-id/dm-uuid-mpath-WWID: a map whose
+    dm uuid carries another prefix (``dm_uuid_prefix``) gets that link from our map rule,
+    through the helper that reads the prefix from the configuration."""
+    names = [p.name for p in scsi_paths]
+    with installed_rule(tmp_path, 'dm_uuid_prefix = "san1-"\n'):
+        d = dmpathd(defaults={**private_files(tmp_path), "dm_uuid_prefix": "san1-"})
+        try:
+            wwid = d.wait_maps({"mpatha": len(names)})["mpatha"]["wwid"]
+            kname = os.path.basename(os.path.realpath(MAP))
+            uuid = run("dmsetup", ["info", "-c", "--noheadings", "-o", "uuid", "mpatha"])
+            assert uuid.stdout.strip() == f"san1-{wwid}"
+            assert settles()
+            link = pathlib.Path(f"/dev/disk/by-id/dm-uuid-mpath-{wwid}")
+            wait_for(link.exists, 30, f"udev's {link}")
+            assert os.path.realpath(link) == f"/dev/{kname}"
+            assert props(kname).get("DMPATH_MAP_WWID") == wwid
+        finally:
+            # not ours to the fixture's clean-up, which knows the default prefix only
+            d.request("flush_map", {"map": "mpatha"})
+    retrigger(names)
