@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 
 from dmpath.errors import DmpathError
@@ -209,9 +210,18 @@ def vng_path() -> str:
     return found
 
 
+#: lab boots run side by side (dmpath.lab.shards) make the host ready one at a time
+_READYING = threading.Lock()
+
+
 def ensure_lab(log: Callable[[str], None] = print, kernel: str | None = None) -> str:
     """Make the host ready; returns the kernel image to boot (of series ``kernel``, e.g.
     "6.12", or the default lab kernel)."""
+    with _READYING:
+        return _ensure_lab(log, kernel)
+
+
+def _ensure_lab(log: Callable[[str], None], kernel: str | None) -> str:
     install_packages(log)
     ensure_multipath_tools(log)
     # os-brick against multipath-tools and dmpath (tests/lab/test_osbrick_lab.py)

@@ -1,10 +1,14 @@
-"""pytest bridge: every ``@pytest.mark.lab`` test of a session runs inside ONE lab boot.
+"""pytest bridge: the ``@pytest.mark.lab`` tests of a session run inside lab boots.
 
 On the host (no ``DMPATH_LAB`` in the environment) lab tests are not run in-process: the
-first one to come up boots the VM once and runs all selected lab tests inside it with
+first one to come up starts the boots, which run all selected lab tests inside them with
 pytest; each host-side lab item then reports the outcome its twin had in the guest, so
 the host's summary counts real kernel results. Inside the guest the same tests run
 normally. With ``CI=true`` a skipped lab test counts as a failure: in CI the lab must run.
+
+Each boot flavour is booted once, except that the default flavour's tests are cut into
+shards of whole modules, each booted on its own, and ``DMPATH_LAB_PARALLEL`` boots (2 on
+a host of 2 or more cores) run side by side (``dmpath.lab.shards``).
 
 ``@pytest.mark.lab(kernels=("6.1", "6.12"))`` makes one item per kernel (``test_x[6.12]``)
 through the ``lab_kernel`` fixture, each run in the boot of that name; in the guest an
@@ -18,13 +22,31 @@ import json
 import os
 import sys
 import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _pytest.reports import TestReport
 
+if TYPE_CHECKING:
+    from dmpath.lab.shards import BootRun
+
 IN_GUEST = os.environ.get("DMPATH_LAB") == "1"
+#: how many lab VMs run at once
+PARALLEL_ENV = "DMPATH_LAB_PARALLEL"
+#: the measured durations that balance the shards, relative to the project's root
+DURATIONS_FILE = "tests/lab/durations.json"
+
+
+def lab_parallel() -> int:
+    """``DMPATH_LAB_PARALLEL`` if it is a whole number from 1 up, else 2 on a host of 2
+    or more cores (a VM under emulation keeps about one core busy), else 1."""
+    raw = os.environ.get(PARALLEL_ENV, "")
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def _ci() -> bool:
@@ -151,9 +173,13 @@ class _HostBridge:
         self.config = config
         #: boot flavour -> the lab test ids that run in it, in collection order
         self.lab_ids: dict[str, list[str]] = {}
-        #: boot flavour -> outcomes, once that flavour has been booted
-        self.results: dict[str, dict[str, _Outcome]] = {}
+        #: boot run -> its outcomes, once it has run (all runs start with the first item)
+        self.results: dict[str, Future[dict[str, _Outcome]]] = {}
+        #: test id -> the boot run it is in
+        self.run_of: dict[str, str] = {}
         self.boot_error: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # the final selection: after -k/-m deselection, which runs in modifyitems hooks
@@ -163,17 +189,38 @@ class _HostBridge:
                 self.lab_ids.setdefault(boot_of(i), []).append(i.nodeid)
 
     def _write(self, line: str) -> None:
-        tr = self.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            tr.write_line(line)
-        else:
-            print(line, file=sys.stderr)
+        with self._lock:  # boots run side by side: one line at a time
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                tr.write_line(line)
+            else:
+                print(line, file=sys.stderr)
 
-    def _run_lab(self, boot: str) -> dict[str, _Outcome]:
+    def _start_runs(self) -> None:
+        """Plan the boots and start them, ``lab_parallel()`` at a time."""
+        from dmpath.lab import shards
+
+        parallel = lab_parallel()
+        costs = shards.load_costs(os.path.join(str(self.config.rootpath), DURATIONS_FILE))
+        runs = shards.plan(self.lab_ids, parallel, costs)
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lab")
+        for run in runs:
+            for i in run.ids:
+                self.run_of[i] = run.key
+            self.results[run.key] = self._pool.submit(self._run_lab, run, len(runs) > 1)
+        if len(runs) > 1:
+            self._write(
+                f"\n[lab] {len(runs)} boots, {parallel} at a time: "
+                + ", ".join(f"{r.key} ({len(r.ids)} tests)" for r in runs)
+            )
+        self._pool.shutdown(wait=False)
+
+    def _run_lab(self, run: BootRun, tagged: bool) -> dict[str, _Outcome]:
         from dmpath.lab.boots import runner
 
         results: dict[str, _Outcome] = {}
-        ids = self.lab_ids.get(boot, [])
+        boot, ids = run.key, list(run.ids)
+        tag = f" {boot}" if tagged else ""
         try:
             outdir = tempfile.mkdtemp(prefix="dmpath-lab-pytest-")
             res_file = os.path.join(outdir, "results.jsonl")
@@ -193,15 +240,15 @@ class _HostBridge:
                 "@" + ids_file,
             ]
             self._write(f"\n[lab] running {len(ids)} lab tests inside one {boot} boot")
-            run = runner(boot)(
+            done = runner(run.flavour)(
                 ["env", f"DMPATH_LAB_RESULTS={res_file}", *argv],
                 outdir=outdir,
-                echo=lambda ln: self._write("  lab| " + ln),
-                progress=lambda m: self._write("[lab] " + m),
+                echo=lambda ln: self._write(f"  lab{tag}| " + ln),
+                progress=lambda m: self._write(f"[lab{tag}] " + m),
             )
             self._write(
-                f"[lab] {boot} guest finished with status {run.returncode}"
-                f" in {run.duration:.0f} s"
+                f"[lab] {boot} guest finished with status {done.returncode}"
+                f" in {done.duration:.0f} s"
             )
             if os.path.exists(res_file):
                 with open(res_file) as fh:
@@ -210,7 +257,7 @@ class _HostBridge:
                         results.setdefault(rec["nodeid"], _Outcome()).phases[rec["when"]] = rec
             if not results:
                 self.boot_error[boot] = (
-                    f"the {boot} lab boot produced no results:\n" + run.output[-3000:]
+                    f"the {boot} lab boot produced no results:\n" + done.output[-3000:]
                 )
         except Exception as exc:  # noqa: BLE001 - any failure to boot fails every lab test
             self.boot_error[boot] = (
@@ -229,10 +276,11 @@ class _HostBridge:
         if self.config.getoption("--no-lab"):
             phases = _one_phase("skipped", [item.location[0], 0, "Skipped: --no-lab"])
         else:
-            boot = boot_of(item)
-            if boot not in self.results:
-                self.results[boot] = self._run_lab(boot)
-            found = self.results[boot].get(item.nodeid)
+            if not self.results:
+                self._start_runs()
+            boot = self.run_of.get(item.nodeid, boot_of(item))
+            ran = self.results.get(boot)
+            found = ran.result().get(item.nodeid) if ran is not None else None
             if found is None:
                 why = self.boot_error.get(boot) or f"lab test did not run in the {boot} boot"
                 phases = _one_phase("failed", why)

@@ -99,7 +99,11 @@ def precompile_project() -> None:
     import compileall
 
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    compileall.compile_dir(package, quiet=1)
+    with _COMPILING:  # boots run side by side compile once
+        compileall.compile_dir(package, quiet=1)
+
+
+_COMPILING = threading.Lock()
 
 
 def run_in_lab(

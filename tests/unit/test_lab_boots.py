@@ -1,4 +1,5 @@
-"""The pytest bridge runs each boot flavour's lab tests in one boot of that flavour."""
+"""The pytest bridge runs each boot flavour's lab tests in one boot of that flavour, or
+the default flavour's in shards of whole modules, boots side by side."""
 
 from __future__ import annotations
 
@@ -58,15 +59,21 @@ def test_host(): pass
 
 
 def run_host_session(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tests: str, conftest: str
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tests: str | dict[str, str],
+    conftest: str,
+    parallel: int = 1,
 ) -> tuple[pytest.RunResult, pathlib.Path]:
-    """A host-side pytest session over ``tests`` with fake boots; (result, boot log)."""
+    """A host-side pytest session over ``tests`` (one module's text, or module name ->
+    text) with fake boots, ``parallel`` at a time; (result, boot log)."""
     bootlog = pytester.path / "boots.log"
     monkeypatch.setenv("BOOTLOG", str(bootlog))
+    monkeypatch.setenv("DMPATH_LAB_PARALLEL", str(parallel))
     monkeypatch.delenv("DMPATH_LAB", raising=False)
     monkeypatch.delenv("CI", raising=False)
     pytester.makeconftest("pytest_plugins = ['dmpath.lab.pytest_plugin']\n" + conftest)
-    pytester.makepyfile(test_session=tests)
+    pytester.makepyfile(**({"test_session": tests} if isinstance(tests, str) else tests))
     # a subprocess: the fake boots must not replace the real ones in this session
     return pytester.runpytest_subprocess("-p", "no:cacheprovider"), bootlog
 
@@ -82,6 +89,30 @@ def test_each_flavour_boots_once_with_its_own_tests(
         "other test_b,test_d",
     ]
     result.stdout.fnmatch_lines(["*lab boot 'nowhere' is not known*"])
+
+
+def _default_module(n: int) -> str:
+    return "import pytest\n" + "".join(
+        f"\n@pytest.mark.lab\ndef test_{n}_{k}(): pass\n" for k in range(3)
+    )
+
+
+def test_the_default_flavour_runs_in_shards_of_whole_modules_side_by_side(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modules = {f"test_m{n}": _default_module(n) for n in range(4)}
+    result, bootlog = run_host_session(pytester, monkeypatch, modules, FAKE_BOOTS, parallel=2)
+    result.assert_outcomes(passed=12)
+    lines = bootlog.read_text().splitlines()
+    assert len(lines) == 2 and all(line.startswith("6.1 ") for line in lines)
+    shards = [line.split(" ", 1)[1].split(",") for line in lines]
+    every = [f"test_{n}_{k}" for n in range(4) for k in range(3)]
+    assert sorted(t for s in shards for t in s) == every
+    for s in shards:  # whole modules, in their order
+        mods = {t.split("_")[1] for t in s}
+        assert len(s) == 3 * len(mods) == 6
+        assert s == sorted(s)
+    result.stdout.fnmatch_lines(["*2 boots, 2 at a time: 6.1 (1/2) (6 tests), 6.1 (2/2)*"])
 
 
 def test_an_unknown_flavour_is_one_line_naming_the_known_ones() -> None:
