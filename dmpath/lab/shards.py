@@ -1,11 +1,10 @@
 """How a session's lab tests are spread over lab VMs that run side by side. Pure.
 
-A lab VM under software emulation keeps about one host core busy (qemu was measured at
-105 % of a 2-core host's 200 % through the 6.1 boot's tests: much of a test is waiting on
-the kernel, udev, timers and fio), so two VMs at once finish a session's lab tests in
-little more than half the time. The default boot holds most tests; it is cut into shards,
-each booted on its own, so the VMs have equal work. A test module stays whole in one shard:
-its module-scoped fixtures (the iSCSI fabric) are set up once, and its tests run in the
+With ``DMPATH_LAB_PARALLEL`` above 1 (a host with cores to spare: on a 2-core host one VM
+under emulation keeps both cores busy, and two side by side each ran 2.2 to 2.7 times
+slower), the default boot, which holds most tests, is cut into shards, each booted on
+its own, so the VMs have equal work. A test module stays whole in one shard: its
+module-scoped fixtures (the iSCSI fabric) are set up once, and its tests run in the
 order they were written. Shards are balanced by each test's measured duration
 (``tests/lab/durations.json``); a test not measured yet counts as ``DEFAULT_COST``.
 """
