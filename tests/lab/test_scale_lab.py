@@ -1,8 +1,10 @@
-"""dmpathd at scale on the real kernel: 64 LUNs x 4 paths (256 paths), one fabric lost and
-back, with verified I/O running through it.
+"""dmpathd at scale on the real kernel: 32 LUNs x 4 paths (128 paths), one fabric lost and
+back, with verified I/O running through it. (256 paths took 8 of the CI run's 87 minutes,
+most of them the kernel and udev making and removing the disks; the bench's scale rows,
+``python -m dmpath.lab bench --scale 256x4``, measure 256 and more.)
 
 A state test, never a timing test: every wait has a generous deadline scaled to the
-number of paths (today's engine needs ~3 minutes to coldplug 256 paths and ~5 to take a
+number of paths (the engine needed ~3 minutes to coldplug 256 paths and ~5 to take a
 fabric back, under emulation), and the phase times are printed, not asserted.
 
 The topology is loaded with ``drop_standby=True``: once any earlier test of the session
@@ -29,8 +31,8 @@ pytestmark = pytest.mark.lab
 
 Start = Callable[..., DaemonUnderTest]
 
-SCALE = topo.get_topology("64x4")
-#: per phase: 15 minutes at 256 paths (coldplug takes ~3, fabric up ~5 today)
+SCALE = topo.get_topology("32x4")
+#: per phase: 15 minutes (at 256 paths coldplug took ~3, fabric up ~5)
 PHASE_TIMEOUT = 900.0
 POLL_STEP = 1.0  # one dmsetup run per poll costs ~0.2 s of the guest's CPU
 
@@ -49,12 +51,12 @@ def scale_paths() -> Iterator[list[topo.LabPath]]:
             topo.set_state(p, "running")
 
 
-def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
+def test_32x4_coldplug_fabric_down_and_up_under_verified_io(
     scale_paths: list[topo.LabPath], dmpathd: Start, capsys: pytest.CaptureFixture[str]
 ) -> None:
     times: dict[str, float] = {}
     paths = scale_paths
-    assert len(paths) == SCALE.disks == 256
+    assert len(paths) == SCALE.disks == 128
     assert len({p.wwid for p in paths}) == SCALE.luns
     everyone = {p.devnum for p in paths}
     fabric0 = [p for p in paths if p.fabric == 0]
@@ -76,7 +78,8 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
 
     t0 = time.monotonic()
     d = dmpathd(defaults={"path_grouping_policy": "multibus"})
-    st = wait_for(coldplugged, PHASE_TIMEOUT, "64 maps with 4 active paths each", POLL_STEP)
+    every = f"{SCALE.luns} maps with 4 active paths each"
+    st = wait_for(coldplugged, PHASE_TIMEOUT, every, POLL_STEP)
     times["coldplug"] = time.monotonic() - t0
 
     names = sorted(st)
@@ -122,7 +125,10 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
         for p in fabric0:
             topo.set_state(p, "running")
         wait_for(
-            lambda: coldplugged() is not None, PHASE_TIMEOUT, "all 256 paths active", POLL_STEP
+            lambda: coldplugged() is not None,
+            PHASE_TIMEOUT,
+            f"all {SCALE.disks} paths active",
+            POLL_STEP,
         )
         times["fabric up (dm)"] = time.monotonic() - t0
         wait_for(
@@ -135,7 +141,7 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
     finally:
         for io in ios:
             io.stop()
-        kept = d.keep_log("scale-64x4-dmpathd.log")
+        kept = d.keep_log(f"scale-{SCALE.name}-dmpathd.log")
     for io in ios:
         assert io.errors == [], io.errors[:5]
         assert io.mismatches == 0
@@ -143,6 +149,7 @@ def test_64x4_coldplug_fabric_down_and_up_under_verified_io(
         assert io.verify_all() == 0
     with capsys.disabled():  # figures for the reader, never a verdict
         shown = ", ".join(f"{k} {v:.1f} s" for k, v in times.items())
-        print(f"\n[scale 64x4, {len(paths)} paths] {shown}; I/O writes {[io.writes for io in ios]}")
+        writes = [io.writes for io in ios]
+        print(f"\n[scale {SCALE.name}, {len(paths)} paths] {shown}; I/O writes {writes}")
         if kept:
-            print(f"[scale 64x4] daemon log: {kept}")
+            print(f"[scale {SCALE.name}] daemon log: {kept}")
