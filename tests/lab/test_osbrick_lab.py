@@ -1,7 +1,8 @@
 """OpenStack os-brick, unchanged, attaching and detaching a multipath iSCSI volume as a
-compute node does, and calling LinuxSCSI's multipath functions on it, with
-multipath-tools' multipathd managing the paths: the answers dmpath's
-multipath-tools-compatible commands must give os-brick too.
+compute node does, and calling LinuxSCSI's multipath functions on it: first with
+multipath-tools' multipathd managing the paths, then with dmpathd and dmpath's
+multipath-tools-compatible commands as ``multipath`` and ``multipathd`` on PATH, which
+must give os-brick the same answers.
 
 os-brick runs in its own virtualenv (``dmpath.lab.osbrick``, made by ``python -m
 dmpath.lab provision``) through tests/lab/osbrick_probe.py, which prints each call's
