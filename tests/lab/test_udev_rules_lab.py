@@ -105,11 +105,13 @@ def test_a_path_plugged_in_without_a_daemon_is_assembled_by_the_rule(
                 "mpatha",
                 wwid,
             ]
-            assert f"/{wwid}/" in (tmp_path / "wwids").read_text()
             # the one-shot runs exit: nothing of ours keeps running under udev (the map
             # appears before the run that made it has exited, and runs for the other
             # paths wait their turn for the assembly lock, then find nothing to do)
             wait_for(lambda: pids_named("dmpathd") == [], 60, "the one-shot runs to exit")
+            # the run that made the map records the WWID after the map appears: read the
+            # file once every run has exited
+            assert f"/{wwid}/" in (tmp_path / "wwids").read_text()
             # an add for a path already in our map changes nothing
             before = dmsetup.table(name)
             retrigger([paths[0].name], action="add")
