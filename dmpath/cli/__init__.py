@@ -5,5 +5,6 @@
 :mod:`~dmpath.cli.kernelview` reads the kernel when no daemon runs.
 """
 
-#: said (on stderr under --json) when a view is the kernel's, read without a daemon
+#: printed (on stderr under --json) when the views come from the kernel because no
+#: daemon answers
 KERNEL_NOTICE = "dmpathd is not running: showing the kernel's view (no checker states)"

@@ -36,8 +36,6 @@ from dmpath.cli import KERNEL_NOTICE
 from dmpath.model import Check, Event, GroupState, KernelState, Map, Path, Snapshot
 from dmpath.safetext import sanitize
 
-#: printed when the views come from the kernel because no daemon answers
-
 #: a path failing this often within FLAP_WINDOW seconds is called flapping
 FLAP_THRESHOLD = 3
 FLAP_WINDOW = 3600.0

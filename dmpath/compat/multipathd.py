@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 PROG = "multipathd"
 
-Request = Callable[[str, Mapping[str, Any] | None], Any]
-
-
 def wildcards() -> str:
     """``show wildcards``."""
     from dmpath.compat.fields import GROUP_HEADERS, MAP_HEADERS, PATH_HEADERS
@@ -140,19 +137,6 @@ def plan(cmd: DaemonCmd, snapshot: Callable[[], Snapshot]) -> list[Step]:
     if w == "restorequeueing":
         return [("queueing", {"map": t})]
     raise Unsupported(f"multipathd '{w}' is not supported by dmpath")
-
-
-def answer(cmd: DaemonCmd, request: Request, snapshot: Callable[[], Snapshot]) -> tuple[str, int]:
-    """What multipathd prints and its exit status, the requests of a command that changes
-    something sent one by one through ``request`` (a refusal raises)."""
-    if cmd.what.startswith("show"):
-        snap = snapshot()
-        text = show(cmd, snap, snap.pid)
-    else:
-        for op, args in plan(cmd, snapshot):
-            request(op, args)
-        text = ""
-    return (text or "ok\n"), source.EXIT_OK
 
 
 def parse_words(words: Sequence[str]) -> DaemonCmd:

@@ -179,7 +179,6 @@ class _HostBridge:
         self.run_of: dict[str, str] = {}
         self.boot_error: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # the final selection: after -k/-m deselection, which runs in modifyitems hooks
@@ -203,17 +202,17 @@ class _HostBridge:
         parallel = lab_parallel()
         costs = shards.load_costs(os.path.join(str(self.config.rootpath), DURATIONS_FILE))
         runs = shards.plan(self.lab_ids, parallel, costs)
-        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lab")
+        pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lab")
         for run in runs:
             for i in run.ids:
                 self.run_of[i] = run.key
-            self.results[run.key] = self._pool.submit(self._run_lab, run, len(runs) > 1)
+            self.results[run.key] = pool.submit(self._run_lab, run, len(runs) > 1)
         if len(runs) > 1:
             self._write(
                 f"\n[lab] {len(runs)} boots, {parallel} at a time: "
                 + ", ".join(f"{r.key} ({len(r.ids)} tests)" for r in runs)
             )
-        self._pool.shutdown(wait=False)
+        pool.shutdown(wait=False)
 
     def _run_lab(self, run: BootRun, tagged: bool) -> dict[str, _Outcome]:
         from dmpath.lab.boots import runner
