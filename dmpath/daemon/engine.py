@@ -264,6 +264,10 @@ class Daemon:
         self._alua_due: dict[str, str] = {}
         self._alua_busy: set[str] = set()
         self.links: LinkWatch | None = None  # link changes and route lookups (not in sims)
+        #: ``start`` allows a link watch (sims and ``--once`` have none); it is started
+        #: by the first network path, once (a watch that fails or ends is not retried)
+        self._watch_links = False
+        self._links_start: asyncio.Task[None] | None = None
         self._aborted: set[int] = set()  # cookies of the stalled connections aborted
         #: session -> (its recovery_tmo file, the value to put back once it logs in again,
         #: when it was shortened (monotonic; 0.0 once the session has been seen FAILED:
@@ -507,12 +511,7 @@ class Daemon:
         self.monitor.start()
         loop = asyncio.get_running_loop()
         loop.add_reader(self.monitor.fileno(), self._on_udev)
-        watch = LinkWatch(self._on_link, self._links_lost)
-        try:
-            await watch.start()
-            self.links = watch
-        except OSError as exc:  # no rtnetlink here: the checks alone find dead links
-            self.event("error", message=f"cannot watch network links: {exc}")
+        self._watch_links = True
         if self.checking:
             self.spawn(self._watch_tcp())
         await self.scan()
@@ -537,6 +536,9 @@ class Daemon:
             self._sched_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sched_task
+        if self._links_start is not None:
+            self._links_start.cancel()
+            await asyncio.gather(self._links_start, return_exceptions=True)
         if self.links is not None:
             await self.links.stop()
         # heals and passes still under way stop following up (a kernel operation already
@@ -1073,7 +1075,7 @@ class Daemon:
     async def _find_links(self, infos: list[discovery.PathInfo]) -> None:
         """The interface each new network path leaves by (one route lookup per iSCSI
         session or NVMe-TCP controller): its link going down fails the path at once."""
-        if self.links is None:
+        if self.links is None and not self._watch_links:
             return
         # the transport object each path rides (an iSCSI session, an NVMe-TCP controller)
         owners: dict[str, list[str]] = {}
@@ -1084,7 +1086,11 @@ class Daemon:
                 owner = nvme.controller_of(devpath)
             if owner is not None:
                 owners.setdefault(owner, []).append(info.name)
+        if owners:
+            await self._links_ready()
         for owner, names in owners.items():
+            if self.links is None:  # the watch could not start, or has ended
+                return
             address = await self.io(
                 nvme.fabric_address if owner.startswith("nvme") else sysfs.iscsi_portal_address,
                 owner,
@@ -1097,6 +1103,26 @@ class Daemon:
                 if pr is not None:
                     pr.link = link.index
             log.debug("%s (%s) goes out by %s", owner, ", ".join(names), link.name)
+
+    async def _links_ready(self) -> None:
+        """The link watch, started at the first network path: a server whose paths ride
+        no network (FC, SAS) never loads the rtnetlink library (some 370 modules; in the
+        lab, 15 s of every daemon start). Every pass that finds network paths waits for
+        the one start."""
+        if not self._watch_links or self._stopping:
+            return
+        if self._links_start is None:
+            self._links_start = asyncio.get_running_loop().create_task(self._start_links())
+        # a pass cancelled while it waits leaves the start to finish for the next one
+        await asyncio.shield(self._links_start)
+
+    async def _start_links(self) -> None:
+        watch = LinkWatch(self._on_link, self._links_lost)
+        try:
+            await watch.start()
+            self.links = watch
+        except OSError as exc:  # no rtnetlink here: the checks alone find dead links
+            self.event("error", message=f"cannot watch network links: {exc}")
 
     async def _watch_tcp(self) -> None:
         """Every TCP_POLL seconds, the TCP connections of the iSCSI sessions our paths use

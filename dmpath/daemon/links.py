@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class LinkWatch:
 
     async def start(self) -> None:
         """Open the sockets (OSError if rtnetlink cannot be had)."""
+        # pyroute2 loads some 370 modules: in a worker thread, so that the event loop
+        # answers requests and checks paths meanwhile
+        await asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "pyroute2")
         from pyroute2 import AsyncIPRoute
         from pyroute2.netlink.exceptions import NetlinkError
         from pyroute2.netlink.rtnl import RTMGRP_LINK

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+from dmpath.lab import guestpython
 from dmpath.lab import topology as topo
 from dmpath.runner import run
 
@@ -59,6 +60,15 @@ def prepare_kernel() -> None:
         run("udevadm", ["control", "--reload"], check=False)
 
 
+def serve_python_from_ram(outdir: str) -> None:
+    """The Python trees the host packed, from a tmpfs (``dmpath.lab.guestpython``); a
+    failure leaves them on 9p, slower but the same, and says so in one line."""
+    try:
+        guestpython.unpack(outdir)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"lab: Python stays on 9p (slower): {exc}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dmpath.lab.guest")
     ap.add_argument("--outdir", required=True)
@@ -75,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/dmpath-hypothesis")
         # the venv's tools (pytest, dmpathd, mpathctl) first on PATH
         os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+        serve_python_from_ram(args.outdir)
         prepare_kernel()
         if args.topology:
             topo.setup(topo.get_topology(args.topology))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dmpath.errors import DmpathError
+from dmpath.lab import guestpython
 from dmpath.lab.provision import ensure_lab, vng_path
 
 #: The guest needs no network and boots on 2 emulated CPUs (the host has 2 cores). 2 GB
@@ -135,6 +136,28 @@ def run_in_lab(
         )
     outdir = outdir or tempfile.mkdtemp(prefix="dmpath-lab-")
     os.makedirs(outdir, exist_ok=True)
+    guestpython.pack(outdir)
+    try:
+        return _boot(
+            argv, image, outdir=outdir, topology=topology, timeout=timeout, echo=echo,
+            progress=progress, memory=memory,
+        )
+    finally:
+        guestpython.discard(outdir)
+
+
+def _boot(
+    argv: Sequence[str],
+    image: str,
+    *,
+    outdir: str,
+    topology: str | None,
+    timeout: float,
+    echo: Callable[[str], None] | None,
+    progress: Callable[[str], None] | None,
+    memory: str,
+) -> LabRun:
+    """Boot, run, wait: ``run_in_lab`` once the guest's files are ready."""
     cmd = [
         vng_path(),
         "--run",

@@ -1286,3 +1286,33 @@ def test_a_refused_reload_that_adds_a_path_is_tried_again(
         await until(lambda: len(ops.maps["mpatha"].active) == 2, "the path joined on a retry")
 
     run_sim(tmp_path, 2, 2, check)
+
+
+def test_the_link_watch_starts_with_the_first_network_path_and_only_once(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paths that ride no network never start the link watch (its library is heavy);
+    the first iSCSI path starts it, once: a start that fails is an event, not retried."""
+    starts: list[int] = []
+
+    async def refused(self: LinkWatch) -> None:
+        starts.append(1)
+        raise OSError(93, "rtnetlink: protocol not supported")
+
+    monkeypatch.setattr(LinkWatch, "start", refused)
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        d._watch_links = True  # as start() allows it
+        infos = [pr.info for pr in d.paths.values()]
+        await d._find_links(infos)
+        assert d._links_start is None and starts == []
+        monkeypatch.setattr(engine.sysfs, "iscsi_session_of", lambda _devpath: "session1")
+        await d._find_links(infos)
+        await d._find_links(infos)
+        assert starts == [1] and d.links is None
+        errors = [e.message for e in d.events if e.kind == "error"]
+        assert errors == [
+            "cannot watch network links: [Errno 93] rtnetlink: protocol not supported"
+        ]
+
+    run_sim(tmp_path, 1, 2, check)
