@@ -228,6 +228,10 @@ class Daemon:
         #: set once the kernel's existing maps are adopted: until then a request would
         #: be answered as if there were none (see ``serve``)
         self.adopted = asyncio.Event()
+        #: the coldplug has read every disk udev knows: a disk an admin names before that
+        #: may only be unread yet (seen: add_path right after a start said "no such block
+        #: device")
+        self.enumerated = asyncio.Event()
         self.config_path = config_path
         self.socket_path = socket_path or cfg.defaults.socket
         self.dm = DmBackend(cfg.defaults.dm_uuid_prefix, kernel_dm_ops())
@@ -520,6 +524,7 @@ class Daemon:
         """Coldplug: every disk udev knows now, then one re-evaluation."""
         for rec in await self.io(self.enumerate_disks):
             self.records[rec.sys_name] = rec
+        self.enumerated.set()
         self._full_pass = True
         await self.reevaluate()
 
@@ -2071,8 +2076,10 @@ class Daemon:
         await self._drop_paths([pr.info.name])
         return {"path": pr.info.name, "removed": True}
 
-    def _path_record(self, spec: str) -> discovery.PathInfo:
-        """A block device named like sdb, /dev/sdb or 8:16, as a candidate path."""
+    async def _path_record(self, spec: str) -> discovery.PathInfo:
+        """A block device named like sdb, /dev/sdb or 8:16, as a candidate path (once
+        the coldplug has read the disks)."""
+        await self.enumerated.wait()
         name = spec.removeprefix("/dev/")
         if ":" in name:
             name = os.path.basename(os.path.realpath(f"/sys/dev/block/{name}"))
@@ -2090,7 +2097,7 @@ class Daemon:
         return info
 
     async def op_add_path(self, path: str) -> dict[str, Any]:
-        info = self._path_record(path)
+        info = await self._path_record(path)
         await self.io(files.remember_wwid, self.d.wwids_file, info.wwid)
         await self._want_again(info.wwid, info.name)
         await self.reevaluate()
@@ -2114,7 +2121,7 @@ class Daemon:
         # everything is checked before anything is written: a refused request leaves no
         # WWID in the wwids file and no name to be tried again at every pass
         if not wwid:
-            wwid = self._path_record(str(path)).wwid
+            wwid = (await self._path_record(str(path))).wwid
         elif not cfgmod.valid_wwid(wwid):
             raise BadRequest(f"create_map: invalid WWID {wwid!r}")
         if name:

@@ -335,6 +335,13 @@ def _restart_after_death(b: Bench) -> None:
     b.start()
 
 
+def _ready(b: Bench) -> None:
+    """Both maps whole in the daemon's model: it answers once the kernel's maps are
+    adopted, before its coldplug has read their paths, and a path request sent before
+    that meets no such path (seen: the fault a step aims at was never reached)."""
+    b.d.wait_maps({VICTIM: 2, OTHER: 2}, timeout=SETTLE)
+
+
 def _step(b: Bench, case: Case) -> str:
     """Carry out ``case``'s step with its plan; returns a refused request's error."""
     if case.step == "files":
@@ -352,6 +359,7 @@ def _step(b: Bench, case: Case) -> str:
     if case.step == "adopt" and "die" in case.plan:
         # a reload's resume: the daemon dies with the map suspended on its new table
         b.start(case.plan)
+        _ready(b)
         lost = victim[-1]
         with contextlib.suppress(Exception):
             b.d.request("remove_path", {"path": lost.name})
@@ -363,6 +371,7 @@ def _step(b: Bench, case: Case) -> str:
         b.start(case.plan)
         return ""
     b.start(case.plan)
+    _ready(b)
     if case.step == "reload":
         lost = victim[-1]
         b.request("remove_path", {"path": lost.name})

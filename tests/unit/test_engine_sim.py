@@ -1025,7 +1025,10 @@ def test_a_removed_path_stays_out_after_a_restart_until_added(tmp_path: pathlib.
         name, path, devnum = out
         assert devnum not in ops.maps[name].active and path not in d.paths
         # the device's facts as the simulation has them (the daemon reads sysfs)
-        d._path_record = lambda spec: sim_scan([d.records[spec]], (), [])[0][spec]  # type: ignore[assignment,method-assign,return-value]
+        async def record(spec: str) -> discovery.PathInfo | None:
+            return sim_scan([d.records[spec]], (), [])[0][spec]
+
+        d._path_record = record  # type: ignore[assignment,method-assign]
         await d.op_add_path(path)
         assert devnum in ops.maps[name].active
 
@@ -1316,3 +1319,34 @@ def test_the_link_watch_starts_with_the_first_network_path_and_only_once(
         ]
 
     run_sim(tmp_path, 1, 2, check)
+
+
+def test_add_path_asked_before_the_coldplug_read_the_disks_waits_for_it(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon answers as soon as the kernel's maps are adopted; an admin's add_path
+    that comes before the coldplug has read the disks waits for it instead of saying
+    'no such block device'."""
+
+    # the device's facts as the simulation has them (the daemon reads sysfs)
+    monkeypatch.setattr(
+        engine.discovery, "path_info", lambda rec, _uid: sim_scan([rec], (), [])[0][rec.sys_name]
+    )
+
+    async def main() -> None:
+        san = SimSan(1, 2)
+        d, ops = make_daemon(san, str(tmp_path), extra=FAST)
+        connect_uevents(d, ops)
+        try:
+            await d.adopt()
+            first = san.paths[0].name
+            asked = asyncio.get_running_loop().create_task(d.op_add_path(first))
+            await asyncio.sleep(0.1)
+            assert not asked.done()  # not refused: waiting for the disks
+            await d.scan()
+            assert (await asyncio.wait_for(asked, 10))["path"] == first
+            await until(lambda: ops.active_paths() == 2, "coldplug")
+        finally:
+            await d.stop()
+
+    asyncio.run(main())
