@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+from dmpath.errors import DmpathError
 from dmpath.lab import guestpython
 from dmpath.lab import topology as topo
 from dmpath.runner import run
@@ -65,7 +66,7 @@ def serve_python_from_ram(outdir: str) -> None:
     failure leaves them on 9p, slower but the same, and says so in one line."""
     try:
         guestpython.unpack(outdir)
-    except (OSError, subprocess.CalledProcessError) as exc:
+    except (OSError, DmpathError) as exc:
         print(f"lab: Python stays on 9p (slower): {exc}", file=sys.stderr, flush=True)
 
 
