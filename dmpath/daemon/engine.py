@@ -73,7 +73,7 @@ from dmpath.policy import (
 from dmpath.policy import nvme as pnvme
 from dmpath.policy.assembly import Member, build_table
 from dmpath.policy.marginal import MarginalPolicy
-from dmpath.protocol import BadRequest, validate_args
+from dmpath.protocol import OPS, BadRequest, validate_args
 from dmpath.protocol import NotFound as NotFoundError
 
 log = logging.getLogger("dmpathd")
@@ -228,10 +228,12 @@ class Daemon:
         #: set once the kernel's existing maps are adopted: until then a request would
         #: be answered as if there were none (see ``serve``)
         self.adopted = asyncio.Event()
-        #: the coldplug has read every disk udev knows: a disk an admin names before that
-        #: may only be unread yet (seen: add_path right after a start said "no such block
-        #: device")
-        self.enumerated = asyncio.Event()
+        #: the coldplug's first pass is done: every disk udev knows is read and every
+        #: map's paths are known. Admin actions wait for it: before it a path may be
+        #: unread yet (seen: add_path or remove_path right after a start said the disk
+        #: was unknown) and a map's paths unseen (seen: a flush then left the map's model
+        #: with no working path)
+        self.scanned = asyncio.Event()
         self.config_path = config_path
         self.socket_path = socket_path or cfg.defaults.socket
         self.dm = DmBackend(cfg.defaults.dm_uuid_prefix, kernel_dm_ops())
@@ -522,11 +524,13 @@ class Daemon:
 
     async def scan(self) -> None:
         """Coldplug: every disk udev knows now, then one re-evaluation."""
-        for rec in await self.io(self.enumerate_disks):
-            self.records[rec.sys_name] = rec
-        self.enumerated.set()
-        self._full_pass = True
-        await self.reevaluate()
+        try:
+            for rec in await self.io(self.enumerate_disks):
+                self.records[rec.sys_name] = rec
+            self._full_pass = True
+            await self.reevaluate()
+        finally:
+            self.scanned.set()  # a failed pass is reported; requests are not held for good
 
     async def stop(self) -> None:
         """Stop checking; leave every map as it is (they keep working without us)."""
@@ -1979,6 +1983,8 @@ class Daemon:
         method = getattr(self, "op_" + op, None)
         if method is None:
             raise NotFoundError(f"unknown operation {op}")
+        if OPS[op].mutating:
+            await self.scanned.wait()
         return await method(**args)
 
     async def op_ping(self) -> dict[str, Any]:
@@ -2077,9 +2083,7 @@ class Daemon:
         return {"path": pr.info.name, "removed": True}
 
     async def _path_record(self, spec: str) -> discovery.PathInfo:
-        """A block device named like sdb, /dev/sdb or 8:16, as a candidate path (once
-        the coldplug has read the disks)."""
-        await self.enumerated.wait()
+        """A block device named like sdb, /dev/sdb or 8:16, as a candidate path."""
         name = spec.removeprefix("/dev/")
         if ":" in name:
             name = os.path.basename(os.path.realpath(f"/sys/dev/block/{name}"))

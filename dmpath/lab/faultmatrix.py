@@ -189,6 +189,18 @@ def _unreported(d: DaemonUnderTest, since: float, words: tuple[str, ...], answer
     return f"no error naming {VICTIM} and {'/'.join(words)} (answer {answer!r}; saw: {seen})"
 
 
+def _wait_reported(d: DaemonUnderTest, since: float, words: tuple[str, ...], answer: str) -> str:
+    """'' once the fault is reported, given ``SETTLE`` s: a step can end before the
+    daemon meets the fault (a create at start, a reinstate by the next check)."""
+    last = ["not asked"]
+
+    def reported() -> bool:
+        last[0] = _unreported(d, since, words, answer)
+        return not last[0]
+
+    return "" if not _wait(reported, SETTLE, "the fault reported") else last[0]
+
+
 def check_invariants(
     d: DaemonUnderTest,
     want: dict[str, int],
@@ -212,7 +224,7 @@ def check_invariants(
     why = _wait(none_suspended, SETTLE, "no map of ours suspended")
     if why:
         bad["suspended"] = ", ".join(n for n, h in our_maps().items() if h.suspended)
-    why = _unreported(d, since, says, answer) if says else ""
+    why = _wait_reported(d, since, says, answer) if says else ""
     if why:
         bad["event"] = why
     try:

@@ -1321,12 +1321,13 @@ def test_the_link_watch_starts_with_the_first_network_path_and_only_once(
     run_sim(tmp_path, 1, 2, check)
 
 
-def test_add_path_asked_before_the_coldplug_read_the_disks_waits_for_it(
+def test_admin_actions_asked_before_the_coldplug_wait_for_its_first_pass(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A daemon answers as soon as the kernel's maps are adopted; an admin's add_path
-    that comes before the coldplug has read the disks waits for it instead of saying
-    'no such block device'."""
+    """A daemon answers as soon as the kernel's maps are adopted; an admin's action that
+    comes before the coldplug's first pass (add_path of a disk not read yet, fail_path of
+    a path not known yet) waits for it instead of being refused, while a read is answered
+    at once."""
 
     # the device's facts as the simulation has them (the daemon reads sysfs)
     monkeypatch.setattr(
@@ -1339,13 +1340,17 @@ def test_add_path_asked_before_the_coldplug_read_the_disks_waits_for_it(
         connect_uevents(d, ops)
         try:
             await d.adopt()
-            first = san.paths[0].name
-            asked = asyncio.get_running_loop().create_task(d.op_add_path(first))
+            first, second = (p.name for p in san.paths[:2])
+            loop = asyncio.get_running_loop()
+            added = loop.create_task(d.handle("add_path", {"path": first}, None))
+            failed = loop.create_task(d.handle("fail_path", {"path": second}, None))
+            assert (await asyncio.wait_for(d.handle("ping", {}, None), 5))["pid"]
             await asyncio.sleep(0.1)
-            assert not asked.done()  # not refused: waiting for the disks
+            assert not added.done() and not failed.done()  # not refused: waiting
             await d.scan()
-            assert (await asyncio.wait_for(asked, 10))["path"] == first
-            await until(lambda: ops.active_paths() == 2, "coldplug")
+            assert (await asyncio.wait_for(added, 10))["path"] == first
+            await asyncio.wait_for(failed, 10)
+            await until(lambda: ops.active_paths() == 1, "coldplug, then one path failed")
         finally:
             await d.stop()
 
