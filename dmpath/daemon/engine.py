@@ -214,6 +214,11 @@ ScanRecords = Callable[
 ]
 
 
+def _queueing_words(enabled: bool | None) -> str:
+    """An admin's queueing request in words (events)."""
+    return "as no_path_retry says" if enabled is None else "on" if enabled else "off"
+
+
 class Daemon:
     def __init__(
         self,
@@ -671,12 +676,19 @@ class Daemon:
         except DmpathError as exc:
             self.event("error", message=f"admin requests not restored: {exc}")
 
-    async def _save_intent(self) -> None:
-        """Write the admin's standing requests (atomically): done at each change."""
+    async def _save_intent(self, map_name: str, request: str) -> None:
+        """Write the admin's standing requests (atomically): done at each change. A write
+        that fails is an error event naming the map and the request it leaves unrecorded
+        (the request itself is carried out)."""
         try:
             await self.io(files.save_intent, self.d.admin_state_file, self.intent)
         except DmpathError as exc:
-            self.event("error", message=f"{exc}: the request will not outlive a restart")
+            self.event(
+                "error",
+                map_name,
+                message=f"admin request '{request}' done but not recorded: {exc}: it will "
+                "not outlive a restart",
+            )
 
     def _new_runtime(self, model: Map, opts: cfgmod.MapOptions) -> MapRuntime:
         """A map's runtime, with the queueing the admin set for its LUN."""
@@ -2057,13 +2069,12 @@ class Daemon:
                 self.intent.queueing.pop(mr.model.wwid, None)
             elif mr.model.wwid:
                 self.intent.queueing[mr.model.wwid] = enabled
-            await self._save_intent()
+            await self._save_intent(mr.model.name, f"queueing {_queueing_words(enabled)}")
             await self.refresh(mr)
         if enabled is None:
             # no_path_retry's count runs again from here
             self._feed(mr, reconcile.Heal())
-        state = "as no_path_retry says" if enabled is None else "on" if enabled else "off"
-        self.event("queueing", mr.model.name, message=f"admin: queueing {state}")
+        self.event("queueing", mr.model.name, message=f"admin: queueing {_queueing_words(enabled)}")
         return {"map": mr.model.name, "queueing": want}
 
     async def op_reconfigure(self) -> dict[str, Any]:
@@ -2077,7 +2088,7 @@ class Daemon:
             async with self._claimed(mr):
                 await self.k(self.md.remove_member, mr.model.name, pr.info.devnode)
         self.intent.removed[pr.info.name] = pr.info.wwid
-        await self._save_intent()
+        await self._save_intent(pr.map_name, f"remove_path {pr.info.name}")
         self._set_candidate(pr.info.name, None)
         await self._drop_paths([pr.info.name])
         return {"path": pr.info.name, "removed": True}
@@ -2116,7 +2127,8 @@ class Daemon:
             self.intent.removed.pop(p, None)
             self.dirty.add(p)
         if changed:
-            await self._save_intent()
+            mr = self.by_wwid.get(wwid)
+            await self._save_intent(mr.model.name if mr else "", f"add {', '.join(paths) or wwid}")
         self.touched.add(wwid)
 
     async def op_create_map(
@@ -2188,7 +2200,7 @@ class Daemon:
             pr.model.fail_count += 1
             pr.model.held = True  # the admin's word stands until they reinstate it
             self.intent.held[pr.info.name] = pr.info.wwid
-            await self._save_intent()
+            await self._save_intent(mr.model.name, f"fail_path {pr.info.name}")
             self.event("path_failed", mr.model.name, pr.info.name, f"admin: failed {pr.info.name}")
             self._absorb(mr, await self._read(mr, full=False))
         return {"map": mr.model.name, "path": pr.info.name, "kernel_state": pr.model.kernel_state}
@@ -2212,7 +2224,7 @@ class Daemon:
             pr.model.held = False
             pr.model.reinstate_count += 1
             if self.intent.held.pop(pr.info.name, None) is not None:
-                await self._save_intent()
+                await self._save_intent(mr.model.name, f"reinstate_path {pr.info.name}")
             was_marginal = reconcile.forgive(mr.health, pr.model)
             self.event(
                 "path_reinstated",
@@ -2261,7 +2273,7 @@ class Daemon:
         self._forget_map(mr)
         if mr.model.wwid:
             self.intent.flushed.add(mr.model.wwid)
-            await self._save_intent()
+            await self._save_intent(name, "flush_map")
         self.event("map_flushed", name, message=f"flushed {name}")
         return {"map": name, "flushed": True}
 

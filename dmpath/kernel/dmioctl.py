@@ -808,8 +808,9 @@ class DmControl:
         """Replace the live table of ``name`` without losing I/O: load, suspend with
         noflush, resume (the order and the flag are explained at
         :func:`dmpath.kernel.dmsetup.reload`). A refused table leaves the map untouched; a
-        failed suspend clears the loaded table again; a failed resume is tried once more,
-        and if it fails again the error says the map is left suspended."""
+        failed suspend clears the loaded table again; a failed resume leaves the map
+        suspended with its new table, and the error says so: resuming it is the caller's
+        next step, where the failure can be reported (a silent retry here hid it)."""
         validate_map_name(name)
         specs = table_specs(table)
         pathless = isinstance(table, MultipathTable) and not table.devs
@@ -825,14 +826,11 @@ class DmControl:
             raise
         try:
             self.resume(name, event_nr=event_nr)
-        except DmpathError:
-            try:
-                self.resume(name, event_nr=event_nr)
-            except DmpathError as again:
-                raise DmIoctlError(
-                    name, "resume", again.errno if isinstance(again, DmIoctlError) else errno.EIO,
-                    "the map is left SUSPENDED with its new table: resume it",
-                ) from again
+        except DmpathError as exc:
+            raise DmIoctlError(
+                name, "resume", exc.errno if isinstance(exc, DmIoctlError) else errno.EIO,
+                "the map is left SUSPENDED with its new table: resume it",
+            ) from exc
 
 
 def _single(specs: Sequence[TargetSpec], target: str) -> bool:

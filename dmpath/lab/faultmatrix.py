@@ -423,14 +423,16 @@ def _files_step(b: Bench, how: str) -> str:
         for f in files.values():
             with open(f, "ab") as fh:
                 fh.write(b"\x00\xff garbage {[ \n")
+    if how == "read-only":
+        # as a root file system mounted read-only is met at boot; a remount under the
+        # running daemon is refused while it holds its history open for writing
+        subprocess.run(["mount", "-o", "remount,ro", state], check=True)
     b.start("", {f"{k.replace('-', '_')}_file": v for k, v in files.items()})
     if how == "full":
         with contextlib.suppress(OSError), open(os.path.join(state, "filler"), "wb") as fh:
             while True:
                 fh.write(b"\0" * 4096)
                 fh.flush()
-    elif how == "read-only":
-        subprocess.run(["mount", "-o", "remount,ro", state], check=True)
     p = b.of(VICTIM)[0]
     answer = b.request("fail_path", {"path": p.name})
     again = b.request("reinstate_path", {"path": p.name})

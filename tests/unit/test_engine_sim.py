@@ -787,6 +787,28 @@ def _drop_paths(d: Daemon, every: bool = False) -> str:
     return name
 
 
+def test_an_admin_request_that_cannot_be_recorded_is_done_and_the_map_told(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A full or read-only state directory: fail_path still fails the path, and the error
+    event names the map and the request that will not outlive a restart."""
+
+    async def check(d: Daemon, ops: SimDmOps, san: SimSan) -> None:
+        (tmp_path / "ro").mkdir()
+        (tmp_path / "ro" / "admin-state").mkdir()  # a write there fails, as on a full disk
+        object.__setattr__(d.d, "admin_state_file", str(tmp_path / "ro" / "admin-state"))
+        path = san.paths[0].name
+        name = d.paths[path].map_name
+        await d.handle("fail_path", {"path": path}, None)
+        assert ops.active_paths() == len(san.paths) - 1
+        errors = [e for e in d.events if e.kind == "error"]
+        assert [e.map for e in errors] == [name]
+        assert f"admin request 'fail_path {path}' done but not recorded" in errors[0].message
+        assert "not outlive a restart" in errors[0].message
+
+    run_sim(tmp_path, 2, 2, check)
+
+
 def test_a_reload_whose_resume_fails_does_not_leave_the_map_suspended(
     tmp_path: pathlib.Path,
 ) -> None:
