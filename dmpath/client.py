@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from dmpath.model import Snapshot
 
 _READ_CHUNK = 64 * 1024
+#: seconds a command waits for the daemon's answer (mpathctl --timeout); an action asked
+#: while dmpathd's start-up scan runs is answered only after that scan's first pass
+DEFAULT_TIMEOUT = 30.0
 
 
 class DaemonNotRunning(DmpathError):
@@ -57,6 +60,7 @@ class DaemonTimeout(Busy):
         super().__init__(
             f"dmpathd did not answer within {timeout:g} s on {socket_path};"
             " it may be busy (the operation may still complete): check with mpathctl status"
+            " (mpathctl --timeout SECONDS waits longer)"
         )
         self.socket_path = socket_path
         self.timeout = timeout
@@ -65,7 +69,9 @@ class DaemonTimeout(Busy):
 class Connection:
     """One connection to the daemon, for several requests in a row (e.g. a watch loop)."""
 
-    def __init__(self, socket_path: str = DEFAULT_SOCKET_PATH, timeout: float = 30.0) -> None:
+    def __init__(
+        self, socket_path: str = DEFAULT_SOCKET_PATH, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self._buf = bytearray()
@@ -163,7 +169,7 @@ def request(
     op: str,
     args: Mapping[str, Any] | None = None,
     socket_path: str = DEFAULT_SOCKET_PATH,
-    timeout: float = 30.0,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> Any:
     """Ask the daemon one thing: connect, send, read the reply, close.
 

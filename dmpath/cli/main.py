@@ -247,6 +247,13 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help=f"control socket of dmpathd (default: ${SOCKET_ENV} or {DEFAULT_SOCKET_PATH})",
     )
     parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=d(client.DEFAULT_TIMEOUT),
+        help=f"how long to wait for dmpathd's answer (default: {client.DEFAULT_TIMEOUT:g} s)",
+    )
+    parser.add_argument(
         "--json", action="store_true", default=d(False), help="machine-readable output"
     )
     parser.add_argument(
@@ -409,6 +416,7 @@ class Ctx:
     out: TextIO
     err: TextIO
     no_color: bool = False
+    timeout: float = client.DEFAULT_TIMEOUT
 
     # rich and the renderers are imported on first use: JSON and actions never need
     # them, and importing them is a third of mpathctl's start (seconds on a slow CPU)
@@ -421,7 +429,7 @@ class Ctx:
         return render_options(self.console)
 
     def request(self, op: str, args: dict[str, Any] | None = None) -> Any:
-        return client.request(op, args, socket_path=self.socket)
+        return client.request(op, args, socket_path=self.socket, timeout=self.timeout)
 
     def print_json(self, obj: Any, *, indent: int | None = 2) -> None:
         # ASCII-only: whatever a device string holds, the output is safe on a terminal
@@ -908,6 +916,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=out,
             err=err,
             no_color=args.no_color,
+            timeout=args.timeout,
         )
         func: Callable[[Ctx, argparse.Namespace], int] = args.func
         return func(ctx, args)

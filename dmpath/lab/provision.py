@@ -81,6 +81,18 @@ def missing_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
     return [p for p in packages if p not in installed]
 
 
+def _apt_get_install(packages: list[str], log: Callable[[str], None]) -> None:
+    log("installing " + " ".join(packages) + " (apt-get)...")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", ["update", "-q"], timeout=900, env=env)
+    run(
+        "apt-get",
+        ["install", "-y", "-q", "--no-install-recommends", *packages],
+        timeout=1800,
+        env=env,
+    )
+
+
 def install_packages(log: Callable[[str], None] = print) -> None:
     """apt-get install whatever is missing (needs root)."""
     missing = missing_packages()
@@ -90,15 +102,7 @@ def install_packages(log: Callable[[str], None] = print) -> None:
         raise LabSetupError(
             "the lab needs these Debian packages: " + " ".join(missing) + " (run as root)"
         )
-    log("installing " + " ".join(missing) + " (apt-get)...")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run("apt-get", ["update", "-q"], timeout=900, env=env)
-    run(
-        "apt-get",
-        ["install", "-y", "-q", "--no-install-recommends", *missing],
-        timeout=1800,
-        env=env,
-    )
+    _apt_get_install(missing, log)
 
 
 #: multipath-tools (multipathd, multipath), what the bench measures against and the os-brick
@@ -118,15 +122,7 @@ def ensure_multipath_tools(log: Callable[[str], None] = print) -> None:
             + " ".join(missing)
             + " (run as root)"
         )
-    log("installing " + " ".join(missing) + " (apt-get)...")
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    run("apt-get", ["update", "-q"], timeout=900, env=env)
-    run(
-        "apt-get",
-        ["install", "-y", "-q", "--no-install-recommends", *missing],
-        timeout=1800,
-        env=env,
-    )
+    _apt_get_install(missing, log)
     still = missing_packages(OPTIONAL_MULTIPATH_TOOLS)
     if still:
         raise LabSetupError("apt-get did not install " + " ".join(still))

@@ -185,6 +185,7 @@ class FakeDaemon:
             "show_config": {"defaults": {"polling_interval": 5}},
         }
         self.raises: dict[str, BaseException] = {}
+        self.timeouts: list[float] = []
 
     def __call__(
         self,
@@ -194,6 +195,7 @@ class FakeDaemon:
         timeout: float = 30.0,
     ) -> Any:
         self.calls.append((op, args, socket_path))
+        self.timeouts.append(timeout)
         if op in self.raises:
             raise self.raises[op]
         return self.replies.get(op, {"message": "done"})
@@ -329,6 +331,9 @@ def test_parse_since_iso_and_junk() -> None:
         ["queueing", "mpatha", "maybe"],
         ["watch", "--interval", "0"],
         ["watch", "--interval", "nan"],
+        ["--timeout", "0", "status"],
+        ["status", "--timeout", "-5"],
+        ["fail", "sdb", "--timeout", "inf"],
         ["show"],
         ["show", "nothing"],
         ["show", "events", "--limit", "-1"],
@@ -406,6 +411,15 @@ def test_socket_option_and_environment(
     monkeypatch.setenv("DMPATH_SOCKET", "/tmp/c.sock")
     run("reconfigure")
     assert [c[2] for c in daemon.calls] == ["/tmp/a.sock", "/tmp/b.sock", "/tmp/c.sock"]
+
+
+def test_timeout_option_bounds_the_wait_for_the_answer(run: Run, daemon: FakeDaemon) -> None:
+    # an action asked during the start-up scan is answered after its first pass: a large
+    # SAN's administrator waits longer than the default rather than be told "busy"
+    run("reconfigure")
+    run("--timeout", "120", "fail", "sdb")
+    run("status", "--timeout", "2.5")
+    assert daemon.timeouts == [client.DEFAULT_TIMEOUT, 120.0, 2.5]
 
 
 def test_refusal_is_one_line_with_force_hint(run: Run, daemon: FakeDaemon) -> None:
